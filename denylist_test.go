@@ -1,0 +1,207 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newTestDenylist(t testing.TB, opts denylistOptions) *denylist {
+	t.Helper()
+	if opts.sizeMB == 0 {
+		opts.sizeMB = 1
+	}
+	if opts.maxTTL == 0 {
+		opts.maxTTL = 720 * time.Hour
+	}
+	d, err := newDenylist(uniqueName(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	return d
+}
+
+func digestOf(token string) *[sha256.Size]byte {
+	sum := sha256.Sum256([]byte(token))
+	return &sum
+}
+
+func TestDenylistExpiry(t *testing.T) {
+	// given a denylist on a fake clock holding a token for one minute
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	if err := d.add(digestOf("tok"), clock.now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	// when less than its lifetime has passed, then it is revoked
+	clock.advance(59 * time.Second)
+	if !d.contains("tok") {
+		t.Fatal("entry rejected nothing before its expiry")
+	}
+
+	// when its expiry has passed, then it no longer rejects
+	clock.advance(time.Second)
+	if d.contains("tok") {
+		t.Fatal("an expired entry still rejects")
+	}
+}
+
+func TestDenylistPastExpiryRecordsNothing(t *testing.T) {
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+
+	if err := d.add(digestOf("old"), clock.now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	if d.contains("old") || d.stats().Entries != 0 {
+		t.Fatalf("an already expired revocation was stored: %+v", d.stats())
+	}
+}
+
+func TestDenylistLanes(t *testing.T) {
+	d := newTestDenylist(t, denylistOptions{maxTTL: 720 * time.Hour})
+	var windows []time.Duration
+	for _, l := range d.lanes {
+		windows = append(windows, l.window)
+	}
+	want := []time.Duration{10 * time.Second, 40 * time.Second, 160 * time.Second, 640 * time.Second,
+		2560 * time.Second, 10240 * time.Second, 40960 * time.Second, 163840 * time.Second, 655360 * time.Second, 720 * time.Hour}
+	if fmt.Sprint(windows) != fmt.Sprint(want) {
+		t.Fatalf("lanes: got %v, want %v", windows, want)
+	}
+
+	small := newTestDenylist(t, denylistOptions{maxTTL: 5 * time.Second})
+	if len(small.lanes) != 1 || small.lanes[0].window != 5*time.Second {
+		t.Fatalf("short maxTTL: got %d lanes", len(small.lanes))
+	}
+}
+
+func TestDenylistShortEntryIsFreed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for bigcache's cleaner")
+	}
+	// given a one-second lane and a long one, holding one entry each
+	d := newTestDenylist(t, denylistOptions{laneBase: time.Second, maxTTL: time.Hour})
+	if err := d.add(digestOf("short"), time.Now().Add(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.add(digestOf("long"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.stats().Entries; got != 2 {
+		t.Fatalf("entries: got %d, want 2", got)
+	}
+
+	// when the short lane's window has passed, then bigcache has freed it
+	deadline := time.Now().Add(6 * time.Second)
+	for d.stats().Entries != 1 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := d.stats().Entries; got != 1 {
+		t.Fatalf("entries after expiry: got %d, want 1", got)
+	}
+	if !d.contains("long") || d.contains("short") {
+		t.Fatal("wrong entry freed")
+	}
+}
+
+func TestDenylistCountsLiveEvictions(t *testing.T) {
+	// given a 1 MiB lane, whose 64 shards hold about 16 KiB each
+	d := newTestDenylist(t, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
+
+	// when far more live entries than fit are added
+	for i := 0; i < 40000; i++ {
+		if err := d.add(digestOf(fmt.Sprint("tok-", i)), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// then the drops are counted, and the newest entries are kept
+	s := d.stats()
+	if s.Evictions == 0 || s.Entries+int(s.Evictions) != 40000 {
+		t.Fatalf("stats: %+v", s)
+	}
+	if !d.contains("tok-39999") {
+		t.Fatal("newest entry missing")
+	}
+}
+
+func TestDenylistConcurrentAddAndContains(t *testing.T) {
+	d := newTestDenylist(t, denylistOptions{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				token := fmt.Sprintf("w%d-%d", w, i)
+				if err := d.add(digestOf(token), time.Now().Add(time.Hour)); err != nil {
+					t.Error(err)
+					return
+				}
+				if !d.contains(token) {
+					t.Errorf("%s not revoked right after add", token)
+					return
+				}
+				if d.contains(token + "-never") {
+					t.Errorf("%s-never reported revoked", token)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if got := d.stats().Revokes; got != 2000 {
+		t.Fatalf("revokes: got %d, want 2000", got)
+	}
+}
+
+func TestSharedDenylist(t *testing.T) {
+	name := uniqueName(t)
+	a, err := sharedDenylist(name, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sharedDenylist(name, denylistOptions{sizeMB: 2, maxTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sharedDenylist(name+"-c", denylistOptions{sizeMB: 1, maxTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || a == c || b.sizeMB != 1 {
+		t.Fatal("denylists are not shared by name")
+	}
+}
+
+func TestDigestHasher(t *testing.T) {
+	h := &digestHasher{}
+	if h.Sum64("\x01\x00\x00\x00\x00\x00\x00\x00rest") != 1 || h.Sum64("\x02") != 2 {
+		t.Fatal("hasher does not read the key's first eight bytes little-endian")
+	}
+}
+
+func BenchmarkDenylistContains(b *testing.B) {
+	d := newTestDenylist(b, denylistOptions{sizeMB: 64})
+	for i := 0; i < 100000; i++ {
+		_ = d.add(digestOf(fmt.Sprint("revoked-", i)), time.Now().Add(time.Hour))
+	}
+	b.Run("unknown", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			d.contains("eyJhbGciOiJIUzI1NiJ9.unknown-token")
+		}
+	})
+	b.Run("revoked", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			d.contains("revoked-42")
+		}
+	})
+}

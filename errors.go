@@ -1,0 +1,37 @@
+package tokenrevocation
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// errorBody encodes the identity service's error shape:
+// {"error": code, "errorDescription": text}. Callers never put token
+// material in either field.
+func errorBody(code, description string) []byte {
+	body, err := json.Marshal(map[string]string{"error": code, "errorDescription": description})
+	if err != nil {
+		return []byte(`{"error":"server_error","errorDescription":"internal error"}`)
+	}
+	return body
+}
+
+// revokedBody is the body sent for a revoked token, encoded once.
+var revokedBody = errorBody("invalid_token", "The access token has been revoked")
+
+// writeError answers with a JSON error in the identity service's shape.
+func writeError(rw http.ResponseWriter, status int, code, description string) {
+	writeJSON(rw, status, errorBody(code, description))
+}
+
+// writeJSON writes every JSON response the middleware makes itself. Responses
+// are never cached (RFC 6749 §5.1, RFC 6750 §3).
+func writeJSON(rw http.ResponseWriter, status int, body []byte) {
+	h := rw.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(status)
+	_, _ = rw.Write(body)
+}

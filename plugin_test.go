@@ -1,0 +1,258 @@
+package tokenrevocation
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		desc   string
+		edit   func(*Config)
+		expErr string
+	}{
+		{desc: "defaults", edit: func(*Config) {}},
+		{desc: "query and header sources", edit: func(c *Config) { c.TokenSources = []string{"header", "query"} }},
+		{desc: "token path off", edit: func(c *Config) { c.TokenPath = "" }},
+		{desc: "zero leeway", edit: func(c *Config) { c.Leeway = "0s" }},
+		{desc: "nil config", expErr: "no configuration"},
+		{desc: "relative revoke path", edit: func(c *Config) { c.RevokePath = "revoke" }, expErr: "invalid revokePath"},
+		{desc: "relative token path", edit: func(c *Config) { c.TokenPath = "token" }, expErr: "invalid tokenPath"},
+		{desc: "token path equals revoke path", edit: func(c *Config) { c.TokenPath = c.RevokePath }, expErr: "invalid tokenPath"},
+		{desc: "stats path equals revoke path", edit: func(c *Config) { c.StatsPath = c.RevokePath }, expErr: "invalid statsPath"},
+		{desc: "bad access TTL", edit: func(c *Config) { c.AccessTokenTTL = "soon" }, expErr: "invalid accessTokenTTL"},
+		{desc: "zero refresh TTL", edit: func(c *Config) { c.RefreshTokenTTL = "0s" }, expErr: "invalid refreshTokenTTL"},
+		{desc: "negative max TTL", edit: func(c *Config) { c.MaxTTL = "-1h" }, expErr: "invalid maxTTL"},
+		{desc: "empty max TTL", edit: func(c *Config) { c.MaxTTL = "" }, expErr: "invalid maxTTL"},
+		{desc: "negative leeway", edit: func(c *Config) { c.Leeway = "-1s" }, expErr: "invalid leeway"},
+		{desc: "zero cache size", edit: func(c *Config) { c.CacheSizeMB = 0 }, expErr: "invalid cacheSizeMB"},
+		{desc: "negative body limit", edit: func(c *Config) { c.MaxBodyBytes = -1 }, expErr: "invalid maxBodyBytes"},
+		{desc: "no token sources", edit: func(c *Config) { c.TokenSources = nil }, expErr: "invalid tokenSources"},
+		{desc: "unknown token source", edit: func(c *Config) { c.TokenSources = []string{"cookie"} }, expErr: "invalid tokenSources"},
+		{desc: "quote in realm", edit: func(c *Config) { c.Realm = `a"b` }, expErr: "invalid realm"},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			var cfg *Config
+			if test.edit != nil {
+				cfg = CreateConfig()
+				test.edit(cfg)
+			}
+			h, err := New(context.Background(), &upstream{}, cfg, uniqueName(t))
+			if test.expErr == "" {
+				if err != nil || h == nil {
+					t.Fatalf("New: unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), test.expErr) {
+				t.Fatalf("New: got error %v, want one containing %q", err, test.expErr)
+			}
+		})
+	}
+}
+
+func TestServeHTTP(t *testing.T) {
+	const revoked = "revoked-token.abc_DEF~+/=="
+	tests := []struct {
+		desc       string
+		sources    []string
+		build      func() *http.Request
+		expStatus  int
+		expCalled  bool
+		expAuthHdr string
+	}{
+		{desc: "no token passes", build: func() *http.Request { return apiRequest("") }, expStatus: 200, expCalled: true},
+		{desc: "unknown token passes", build: func() *http.Request { return apiRequest("good-token") }, expStatus: 200, expCalled: true},
+		{desc: "revoked token rejected", build: func() *http.Request { return apiRequest(revoked) }, expStatus: 401, expAuthHdr: revokedChallenge},
+		{
+			desc: "scheme is case-insensitive",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("Authorization", "bEaReR "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "extra spaces after the scheme",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("Authorization", "Bearer    "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "revoked token in a second Authorization header",
+			build: func() *http.Request {
+				req := apiRequest("good-token")
+				req.Header.Add("Authorization", "Bearer "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "basic credentials pass",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.SetBasicAuth("user", "pass")
+				return req
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc: "non-b64token bearer is not a token",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("Authorization", "Bearer a,b")
+				return req
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc: "query token ignored by default",
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?access_token="+revoked, nil)
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc:    "query token rejected when configured",
+			sources: []string{"header", "query"},
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?access_token=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:    "header ignored when only query is configured",
+			sources: []string{"query"},
+			build:   func() *http.Request { return apiRequest(revoked) },
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc: "revoked token on the revoke path is not enforced",
+			build: func() *http.Request {
+				req := revokeRequest("token=other&client_id=c")
+				req.Header.Set("Authorization", "Bearer "+revoked)
+				return req
+			},
+			expStatus: 200, expCalled: true,
+		},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			next := &upstream{}
+			m := newTestMiddleware(t, next, nil, func(c *Config) {
+				if test.sources != nil {
+					c.TokenSources = test.sources
+				}
+			})
+			revoke(t, m, strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(revoked), "access_token")
+			before := next.calls()
+
+			rw := serve(m, test.build())
+
+			if rw.Code != test.expStatus {
+				t.Errorf("status: got %d, want %d", rw.Code, test.expStatus)
+			}
+			if called := next.calls() > before; called != test.expCalled {
+				t.Errorf("next called: got %v, want %v", called, test.expCalled)
+			}
+			if got := rw.Header().Get("WWW-Authenticate"); got != test.expAuthHdr {
+				t.Errorf("WWW-Authenticate: got %q, want %q", got, test.expAuthHdr)
+			}
+			if test.expStatus == http.StatusUnauthorized {
+				assertJSONError(t, rw, "invalid_token", "The access token has been revoked")
+				if strings.Contains(rw.Body.String(), "revoked-token") {
+					t.Errorf("body echoes the token: %s", rw.Body.String())
+				}
+			}
+		})
+	}
+}
+
+func TestServeHTTPSharedAcrossRoutersAndReloads(t *testing.T) {
+	cfg := CreateConfig()
+	cfg.CacheSizeMB = 1
+	name := uniqueName(t)
+	routerA, err := New(context.Background(), &upstream{}, cfg, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextB := &upstream{}
+	routerB, err := New(context.Background(), nextB, cfg, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	revoke(t, routerA, "shared-token", "")
+
+	if rw := serve(routerB, apiRequest("shared-token")); rw.Code != http.StatusUnauthorized || nextB.calls() != 0 {
+		t.Fatalf("router B: status %d, upstream calls %d; want 401 and none", rw.Code, nextB.calls())
+	}
+	// A reload builds fresh instances, possibly with other settings.
+	reloaded := CreateConfig()
+	reloaded.CacheSizeMB = 1
+	reloaded.AccessTokenTTL = "2h"
+	routerC, err := New(context.Background(), &upstream{}, reloaded, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw := serve(routerC, apiRequest("shared-token")); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("after reload: status %d, want 401", rw.Code)
+	}
+	// A differently named denylist never sees it.
+	other := CreateConfig()
+	other.CacheSizeMB = 1
+	other.Denylist = name + "-other"
+	routerD, err := New(context.Background(), &upstream{}, other, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw := serve(routerD, apiRequest("shared-token")); rw.Code != http.StatusOK {
+		t.Fatalf("other denylist: status %d, want 200", rw.Code)
+	}
+}
+
+func TestServeHTTPStats(t *testing.T) {
+	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.StatsPath = "/_revocation/stats" })
+	revoke(t, m, "token-1", "")
+	serve(m, apiRequest("token-1"))
+
+	rw := serve(m, httptest.NewRequest(http.MethodGet, "/_revocation/stats", nil))
+
+	var got denylistStats
+	if err := json.Unmarshal(rw.Body.Bytes(), &got); err != nil || rw.Code != 200 {
+		t.Fatalf("stats: %d %s (%v)", rw.Code, rw.Body.String(), err)
+	}
+	if got.Entries != 1 || got.Hits != 1 || got.Revokes != 1 || got.Evictions != 0 {
+		t.Fatalf("stats: got %+v", got)
+	}
+}
+
+// assertJSONError checks the identity service's error shape.
+func assertJSONError(t *testing.T, rw *httptest.ResponseRecorder, expCode, expDescription string) {
+	t.Helper()
+	if ct := rw.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type: got %q, want application/json", ct)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(rw.Body.Bytes(), &body); err != nil {
+		t.Fatalf("body %q is not JSON: %v", rw.Body.String(), err)
+	}
+	if body["error"] != expCode {
+		t.Errorf("error: got %q, want %q", body["error"], expCode)
+	}
+	if expDescription != "" && body["errorDescription"] != expDescription {
+		t.Errorf("errorDescription: got %q, want %q", body["errorDescription"], expDescription)
+	}
+	if body["errorDescription"] == "" || len(body) != 2 {
+		t.Errorf("body: got %v, want exactly error and errorDescription", body)
+	}
+}

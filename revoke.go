@@ -1,0 +1,196 @@
+package tokenrevocation
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// serveRevoke handles a POST to the revoke endpoint (RFC 7009). It checks the
+// request, replays it byte for byte to the identity service, and records the
+// token only when the service answers 2xx.
+func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
+	s := m.settings
+	if !isFormContentType(req.Header.Get("Content-Type")) {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return
+	}
+	body, ok := m.readBody(rw, req)
+	if !ok {
+		return
+	}
+	form, err := parseForm(body)
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body is not a valid form: "+err.Error())
+		return
+	}
+	token := form.Get("token")
+	if token == "" {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The token parameter is required")
+		return
+	}
+	hint, hinted := form["token_type_hint"]
+	if hinted && hint[0] != "access_token" && hint[0] != "refresh_token" {
+		writeError(rw, http.StatusBadRequest, "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
+		return
+	}
+	if s.requireClientAuth && !hasBasicAuth(req.Header.Get("Authorization")) && form.Get("client_id") == "" {
+		rw.Header().Set("WWW-Authenticate", s.basicChallenge)
+		writeError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication is required")
+		return
+	}
+
+	rec := &revokeRecorder{rw: rw, list: m.list, digest: sha256.Sum256([]byte(token))}
+	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
+	m.next.ServeHTTP(rec, req)
+	if !rec.wrote {
+		// A handler that writes nothing has Go's server answer 200.
+		rec.WriteHeader(http.StatusOK)
+	}
+}
+
+// expiryFor returns when the revocation of token may be forgotten: a JWT's exp
+// plus leeway, otherwise the TTL for its hint (the longer one without a hint),
+// and never later than maxTTL from now.
+func (m *middleware) expiryFor(token, hint string) time.Time {
+	s := m.settings
+	now := m.list.now()
+	limit := now.Add(s.maxTTL)
+	if exp, ok := jwtExpiry(token); ok {
+		expiry := exp.Add(s.leeway)
+		if expiry.After(limit) {
+			return limit
+		}
+		return expiry
+	}
+	ttl := s.refreshTokenTTL
+	switch {
+	case hint == "access_token":
+		ttl = s.accessTokenTTL
+	case hint == "" && s.accessTokenTTL > ttl:
+		ttl = s.accessTokenTTL
+	}
+	if ttl > s.maxTTL {
+		ttl = s.maxTTL
+	}
+	return now.Add(ttl)
+}
+
+// refreshRevoked checks a POST to the token endpoint. A refresh grant for a
+// revoked refresh token gets 400 invalid_grant; any other request goes on
+// with its body intact. It reports whether it answered the request.
+func (m *middleware) refreshRevoked(rw http.ResponseWriter, req *http.Request) bool {
+	if !isFormContentType(req.Header.Get("Content-Type")) {
+		return false
+	}
+	body, ok := m.readBody(rw, req)
+	if !ok {
+		return true
+	}
+	form, err := parseForm(body)
+	if err != nil {
+		// A body the middleware cannot read unambiguously could hide a
+		// revoked refresh token from it while the upstream still reads one.
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body is not a valid form: "+err.Error())
+		return true
+	}
+	if form.Get("grant_type") == "refresh_token" {
+		if token := form.Get("refresh_token"); token != "" && m.list.contains(token) {
+			writeError(rw, http.StatusBadRequest, "invalid_grant", "The refresh token has been revoked")
+			return true
+		}
+	}
+	return false
+}
+
+// readBody reads a request body of at most maxBodyBytes and puts an identical
+// copy back for the upstream. Over the limit it answers 413; ok is false when
+// it has answered.
+func (m *middleware) readBody(rw http.ResponseWriter, req *http.Request) (body []byte, ok bool) {
+	limit := m.settings.maxBodyBytes
+	if req.ContentLength > limit {
+		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", "The request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+		return nil, false
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, true
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	_ = req.Body.Close()
+	if int64(len(body)) > limit {
+		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", "The request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+		return nil, false
+	}
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body could not be read")
+		return nil, false
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return body, true
+}
+
+// serveStats answers the stats path with the denylist's counters.
+func (m *middleware) serveStats(rw http.ResponseWriter) {
+	body, err := json.Marshal(m.list.stats())
+	if err != nil {
+		writeError(rw, http.StatusInternalServerError, "server_error", "The denylist stats could not be encoded")
+		return
+	}
+	writeJSON(rw, http.StatusOK, body)
+}
+
+// revokeRecorder passes the identity service's response through unchanged and
+// records the revocation at the moment a 2xx status is written, before any of
+// the response can reach the client: once the client has its answer, the
+// token is already rejected everywhere.
+type revokeRecorder struct {
+	rw     http.ResponseWriter
+	list   *denylist
+	digest [sha256.Size]byte
+	expiry time.Time
+	wrote  bool
+}
+
+// Header returns the underlying writer's header map.
+func (r *revokeRecorder) Header() http.Header {
+	return r.rw.Header()
+}
+
+// WriteHeader records the revocation on the first final 2xx status.
+func (r *revokeRecorder) WriteHeader(code int) {
+	if !r.wrote && code >= 200 {
+		r.wrote = true
+		if code < 300 {
+			if err := r.list.add(&r.digest, r.expiry); err != nil {
+				log.Printf("tokenrevocation: ERROR a confirmed revocation was not recorded: %v", err)
+			}
+		}
+	}
+	r.rw.WriteHeader(code)
+}
+
+// Write writes body bytes; a Write with no status first means 200.
+func (r *revokeRecorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.rw.Write(b)
+}
+
+// Flush passes a flush on when the underlying writer supports it.
+func (r *revokeRecorder) Flush() {
+	if f, ok := r.rw.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (r *revokeRecorder) Unwrap() http.ResponseWriter {
+	return r.rw
+}

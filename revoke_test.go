@@ -1,0 +1,262 @@
+package tokenrevocation
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServeRevoke(t *testing.T) {
+	tests := []struct {
+		desc        string
+		edit        func(*Config)
+		contentType string
+		basic       bool
+		body        string
+		method      string
+		expStatus   int
+		expError    string
+		expCalled   bool
+		expRecorded bool
+		expBasic    bool
+	}{
+		{desc: "valid revoke is forwarded and recorded", basic: true, body: "token=tok-1&token_type_hint=access_token", expStatus: 200, expCalled: true, expRecorded: true},
+		{desc: "client_id in the body is client auth", body: "token=tok-1&client_id=app", expStatus: 200, expCalled: true, expRecorded: true},
+		{desc: "charset parameter is allowed", contentType: "application/x-www-form-urlencoded; charset=UTF-8", basic: true, body: "token=tok-1", expStatus: 200, expCalled: true, expRecorded: true},
+		{desc: "wrong content type", contentType: "application/json", basic: true, body: `{"token":"tok-1"}`, expStatus: 400, expError: "invalid_request"},
+		{desc: "missing content type", contentType: "-", basic: true, body: "token=tok-1", expStatus: 400, expError: "invalid_request"},
+		{desc: "body too large", edit: func(c *Config) { c.MaxBodyBytes = 16 }, basic: true, body: "token=" + strings.Repeat("a", 32), expStatus: 413, expError: "invalid_request"},
+		{desc: "body at the limit", edit: func(c *Config) { c.MaxBodyBytes = 16 }, basic: true, body: "token=" + strings.Repeat("a", 10), expStatus: 200, expCalled: true, expRecorded: true},
+		{desc: "token missing", basic: true, body: "token_type_hint=access_token", expStatus: 400, expError: "invalid_request"},
+		{desc: "token empty", basic: true, body: "token=", expStatus: 400, expError: "invalid_request"},
+		{desc: "empty body", basic: true, body: "", expStatus: 400, expError: "invalid_request"},
+		{desc: "token repeated", basic: true, body: "token=tok-1&token=tok-2", expStatus: 400, expError: "invalid_request"},
+		{desc: "malformed form", basic: true, body: "token=%zz", expStatus: 400, expError: "invalid_request"},
+		{desc: "unsupported hint", basic: true, body: "token=tok-1&token_type_hint=id_token", expStatus: 400, expError: "unsupported_token_type"},
+		{desc: "empty hint", basic: true, body: "token=tok-1&token_type_hint=", expStatus: 400, expError: "unsupported_token_type"},
+		{desc: "no client credentials", body: "token=tok-1", expStatus: 401, expError: "invalid_client", expBasic: true},
+		{desc: "bearer is not client auth", contentType: "", body: "token=tok-1", expStatus: 401, expError: "invalid_client", expBasic: true},
+		{desc: "client auth not required", edit: func(c *Config) { c.RequireClientAuth = false }, body: "token=tok-1", expStatus: 200, expCalled: true, expRecorded: true},
+		{desc: "GET passes through untouched", method: http.MethodGet, body: "", expStatus: 200, expCalled: true},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			next := &upstream{}
+			m := newTestMiddleware(t, next, nil, test.edit)
+			method := test.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req := httptest.NewRequest(method, "/api/id/v1/auth/token/revoke", strings.NewReader(test.body))
+			switch test.contentType {
+			case "":
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			case "-":
+			default:
+				req.Header.Set("Content-Type", test.contentType)
+			}
+			if test.basic {
+				req.SetBasicAuth("client", "secret")
+			} else if test.desc == "bearer is not client auth" {
+				req.Header.Set("Authorization", "Bearer some-token")
+			}
+
+			rw := serve(m, req)
+
+			if rw.Code != test.expStatus {
+				t.Fatalf("status: got %d, want %d (%s)", rw.Code, test.expStatus, rw.Body.String())
+			}
+			if called := next.calls() == 1; called != test.expCalled {
+				t.Errorf("upstream called: got %v, want %v", called, test.expCalled)
+			}
+			if test.expError != "" {
+				assertJSONError(t, rw, test.expError, "")
+				if strings.Contains(rw.Body.String(), "tok-1") || strings.Contains(rw.Body.String(), "aaaa") {
+					t.Errorf("error body echoes the token: %s", rw.Body.String())
+				}
+			}
+			if got := rw.Header().Get("WWW-Authenticate"); test.expBasic != (got == `Basic realm="tokenrevocation"`) {
+				t.Errorf("WWW-Authenticate: got %q", got)
+			}
+			recorded := serve(m, apiRequest("tok-1")).Code == http.StatusUnauthorized ||
+				serve(m, apiRequest(strings.Repeat("a", 10))).Code == http.StatusUnauthorized
+			if recorded != test.expRecorded {
+				t.Errorf("recorded: got %v, want %v", recorded, test.expRecorded)
+			}
+		})
+	}
+}
+
+func TestServeRevokeReplaysRequestAndResponse(t *testing.T) {
+	next := &upstream{status: http.StatusOK, reply: `{"revoked":true}`, headers: map[string]string{"X-Upstream": "id-service"}}
+	m := newTestMiddleware(t, next, nil, nil)
+	body := "token=tok%2B1&token_type_hint=refresh_token&client_id=app&extra=%E2%9C%93"
+	req := revokeRequest(body)
+	req.Header.Set("X-Request-Id", "r-1")
+	want := req.Header.Clone()
+
+	rw := serve(m, req)
+
+	if next.body != body {
+		t.Errorf("upstream body: got %q, want %q", next.body, body)
+	}
+	for k, v := range want {
+		if got := next.header.Values(k); strings.Join(got, ",") != strings.Join(v, ",") {
+			t.Errorf("upstream header %s: got %q, want %q", k, got, v)
+		}
+	}
+	if rw.Code != 200 || rw.Body.String() != `{"revoked":true}` || rw.Header().Get("X-Upstream") != "id-service" {
+		t.Errorf("client response: %d %q %v", rw.Code, rw.Body.String(), rw.Header())
+	}
+	if serve(m, apiRequest("tok+1")).Code != http.StatusUnauthorized {
+		t.Errorf("token not recorded")
+	}
+}
+
+func TestServeRevokeUpstreamFailure(t *testing.T) {
+	tests := []struct {
+		desc      string
+		status    int
+		reply     string
+		expStatus int
+	}{
+		{desc: "bad client credentials", status: 401, reply: `{"error":"invalid_client","errorDescription":"bad secret"}`, expStatus: 401},
+		{desc: "upstream rejects", status: 400, reply: `{"error":"invalid_request","errorDescription":"no"}`, expStatus: 400},
+		{desc: "upstream error", status: 500, reply: `{"error":"server_error","errorDescription":"boom"}`, expStatus: 500},
+		{desc: "upstream unreachable (proxy answers 502)", status: 502, reply: "Bad Gateway", expStatus: 502},
+		{desc: "redirect is not success", status: 302, expStatus: 302},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			next := &upstream{status: test.status, reply: test.reply}
+			m := newTestMiddleware(t, next, nil, nil)
+
+			rw := serve(m, revokeRequest("token=tok-1"))
+
+			if rw.Code != test.expStatus || rw.Body.String() != test.reply {
+				t.Errorf("client response: got %d %q, want %d %q", rw.Code, rw.Body.String(), test.expStatus, test.reply)
+			}
+			if m.list.contains("tok-1") {
+				t.Errorf("a failed revoke was recorded")
+			}
+		})
+	}
+}
+
+func TestServeRevokeRecordsBeforeResponseIsWritten(t *testing.T) {
+	var m *middleware
+	var seenDuringResponse int
+	next := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.WriteHeader(http.StatusOK)
+		// The status is out: a client could already act on it.
+		seenDuringResponse = serve(m, apiRequest("tok-early")).Code
+	})
+	m = newTestMiddleware(t, next, nil, nil)
+
+	serve(m, revokeRequest("token=tok-early"))
+
+	if seenDuringResponse != http.StatusUnauthorized {
+		t.Fatalf("token not yet enforced once the 200 was written: got %d", seenDuringResponse)
+	}
+}
+
+func TestServeRevokeStreamedBodyTooLarge(t *testing.T) {
+	next := &upstream{}
+	m := newTestMiddleware(t, next, nil, func(c *Config) { c.MaxBodyBytes = 64 })
+	req := revokeRequest("")
+	req.Body = http.NoBody
+	req.Body = readCloser{bytes.NewReader([]byte("token=" + strings.Repeat("x", 100)))}
+	req.ContentLength = -1
+
+	rw := serve(m, req)
+
+	if rw.Code != http.StatusRequestEntityTooLarge || next.calls() != 0 {
+		t.Fatalf("got %d with %d upstream calls, want 413 and none", rw.Code, next.calls())
+	}
+	assertJSONError(t, rw, "invalid_request", "The request body exceeds 64 bytes")
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
+
+func TestServeToken(t *testing.T) {
+	tests := []struct {
+		desc      string
+		body      string
+		ctype     string
+		expStatus int
+		expError  string
+		expCalled bool
+	}{
+		{desc: "revoked refresh token refused", body: "grant_type=refresh_token&refresh_token=rt-revoked", expStatus: 400, expError: "invalid_grant"},
+		{desc: "good refresh token passes", body: "grant_type=refresh_token&refresh_token=rt-good", expStatus: 200, expCalled: true},
+		{desc: "other grant passes", body: "grant_type=client_credentials&refresh_token=rt-revoked", expStatus: 200, expCalled: true},
+		{desc: "non-form body passes", ctype: "application/json", body: `{"grant_type":"refresh_token"}`, expStatus: 200, expCalled: true},
+		{desc: "repeated refresh_token refused", body: "grant_type=refresh_token&refresh_token=rt-good&refresh_token=rt-revoked", expStatus: 400, expError: "invalid_request"},
+		{desc: "oversized body refused", body: "grant_type=refresh_token&refresh_token=" + strings.Repeat("r", 70000), expStatus: 413, expError: "invalid_request"},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			next := &upstream{}
+			m := newTestMiddleware(t, next, nil, nil)
+			revoke(t, m, "rt-revoked", "refresh_token")
+			before := next.calls()
+			req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token", strings.NewReader(test.body))
+			ctype := test.ctype
+			if ctype == "" {
+				ctype = "application/x-www-form-urlencoded"
+			}
+			req.Header.Set("Content-Type", ctype)
+
+			rw := serve(m, req)
+
+			if rw.Code != test.expStatus {
+				t.Fatalf("status: got %d, want %d", rw.Code, test.expStatus)
+			}
+			if called := next.calls() > before; called != test.expCalled {
+				t.Fatalf("upstream called: got %v, want %v", called, test.expCalled)
+			}
+			if test.expCalled && next.body != test.body {
+				t.Errorf("upstream body: got %q, want %q", next.body, test.body)
+			}
+			if test.expError != "" {
+				assertJSONError(t, rw, test.expError, "")
+			}
+		})
+	}
+}
+
+func TestExpiryFor(t *testing.T) {
+	clock := newFakeClock()
+	m := newTestMiddleware(t, &upstream{}, clock, func(c *Config) {
+		c.AccessTokenTTL = "1h"
+		c.RefreshTokenTTL = "48h"
+		c.MaxTTL = "24h"
+		c.Leeway = "60s"
+	})
+	now := clock.now()
+	tests := []struct {
+		desc  string
+		token string
+		hint  string
+		exp   time.Duration
+	}{
+		{desc: "opaque access token", token: "opaque", hint: "access_token", exp: time.Hour},
+		{desc: "opaque refresh token capped by maxTTL", token: "opaque", hint: "refresh_token", exp: 24 * time.Hour},
+		{desc: "opaque without hint takes the longer TTL, capped", token: "opaque", exp: 24 * time.Hour},
+		{desc: "JWT lives until exp plus leeway", token: makeJWT(now.Add(10 * time.Minute).Unix()), hint: "refresh_token", exp: 11 * time.Minute},
+		{desc: "JWT capped by maxTTL", token: makeJWT(now.Add(100 * time.Hour).Unix()), exp: 24 * time.Hour},
+		{desc: "expired JWT", token: makeJWT(now.Add(-time.Hour).Unix()), exp: -59 * time.Minute},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			if got := m.expiryFor(test.token, test.hint).Sub(now); got != test.exp {
+				t.Errorf("lifetime: got %s, want %s", got, test.exp)
+			}
+		})
+	}
+}

@@ -1,0 +1,103 @@
+package tokenrevocation
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"mime"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// b64tokenChars is RFC 6750's b64token alphabet, without its trailing "=".
+const b64tokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+// bearerToken returns the token of an RFC 6750 "Bearer" credential, with the
+// scheme matched case-insensitively, or "" when value is not one. The scan
+// runs in strings.Trim, compiled code, rather than a loop in the interpreter.
+func bearerToken(value string) string {
+	if len(value) < 8 || value[6] != ' ' || !strings.EqualFold(value[:6], "Bearer") {
+		return ""
+	}
+	token := strings.TrimLeft(value[7:], " ")
+	if !isB64token(token) {
+		return ""
+	}
+	return token
+}
+
+// isB64token reports whether s matches b64token = 1*(ALPHA / DIGIT / "-" /
+// "." / "_" / "~" / "+" / "/") *"=".
+func isB64token(s string) bool {
+	body := strings.TrimRight(s, "=")
+	return body != "" && strings.Trim(body, b64tokenChars) == ""
+}
+
+// hasBasicAuth reports whether value is an HTTP Basic credential.
+func hasBasicAuth(value string) bool {
+	return len(value) > 6 && value[5] == ' ' && strings.EqualFold(value[:5], "Basic") &&
+		strings.TrimSpace(value[6:]) != ""
+}
+
+// isFormContentType reports whether the Content-Type header value names
+// application/x-www-form-urlencoded, parameters such as charset allowed.
+func isFormContentType(value string) bool {
+	mediaType, _, err := mime.ParseMediaType(value)
+	return err == nil && mediaType == "application/x-www-form-urlencoded"
+}
+
+// errDuplicateParam is returned for a form that repeats a parameter: RFC 6749
+// §3.2 forbids it, and replaying such a body could let the upstream act on
+// one value while the middleware records another.
+var errDuplicateParam = errors.New("parameters must not be included more than once")
+
+// parseForm decodes an application/x-www-form-urlencoded body. It fails on
+// malformed encoding and on a repeated parameter.
+func parseForm(body []byte) (url.Values, error) {
+	values, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range values {
+		if len(v) > 1 {
+			return nil, errDuplicateParam
+		}
+	}
+	return values, nil
+}
+
+// jwtExpiry returns the exp claim of a token shaped like a JWT (three
+// base64url segments whose middle one is a JSON object with a numeric exp).
+// The payload is not verified: it only sets how long a revocation is kept,
+// never which token is revoked. ok is false for any other token.
+func jwtExpiry(token string) (expiry time.Time, ok bool) {
+	first := strings.IndexByte(token, '.')
+	if first <= 0 {
+		return time.Time{}, false
+	}
+	rest := token[first+1:]
+	second := strings.IndexByte(rest, '.')
+	if second <= 0 || second == len(rest)-1 || strings.IndexByte(rest[second+1:], '.') >= 0 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(rest[:second], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return time.Time{}, false
+	}
+	raw, found := claims["exp"]
+	if !found {
+		return time.Time{}, false
+	}
+	var exp float64
+	if err := json.Unmarshal(raw, &exp); err != nil || math.IsNaN(exp) || exp <= 0 || exp > 1e12 {
+		return time.Time{}, false
+	}
+	sec, frac := math.Modf(exp)
+	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
