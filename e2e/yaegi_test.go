@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/edgerevoke/tokenrevocation/e2e/harness"
+	"github.com/mitchellh/mapstructure"
+	"github.com/traefik/yaegi/interp"
+	"github.com/traefik/yaegi/stdlib"
+	"github.com/traefik/yaegi/stdlib/syscall"
+	"github.com/traefik/yaegi/stdlib/unsafe"
+)
+
+// loadPlugin imports the plugin from source into a Yaegi interpreter set up as
+// Traefik sets it up (pkg/plugins/middlewareyaegi.go: GoPath layout, stdlib,
+// and unsafe and syscall symbols when useUnsafe is on).
+func loadPlugin(t *testing.T, useUnsafe bool) (*interp.Interpreter, error) {
+	t.Helper()
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gopath := t.TempDir()
+	if _, err := harness.PluginTree(root, gopath); err != nil {
+		t.Fatal(err)
+	}
+	i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		t.Fatal(err)
+	}
+	if useUnsafe {
+		if err := i.Use(unsafe.Symbols); err != nil {
+			t.Fatal(err)
+		}
+		if err := i.Use(syscall.Symbols); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = i.Eval(`import "github.com/edgerevoke/tokenrevocation"`)
+	return i, err
+}
+
+func TestYaegiNeedsUnsafe(t *testing.T) {
+	if _, err := loadPlugin(t, false); err == nil || !strings.Contains(err.Error(), "unsafe") {
+		t.Fatalf("import without unsafe symbols: got %v, want an unsafe error", err)
+	}
+}
+
+func TestYaegiRevokeThenReject(t *testing.T) {
+	i, err := loadPlugin(t, true)
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	fnNew, err := i.Eval("tokenrevocation.New")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnCreateConfig, err := i.Eval("tokenrevocation.CreateConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fnCreateConfig.Call(nil)[0]
+	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           cfg.Interface(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := decoder.Decode(map[string]any{"tokenSources": "header,query", "cacheSizeMB": "8"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var calls int
+	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		calls++
+		rw.WriteHeader(http.StatusOK)
+	})
+	newHandler := func(name string) http.Handler {
+		res := fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), cfg, reflect.ValueOf(name)})
+		if errV := res[1].Interface(); errV != nil {
+			t.Fatalf("New: %v", errV)
+		}
+		return res[0].Interface().(http.Handler)
+	}
+	routerA, routerB := newHandler("revocation@file"), newHandler("revocation@file")
+
+	req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token/revoke", strings.NewReader("token=yaegi-token&token_type_hint=access_token"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("client", "secret")
+	rw := httptest.NewRecorder()
+	routerA.ServeHTTP(rw, req)
+	if rw.Code != http.StatusOK || calls != 1 {
+		t.Fatalf("revoke: %d, upstream calls %d", rw.Code, calls)
+	}
+
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, "/api/things", nil),
+		httptest.NewRequest(http.MethodGet, "/api/things?access_token=yaegi-token", nil),
+	} {
+		if r.URL.RawQuery == "" {
+			r.Header.Set("Authorization", "Bearer yaegi-token")
+		}
+		rw = httptest.NewRecorder()
+		routerB.ServeHTTP(rw, r)
+		if rw.Code != http.StatusUnauthorized || !strings.Contains(rw.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Fatalf("revoked token on %s: %d %v", r.URL, rw.Code, rw.Header())
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("a rejected request reached the upstream")
+	}
+
+	good := httptest.NewRequest(http.MethodGet, "/api/things", nil)
+	good.Header.Set("Authorization", "Bearer another-token")
+	rw = httptest.NewRecorder()
+	routerB.ServeHTTP(rw, good)
+	if rw.Code != http.StatusOK || calls != 2 {
+		t.Fatalf("good token: %d", rw.Code)
+	}
+}
