@@ -55,7 +55,9 @@ func (u *upstream) calls() int {
 // fakeClock is an injectable clock for the denylist.
 type fakeClock struct{ ns int64 }
 
-func newFakeClock() *fakeClock { return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()} }
+func newFakeClock() *fakeClock {
+	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+}
 
 func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
 func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }

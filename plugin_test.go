@@ -130,9 +130,9 @@ func TestServeHTTP(t *testing.T) {
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
-			desc:    "header ignored when only query is configured",
-			sources: []string{"query"},
-			build:   func() *http.Request { return apiRequest(revoked) },
+			desc:      "header ignored when only query is configured",
+			sources:   []string{"query"},
+			build:     func() *http.Request { return apiRequest(revoked) },
 			expStatus: 200, expCalled: true,
 		},
 		{
