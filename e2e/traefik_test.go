@@ -442,7 +442,7 @@ func TestTraefikConcurrentLoadWithRevocations(t *testing.T) {
 				requests.Add(1)
 				at := revokedAt[idx].Load()
 				switch {
-				case idx >= toRevoke && resp.StatusCode != 200:
+				case idx >= toRevoke && resp.StatusCode != http.StatusOK:
 					goodRejects.Add(1)
 				case at != 0 && at < sentAt && resp.StatusCode != http.StatusUnauthorized:
 					lateAccepts.Add(1)

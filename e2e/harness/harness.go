@@ -227,7 +227,7 @@ func Start(o Options) (*Traefik, error) {
 	for {
 		select {
 		case <-t.done:
-			return nil, fmt.Errorf("harness: Traefik exited early: %v\n%s", t.exitErr, t.Log())
+			return nil, fmt.Errorf("harness: Traefik exited early: %w\n%s", t.exitErr, t.Log())
 		default:
 		}
 		if resp, err := http.Get(pingURL); err == nil {
