@@ -11,7 +11,7 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 YAEGI_GOPATH := $(CURDIR)/.cache/yaegi-gopath
 PKG := github.com/edgerevoke/tokenrevocation
 
-test: fmt-check vet vendor-check lint unit yaegi_test e2e
+test: fmt-check vet vendor-check lint unit yaegi_test e2e demo-once
 
 # Unit tests of the plugin, compiled, with the race detector.
 unit:
@@ -65,11 +65,13 @@ traefik:
 # Traefik, the identity stand-in and an API on loopback, walked through
 # token -> call -> revoke -> call. Stays up until Ctrl-C.
 demo: traefik
-	cd e2e && go run ./cmd/demo
+	cd e2e && go build -o $(BIN)/demo ./cmd/demo
+	$(BIN)/demo
 
 # The demo's walk-through once; exits non-zero on any unexpected result.
 demo-once: traefik
-	cd e2e && go run ./cmd/demo -once
+	cd e2e && go build -o $(BIN)/demo ./cmd/demo
+	$(BIN)/demo -once
 
 bench: traefik
 	cd e2e && go run ./cmd/bench

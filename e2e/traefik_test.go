@@ -31,6 +31,7 @@ type suite struct {
 	identity *fixtures.Identity
 	api      *fixtures.API
 	dynamic  dynamicData
+	dir      string
 }
 
 type dynamicData struct {
@@ -95,6 +96,7 @@ func startSuite() (*suite, error) {
 		s.stop()
 		return nil, err
 	}
+	s.dir = dir
 	s.traefik, err = harness.Start(harness.Options{
 		Binary:         bin,
 		Root:           root,
@@ -117,9 +119,9 @@ func startSuite() (*suite, error) {
 }
 
 func (s *suite) stop() {
-	if s.traefik != nil {
-		s.traefik.Stop()
-		_ = os.RemoveAll(s.traefik.Dir)
+	s.traefik.Stop()
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
 	}
 	if s.identity != nil {
 		_ = s.identity.Close()

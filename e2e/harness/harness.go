@@ -209,7 +209,9 @@ func Start(o Options) (*Traefik, error) {
 	t.cmd.Stdout = logFile
 	t.cmd.Stderr = logFile
 	t.cmd.Env = append(os.Environ(), o.Env...)
-	t.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so Stop reaches every child; and killed with
+	// its parent, so a harness that dies never leaves Traefik behind.
+	t.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := t.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, err
@@ -223,6 +225,7 @@ func Start(o Options) (*Traefik, error) {
 		close(t.done)
 	}()
 	pingURL := fmt.Sprintf("http://127.0.0.1:%d/ping", pingPort)
+	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -230,7 +233,7 @@ func Start(o Options) (*Traefik, error) {
 			return nil, fmt.Errorf("harness: Traefik exited early: %w\n%s", t.exitErr, t.Log())
 		default:
 		}
-		if resp, err := http.Get(pingURL); err == nil {
+		if resp, err := client.Get(pingURL); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				break
@@ -254,6 +257,9 @@ func (t *Traefik) WriteDynamic(content string) error {
 	}
 	return os.Rename(tmp, filepath.Join(t.Dir, "dynamic.yml"))
 }
+
+// Done is closed when the Traefik process has exited.
+func (t *Traefik) Done() <-chan struct{} { return t.done }
 
 // Log returns what Traefik has logged so far.
 func (t *Traefik) Log() string {
@@ -283,6 +289,7 @@ func (t *Traefik) Stop() {
 // WaitStatus polls url until it answers want, for at most timeout.
 func WaitStatus(url string, header http.Header, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
 	last := 0
 	var lastBody string
 	for time.Now().Before(deadline) {
@@ -290,7 +297,7 @@ func WaitStatus(url string, header http.Header, want int, timeout time.Duration)
 		for k, v := range header {
 			req.Header[k] = v
 		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := client.Do(req); err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			last, lastBody = resp.StatusCode, string(b)
