@@ -73,8 +73,12 @@ demo-once: traefik
 	cd e2e && go build -o $(BIN)/demo ./cmd/demo
 	$(BIN)/demo -once
 
+# One benchmark run (about 5 minutes): see BENCHMARKS.md. BENCH_ARGS passes
+# flags, e.g. BENCH_ARGS="-rounds 5 -preload 100000".
 bench: traefik
-	cd e2e && go run ./cmd/bench
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cd e2e && go build -o $(BIN)/bench ./cmd/bench
+	$(BIN)/bench -out $(CURDIR)/.cache/bench.md $(BENCH_ARGS)
 
 clean:
 	rm -rf .cache

@@ -6,7 +6,10 @@ package tokenrevocation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"net/http"
+	"sync/atomic"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -63,12 +66,18 @@ type middleware struct {
 	settings *settings
 	list     *denylist
 
-	// Copied out of settings so the hot path reads one field, not two.
+	// Copied out of settings and the denylist so the hot path reads one
+	// field, not two.
 	revokePath string
 	tokenPath  string
 	statsPath  string
 	fromQuery  bool
 	fromHeader bool
+	// slow sends every request to serveSlow: the stats path or query tokens
+	// are on, or header tokens are off.
+	slow   bool
+	filter []uint64
+	mask   uint64
 }
 
 // revokedChallenge is the RFC 6750 challenge sent with a revoked token.
@@ -94,12 +103,46 @@ func newMiddleware(next http.Handler, name string, s *settings, list *denylist) 
 	m.statsPath = s.statsPath
 	m.fromHeader = s.fromHeader
 	m.fromQuery = s.fromQuery
+	m.slow = s.statsPath != "" || s.fromQuery || !s.fromHeader
+	m.filter = list.filter
+	m.mask = list.mask
 	return m
 }
 
-// ServeHTTP intercepts revoke and token calls and rejects revoked bearer
-// tokens. It is the hot path: every request through the router pays for it.
+// ServeHTTP rejects revoked bearer tokens and intercepts revoke and token
+// calls. It is the hot path, run by Yaegi for every request through the
+// router, where each interpreted statement and call costs far more than the
+// compiled standard library it calls. So the common cases are written inline,
+// with no interpreted function call: no Authorization header, or a bearer
+// token whose bit in the denylist's bitset is clear. Everything else goes to
+// serveSlow, which does the full checks.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if m.slow || req.Method == http.MethodPost {
+		m.serveSlow(rw, req)
+		return
+	}
+	auth := req.Header["Authorization"]
+	if len(auth) == 0 {
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	// The common form, "Bearer " and the token, is matched exactly; any
+	// other (another case, more spaces, several headers) goes the slow way.
+	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' {
+		sum := sha256.Sum256([]byte(v[7:]))
+		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
+		if atomic.LoadUint64(&m.filter[i>>6])&(uint64(1)<<(i&63)) != 0 && m.list.lookup(&sum) && isB64token(v[7:]) {
+			m.rejectRevoked(rw)
+			return
+		}
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	m.serveSlow(rw, req)
+}
+
+// serveSlow handles every request the hot path did not settle.
+func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	path := req.URL.Path
 	if req.Method == http.MethodPost {
 		if path == m.revokePath {
@@ -114,12 +157,10 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if m.fromHeader {
-		if auth := req.Header["Authorization"]; len(auth) != 0 {
-			for _, value := range auth {
-				if token := bearerToken(value); token != "" && m.list.contains(token) {
-					m.rejectRevoked(rw)
-					return
-				}
+		for _, value := range req.Header["Authorization"] {
+			if token := bearerToken(value); token != "" && m.list.contains(token) {
+				m.rejectRevoked(rw)
+				return
 			}
 		}
 	}

@@ -2,11 +2,14 @@ package tokenrevocation
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNew(t *testing.T) {
@@ -254,5 +257,46 @@ func assertJSONError(t *testing.T, rw *httptest.ResponseRecorder, expCode, expDe
 	}
 	if body["errorDescription"] == "" || len(body) != 2 {
 		t.Errorf("body: got %v, want exactly error and errorDescription", body)
+	}
+}
+
+// nopWriter is a ResponseWriter that discards everything, so the benchmark
+// measures the middleware rather than httptest's recorder.
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+func BenchmarkServeHTTP(b *testing.B) {
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	m := newTestMiddleware(b, next, nil, func(c *Config) { c.CacheSizeMB = 64 })
+	for i := 0; i < 100000; i++ {
+		sum := sha256.Sum256([]byte("revoked-" + strconv.Itoa(i)))
+		if err := m.list.add(&sum, time.Now().Add(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cases := []struct {
+		desc string
+		auth string
+	}{
+		{desc: "no token"},
+		{desc: "unknown token", auth: "Bearer eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTk5OTk5OTl9.c2lnbmF0dXJl"},
+		{desc: "revoked token", auth: "Bearer revoked-42"},
+	}
+	for _, c := range cases {
+		b.Run(c.desc, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/api/things", nil)
+			if c.auth != "" {
+				req.Header.Set("Authorization", c.auth)
+			}
+			rw := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m.ServeHTTP(rw, req)
+			}
+		})
 	}
 }

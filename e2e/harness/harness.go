@@ -135,6 +135,8 @@ type Traefik struct {
 	URL string
 	// Port is the web entry point's port.
 	Port int
+	// PingPort is the port of the entry point that serves /ping.
+	PingPort int
 
 	cmd     *exec.Cmd
 	logPath string
@@ -154,6 +156,9 @@ type Options struct {
 	Dynamic        string
 	Port           int // 0: pick a free one
 	Env            []string
+	// Prepare, when set, runs after the plugin tree is laid out in
+	// Dir/plugins-local and before Traefik starts.
+	Prepare func(dir string) error
 }
 
 // StaticData is what a static configuration template is given.
@@ -172,6 +177,11 @@ func Start(o Options) (*Traefik, error) {
 	}
 	if _, err := PluginTree(o.Root, filepath.Join(o.Dir, "plugins-local")); err != nil {
 		return nil, fmt.Errorf("harness: plugin tree: %w", err)
+	}
+	if o.Prepare != nil {
+		if err := o.Prepare(o.Dir); err != nil {
+			return nil, fmt.Errorf("harness: prepare: %w", err)
+		}
 	}
 	port := o.Port
 	var err error
@@ -195,7 +205,7 @@ func Start(o Options) (*Traefik, error) {
 	if err := os.WriteFile(filepath.Join(o.Dir, "traefik.yml"), []byte(static), 0o644); err != nil {
 		return nil, err
 	}
-	t := &Traefik{Dir: o.Dir, Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+	t := &Traefik{Dir: o.Dir, Port: port, PingPort: pingPort, URL: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
 	if err := t.WriteDynamic(o.Dynamic); err != nil {
 		return nil, err
 	}
@@ -257,6 +267,9 @@ func (t *Traefik) WriteDynamic(content string) error {
 	}
 	return os.Rename(tmp, filepath.Join(t.Dir, "dynamic.yml"))
 }
+
+// Pid is the Traefik process's ID.
+func (t *Traefik) Pid() int { return t.cmd.Process.Pid }
 
 // Done is closed when the Traefik process has exited.
 func (t *Traefik) Done() <-chan struct{} { return t.done }

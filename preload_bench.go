@@ -1,0 +1,51 @@
+//go:build tokenrevocation_bench
+
+package tokenrevocation
+
+// This file exists for the benchmark harness only (make bench). The build
+// constraint keeps it out of every normal build and out of Traefik's Yaegi
+// loader; the harness strips the constraint in its own copy of the plugin.
+
+import (
+	"crypto/sha256"
+	"log"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+func init() {
+	benchPreload = preloadForBench
+}
+
+// preloadForBench fills a denylist named in TOKENREVOCATION_BENCH_DENYLIST
+// with TOKENREVOCATION_BENCH_PRELOAD revoked tokens "bench-revoked-<i>",
+// using two goroutines, and logs how long it took.
+func preloadForBench(d *denylist) {
+	n, _ := strconv.Atoi(os.Getenv("TOKENREVOCATION_BENCH_PRELOAD"))
+	if n <= 0 || d.name != os.Getenv("TOKENREVOCATION_BENCH_DENYLIST") {
+		return
+	}
+	const workers = 2
+	expiry := time.Now().Add(24 * time.Hour)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				sum := sha256.Sum256([]byte("bench-revoked-" + strconv.Itoa(i)))
+				if err := d.add(&sum, expiry); err != nil {
+					log.Printf("tokenrevocation: bench preload: %v", err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	st := d.stats()
+	log.Printf("tokenrevocation: bench preload: %d entries in %d ms (denylist %q holds %d, evictions %d)",
+		n, time.Since(start).Milliseconds(), d.name, st.Entries, st.Evictions)
+}
