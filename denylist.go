@@ -37,8 +37,10 @@ type denylist struct {
 	filter []uint64
 	mask   uint64
 
-	sizeMB int
-	maxTTL time.Duration
+	sizeMB       int
+	maxTTL       time.Duration
+	persistPath  string
+	redisAddress string
 
 	// hot remembers revoked digests found recently (string key, int64
 	// expiry): a token replayed after its revocation costs a map lookup,
@@ -46,6 +48,10 @@ type denylist struct {
 	// never withdrawn, so it cannot turn a good token away.
 	hot      *sync.Map
 	hotCount int64
+
+	// persist and replica are set when persistPath or redis is configured.
+	persist *persister
+	replica *replicator
 
 	hits       int64
 	revokes    int64
@@ -58,6 +64,12 @@ type lane struct {
 	window time.Duration
 	cache  *bigcache.BigCache
 	used   int32
+}
+
+// A revocation is one record: a token's digest and its expiry.
+type revocation struct {
+	digest [sha256.Size]byte
+	expiry int64 // Unix nanoseconds
 }
 
 const (
@@ -75,10 +87,12 @@ const (
 
 // denylistOptions are the settings fixed when a denylist is created.
 type denylistOptions struct {
-	sizeMB   int
-	maxTTL   time.Duration
-	laneBase time.Duration
-	now      func() time.Time
+	sizeMB      int
+	maxTTL      time.Duration
+	laneBase    time.Duration
+	now         func() time.Time
+	persistPath string
+	redis       *redisOptions
 }
 
 // denylistStats is what a denylist reports about itself.
@@ -88,6 +102,12 @@ type denylistStats struct {
 	Revokes   int64  `json:"revokes"`
 	Hits      int64  `json:"hits"`
 	Evictions int64  `json:"evictions"`
+	// Ready is false until a Redis-backed denylist has loaded the stream.
+	Ready bool `json:"ready"`
+	// Redis is "off", "connected" or "disconnected".
+	Redis string `json:"redis"`
+	// Queued counts revocations waiting to be written to Redis.
+	Queued int `json:"queued"`
 }
 
 // digestHasher hands bigcache the first eight bytes of a key that is already
@@ -190,12 +210,44 @@ func (d *denylist) onRemove(_ string, entry []byte, reason bigcache.RemoveReason
 	}
 }
 
-// add records digest as revoked until expiry. A past expiry records nothing.
+// add records a revocation the identity service confirmed: in memory, then
+// in the persistence file and the Redis replication queue when configured.
+// A past expiry records nothing.
 func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
-	lifetime := expiry.Sub(d.now())
-	if lifetime <= 0 {
+	rec := revocation{digest: *digest, expiry: expiry.UnixNano()}
+	if rec.expiry <= d.now().UnixNano() {
 		return nil
 	}
+	err := d.store(&rec)
+	if d.persist != nil {
+		if perr := d.persist.append(&rec); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	if d.replica != nil {
+		d.replica.enqueue(rec)
+	}
+	return err
+}
+
+// load stores revocations read back from the persistence file or Redis,
+// skipping expired ones.
+func (d *denylist) load(recs []revocation) error {
+	now := d.now().UnixNano()
+	for i := range recs {
+		if recs[i].expiry <= now {
+			continue
+		}
+		if err := d.store(&recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store puts one revocation in its lane and marks the bitset.
+func (d *denylist) store(rec *revocation) error {
+	lifetime := time.Duration(rec.expiry - d.now().UnixNano())
 	l := d.lanes[len(d.lanes)-1]
 	for _, candidate := range d.lanes {
 		if candidate.window >= lifetime {
@@ -204,12 +256,12 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
 		}
 	}
 	var value [expirySize]byte
-	binary.BigEndian.PutUint64(value[:], uint64(expiry.UnixNano()))
-	if err := l.cache.Set(string(digest[:]), value[:]); err != nil {
+	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
+	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
 		return fmt.Errorf("denylist %q: %w", d.name, err)
 	}
 	atomic.StoreInt32(&l.used, 1)
-	i := binary.LittleEndian.Uint64(digest[8:16]) & d.mask
+	i := binary.LittleEndian.Uint64(rec.digest[8:16]) & d.mask
 	word := &d.filter[i>>6]
 	bit := uint64(1) << (i & 63)
 	for {
@@ -273,13 +325,21 @@ func (d *denylist) remember(key string, expiry int64) {
 // stats reports the denylist's counters. Entries counts what bigcache still
 // holds, which includes expired entries its cleaner has not reached yet.
 func (d *denylist) stats() denylistStats {
-	s := denylistStats{Denylist: d.name}
+	s := denylistStats{Denylist: d.name, Ready: true, Redis: "off"}
 	for _, l := range d.lanes {
 		s.Entries += l.cache.Len()
 	}
 	s.Revokes = atomic.LoadInt64(&d.revokes)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
+	if r := d.replica; r != nil {
+		s.Ready = atomic.LoadInt32(&r.ready) == 1
+		s.Redis = "disconnected"
+		if atomic.LoadInt32(&r.connected) == 1 {
+			s.Redis = "connected"
+		}
+		s.Queued = r.queued()
+	}
 	return s
 }
 
@@ -310,15 +370,39 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if d, ok := registry[name]; ok {
-		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL {
-			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s until restart (asked for %d, %s)",
-				name, d.sizeMB, d.maxTTL, opts.sizeMB, opts.maxTTL)
+		redisAddress := ""
+		if opts.redis != nil {
+			redisAddress = opts.redis.address
+		}
+		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != redisAddress {
+			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q until restart",
+				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress)
 		}
 		return d, nil
 	}
 	d, err := newDenylist(name, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.persistPath != "" {
+		p, recs, err := openPersister(opts.persistPath, d.now)
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+		if err := d.load(recs); err != nil {
+			d.close()
+			return nil, err
+		}
+		d.persist = p
+		go p.compactLoop()
+	}
+	if opts.redis != nil {
+		d.replica = startReplicator(d, opts.redis)
+	}
+	d.persistPath = opts.persistPath
+	if opts.redis != nil {
+		d.redisAddress = opts.redis.address
 	}
 	registry[name] = d
 	if benchPreload != nil {

@@ -40,6 +40,34 @@ type Config struct {
 	StatsPath string `json:"statsPath,omitempty"`
 	// Realm is the realm of the WWW-Authenticate challenges. Default: tokenrevocation.
 	Realm string `json:"realm,omitempty"`
+	// PersistPath, when set, keeps the denylist in this append-only file so a restart forgets nothing. Default: "" (off).
+	PersistPath string `json:"persistPath,omitempty"`
+	// Redis, when its address is set, shares the denylist with every replica through a Redis Stream. Default: nil (off).
+	Redis *RedisConfig `json:"redis,omitempty"`
+}
+
+// RedisConfig is the connection to Redis or Valkey.
+type RedisConfig struct {
+	// Address is host:port. Default: "" (Redis off).
+	Address string `json:"address,omitempty"`
+	// Username is the ACL user for AUTH. Default: "" (default user).
+	Username string `json:"username,omitempty"`
+	// Password for AUTH. Default: "" (no AUTH).
+	Password string `json:"password,omitempty"`
+	// DB is the database SELECTed after connecting. Default: 0.
+	DB int `json:"db,omitempty"`
+	// TLS connects with TLS 1.2 or later. Default: false.
+	TLS bool `json:"tls,omitempty"`
+	// InsecureSkipVerify skips TLS certificate checks. Default: false.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// KeyPrefix is prepended to the denylist name to make the stream key. Default: tokenrevocation:.
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// DialTimeout bounds connecting. Default: 2s.
+	DialTimeout string `json:"dialTimeout,omitempty"`
+	// ReadTimeout bounds each reply, beyond XREAD's own block time. Default: 2s.
+	ReadTimeout string `json:"readTimeout,omitempty"`
+	// WriteTimeout bounds each write. Default: 2s.
+	WriteTimeout string `json:"writeTimeout,omitempty"`
 }
 
 // CreateConfig returns the default configuration.
@@ -89,7 +117,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
-	list, err := sharedDenylist(s.denylist, denylistOptions{sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL})
+	list, err := sharedDenylist(s.denylist, denylistOptions{sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL, persistPath: s.persistPath, redis: s.redis})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package tokenrevocation
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 )
@@ -24,6 +25,8 @@ type settings struct {
 	denylist          string
 	realm             string
 	basicChallenge    string
+	persistPath       string
+	redis             *redisOptions
 }
 
 // validate checks every field and returns the parsed settings. Its errors
@@ -103,7 +106,54 @@ func (c *Config) validate(name string) (*settings, error) {
 		return nil, fieldError("realm", "must not contain quotes, backslashes or line breaks, got %q", s.realm)
 	}
 	s.basicChallenge = `Basic realm="` + s.realm + `"`
+	s.persistPath = strings.TrimSpace(c.PersistPath)
+	if c.Redis != nil && strings.TrimSpace(c.Redis.Address) != "" {
+		if s.redis, err = c.Redis.validate(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// validate checks the Redis settings; its errors name the field.
+func (r *RedisConfig) validate() (*redisOptions, error) {
+	o := &redisOptions{
+		address:      strings.TrimSpace(r.Address),
+		username:     r.Username,
+		password:     r.Password,
+		db:           r.DB,
+		tls:          r.TLS,
+		tlsSkipCheck: r.InsecureSkipVerify,
+		keyPrefix:    r.KeyPrefix,
+	}
+	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
+		return nil, fieldError("redis.address", "must be host:port, got %q", r.Address)
+	}
+	if o.db < 0 {
+		return nil, fieldError("redis.db", "must be 0 or more, got %d", o.db)
+	}
+	if o.keyPrefix == "" {
+		o.keyPrefix = "tokenrevocation:"
+	}
+	var err error
+	if o.dialTimeout, err = durationOr("redis.dialTimeout", r.DialTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if o.readTimeout, err = durationOr("redis.readTimeout", r.ReadTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if o.writeTimeout, err = durationOr("redis.writeTimeout", r.WriteTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// durationOr parses an optional positive duration, def when empty.
+func durationOr(field, value string, def time.Duration) (time.Duration, error) {
+	if strings.TrimSpace(value) == "" {
+		return def, nil
+	}
+	return parsePositiveDuration(field, value)
 }
 
 // fieldError formats a configuration error that names its field.

@@ -1,0 +1,278 @@
+package tokenrevocation
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log"
+	"math/rand"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A replicator shares one denylist's revocations with every Traefik replica
+// through a Redis Stream, the revocation log. Each confirmed revocation is
+// appended with XADD (fields d: hex digest, e: expiry in Unix ms); every
+// replica reads the stream with XREAD from the last ID it saw, so on start,
+// and after every reconnect, it loads every revocation it missed. Entries
+// older than maxTTL can no longer be live and are trimmed with XTRIM MINID.
+//
+// A stream rather than keys with PXAT and pub/sub: one ordered log gives
+// catch-up after a disconnect for free (read from the last ID), where pub/sub
+// loses whatever was published while a replica was away and needs a resync
+// by key scan.
+//
+// The local denylist stays the hot path: requests never wait on Redis. New
+// never dials: one writer and one reader goroutine start per denylist name,
+// and connect lazily. While Redis is down, revocations are enforced locally,
+// queued in memory, written once Redis is back, and a warning is logged at
+// most every warnEvery.
+type replicator struct {
+	list   *denylist
+	opts   *redisOptions
+	stream string
+
+	mu      sync.Mutex
+	pending []revocation
+	wake    chan struct{}
+
+	ready      int32
+	connected  int32
+	lastWarnNs int64
+}
+
+const (
+	// readBatch is how many stream entries one XREAD returns at most.
+	readBatch = 10000
+	// writeBatch is how many XADDs one pipeline sends at most.
+	writeBatch = 1000
+	// blockFor is how long XREAD BLOCK waits for new entries.
+	blockFor = 5 * time.Second
+	// trimEvery spaces out XTRIM calls.
+	trimEvery = time.Minute
+)
+
+func startReplicator(list *denylist, opts *redisOptions) *replicator {
+	r := &replicator{list: list, opts: opts, stream: opts.keyPrefix + list.name, wake: make(chan struct{}, 1)}
+	go r.writeLoop()
+	go r.readLoop()
+	return r
+}
+
+// enqueue queues a local revocation for Redis.
+func (r *replicator) enqueue(rec revocation) {
+	r.mu.Lock()
+	r.pending = append(r.pending, rec)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// backoff returns the wait before retry n: doubling from 100 ms up to 5 s,
+// with ±50% jitter so replicas do not reconnect in step.
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 0; i < n && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	if d > 5*time.Second {
+		d = 5 * time.Second
+	}
+	return d/2 + time.Duration(rand.Int63n(int64(d))) //nolint:gosec // jitter, not security
+}
+
+// warn logs a Redis problem at most once per warnEvery.
+func (r *replicator) warn(format string, args ...interface{}) {
+	now := time.Now().UnixNano()
+	last := atomic.LoadInt64(&r.lastWarnNs)
+	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&r.lastWarnNs, last, now) {
+		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.list.name, r.opts.address, fmt.Sprintf(format, args...))
+	}
+}
+
+// writeLoop sends queued revocations to the stream and trims it.
+func (r *replicator) writeLoop() {
+	var conn *redisConn
+	failures := 0
+	lastTrim := time.Time{}
+	ticker := time.NewTicker(trimEvery)
+	defer ticker.Stop()
+	for {
+		r.mu.Lock()
+		n := len(r.pending)
+		if n > writeBatch {
+			n = writeBatch
+		}
+		batch := append([]revocation(nil), r.pending[:n]...)
+		r.mu.Unlock()
+		trim := time.Since(lastTrim) >= trimEvery
+		if len(batch) == 0 && !trim {
+			select {
+			case <-r.wake:
+			case <-ticker.C:
+			}
+			continue
+		}
+		if conn == nil {
+			c, err := dialRedis(r.opts)
+			if err != nil {
+				failures++
+				r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
+				time.Sleep(backoff(failures))
+				continue
+			}
+			conn = c
+		}
+		cmds := make([][]string, 0, len(batch)+1)
+		for i := range batch {
+			cmds = append(cmds, []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)})
+		}
+		if trim {
+			minID := time.Now().Add(-r.list.maxTTL).UnixMilli()
+			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
+		}
+		replies, err := conn.pipeline(cmds, 0)
+		if err == nil {
+			for _, reply := range replies {
+				if e, ok := reply.(error); ok {
+					err = e
+					break
+				}
+			}
+		}
+		if err != nil {
+			conn.close()
+			conn = nil
+			failures++
+			r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
+			time.Sleep(backoff(failures))
+			continue
+		}
+		failures = 0
+		if trim {
+			lastTrim = time.Now()
+		}
+		r.mu.Lock()
+		r.pending = r.pending[len(batch):]
+		r.mu.Unlock()
+	}
+}
+
+func (r *replicator) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}
+
+// readLoop follows the stream from its start and stores every revocation.
+func (r *replicator) readLoop() {
+	var conn *redisConn
+	lastID := "0-0"
+	failures := 0
+	for {
+		if conn == nil {
+			c, err := dialRedis(r.opts)
+			if err != nil {
+				atomic.StoreInt32(&r.connected, 0)
+				failures++
+				r.warn("%v", err)
+				time.Sleep(backoff(failures))
+				continue
+			}
+			conn = c
+			atomic.StoreInt32(&r.connected, 1)
+		}
+		caughtUp := atomic.LoadInt32(&r.ready) == 1
+		args := []string{"XREAD", "COUNT", strconv.Itoa(readBatch)}
+		wait := time.Duration(0)
+		if caughtUp {
+			args = append(args, "BLOCK", strconv.Itoa(int(blockFor/time.Millisecond)))
+			wait = blockFor
+		}
+		args = append(args, "STREAMS", r.stream, lastID)
+		replies, err := conn.pipeline([][]string{args}, wait)
+		var reply interface{}
+		if err == nil {
+			reply = replies[0]
+			if e, ok := reply.(error); ok && e != errNil { //nolint:errorlint // errNil is a sentinel
+				err = e
+			}
+		}
+		if err != nil {
+			conn.close()
+			conn = nil
+			atomic.StoreInt32(&r.connected, 0)
+			failures++
+			r.warn("%v", err)
+			time.Sleep(backoff(failures))
+			continue
+		}
+		failures = 0
+		recs, last, count := parseXRead(reply)
+		if last != "" {
+			lastID = last
+		}
+		if len(recs) > 0 {
+			if err := r.list.load(recs); err != nil {
+				log.Printf("tokenrevocation: ERROR denylist %q: %v", r.list.name, err)
+			}
+		}
+		if !caughtUp && count < readBatch {
+			atomic.StoreInt32(&r.ready, 1)
+			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries)", r.list.name, r.stream, atomic.LoadInt64(&r.list.revokes))
+		}
+	}
+}
+
+// parseXRead decodes an XREAD reply for one stream into revocations. It
+// returns the last entry ID and the number of entries, malformed ones
+// included, so the reader moves past them.
+func parseXRead(reply interface{}) (recs []revocation, lastID string, count int) {
+	streams, ok := reply.([]interface{})
+	if !ok || len(streams) == 0 {
+		return nil, "", 0
+	}
+	stream, ok := streams[0].([]interface{})
+	if !ok || len(stream) != 2 {
+		return nil, "", 0
+	}
+	entries, _ := stream[1].([]interface{})
+	for _, e := range entries {
+		entry, ok := e.([]interface{})
+		if !ok || len(entry) != 2 {
+			continue
+		}
+		id, _ := entry[0].(string)
+		lastID = id
+		count++
+		fields, _ := entry[1].([]interface{})
+		var rec revocation
+		var haveDigest, haveExpiry bool
+		for i := 0; i+1 < len(fields); i += 2 {
+			name, _ := fields[i].(string)
+			value, _ := fields[i+1].(string)
+			switch name {
+			case "d":
+				b, err := hex.DecodeString(value)
+				if err == nil && len(b) == len(rec.digest) {
+					copy(rec.digest[:], b)
+					haveDigest = true
+				}
+			case "e":
+				ms, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+				if err == nil && ms > 0 {
+					rec.expiry = ms * int64(time.Millisecond)
+					haveExpiry = true
+				}
+			}
+		}
+		if haveDigest && haveExpiry {
+			recs = append(recs, rec)
+		}
+	}
+	return recs, lastID, count
+}
