@@ -59,6 +59,14 @@ func TestConfigDecoding(t *testing.T) {
 			c.CacheSizeMB, c.MaxBodyBytes, c.RequireClientAuth = 32, 2048, false
 			c.TokenSources = []string{"header", "query"}
 		}},
+		{desc: "redis and persistence", file: "redis.yml", exp: func(c *tokenrevocation.Config) {
+			c.PersistPath = "/var/lib/traefik/revocations.bin"
+			c.Redis = &tokenrevocation.RedisConfig{
+				Address: "redis.internal:6379", Username: "traefik", Password: "s3cret", DB: 2, TLS: true,
+				KeyPrefix: "edge:", DialTimeout: "1s", ReadTimeout: "3s", WriteTimeout: "3s",
+			}
+		}},
+		{desc: "bad redis address", file: "bad-redis.yml", expErr: "invalid redis.address"},
 		{desc: "bad duration", file: "bad-duration.yml", expErr: "invalid accessTokenTTL"},
 		{desc: "bad token source", file: "bad-source.yml", expErr: "invalid tokenSources"},
 		{desc: "bad cache size", file: "bad-size.yml", expErr: "invalid cacheSizeMB"},

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,6 +47,15 @@ func loadPlugin(t *testing.T, useUnsafe bool) (*interp.Interpreter, error) {
 	return i, err
 }
 
+func mustFreePort(t *testing.T) int {
+	t.Helper()
+	p, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestYaegiNeedsUnsafe(t *testing.T) {
 	if _, err := loadPlugin(t, false); err == nil || !strings.Contains(err.Error(), "unsafe") {
 		t.Fatalf("import without unsafe symbols: got %v, want an unsafe error", err)
@@ -74,7 +84,15 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := decoder.Decode(map[string]any{"tokenSources": "header,query", "cacheSizeMB": "8"}); err != nil {
+	// A Redis that is not there: New does not dial it, and the plugin works.
+	deadPort := mustFreePort(t)
+	config := map[string]any{
+		"tokenSources": "header,query",
+		"cacheSizeMB":  "8",
+		"persistPath":  t.TempDir() + "/revocations.bin",
+		"redis":        map[string]any{"address": fmt.Sprintf("127.0.0.1:%d", deadPort), "dialTimeout": "5s"},
+	}
+	if err := decoder.Decode(config); err != nil {
 		t.Fatal(err)
 	}
 
@@ -90,6 +108,7 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 		}
 		return res[0].Interface().(http.Handler)
 	}
+	// With Redis down, revocations are still enforced locally.
 	routerA, routerB := newHandler("revocation@file"), newHandler("revocation@file")
 
 	req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token/revoke", strings.NewReader("token=yaegi-token&token_type_hint=access_token"))
