@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -349,6 +350,13 @@ func (d *denylist) close() {
 	}
 }
 
+// releaseLoadGarbage returns to the OS the memory a bulk load churned
+// through (under Yaegi every interpreted statement allocates), so that RSS
+// after loading reflects the entries rather than the garbage of loading them.
+func releaseLoadGarbage() {
+	debug.FreeOSMemory()
+}
+
 // The registry shares one denylist per name across every middleware instance
 // in the interpreter: Traefik calls New once per router and again on every
 // configuration reload, and each of those must see the same revocations.
@@ -394,6 +402,7 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 			d.close()
 			return nil, err
 		}
+		releaseLoadGarbage()
 		d.persist = p
 		go p.compactLoop()
 	}

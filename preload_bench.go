@@ -45,6 +45,7 @@ func preloadForBench(d *denylist) {
 		}(w)
 	}
 	wg.Wait()
+	releaseLoadGarbage()
 	st := d.stats()
 	log.Printf("tokenrevocation: bench preload: %d entries in %d ms (denylist %q holds %d, evictions %d)",
 		n, time.Since(start).Milliseconds(), d.name, st.Entries, st.Evictions)

@@ -222,6 +222,7 @@ func (r *replicator) readLoop() {
 			}
 		}
 		if !caughtUp && count < readBatch {
+			releaseLoadGarbage()
 			atomic.StoreInt32(&r.ready, 1)
 			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries)", r.list.name, r.stream, atomic.LoadInt64(&r.list.revokes))
 		}
