@@ -56,6 +56,7 @@ type denylist struct {
 
 	hits       int64
 	revokes    int64
+	loaded     int64
 	evictions  int64
 	lastWarnNs int64
 }
@@ -98,11 +99,14 @@ type denylistOptions struct {
 
 // denylistStats is what a denylist reports about itself.
 type denylistStats struct {
-	Denylist  string `json:"denylist"`
-	Entries   int    `json:"entries"`
-	Revokes   int64  `json:"revokes"`
-	Hits      int64  `json:"hits"`
-	Evictions int64  `json:"evictions"`
+	Denylist string `json:"denylist"`
+	Entries  int    `json:"entries"`
+	Revokes  int64  `json:"revokes"`
+	// Loaded counts entries read back from persistPath or Redis, this
+	// instance's own echoes from the stream included.
+	Loaded    int64 `json:"loaded"`
+	Hits      int64 `json:"hits"`
+	Evictions int64 `json:"evictions"`
 	// Ready is false until a Redis-backed denylist has loaded the stream.
 	Ready bool `json:"ready"`
 	// Redis is "off", "connected" or "disconnected".
@@ -228,6 +232,7 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
 	if d.replica != nil {
 		d.replica.enqueue(rec)
 	}
+	atomic.AddInt64(&d.revokes, 1)
 	return err
 }
 
@@ -242,6 +247,7 @@ func (d *denylist) load(recs []revocation) error {
 		if err := d.store(&recs[i]); err != nil {
 			return err
 		}
+		atomic.AddInt64(&d.loaded, 1)
 	}
 	return nil
 }
@@ -271,7 +277,6 @@ func (d *denylist) store(rec *revocation) error {
 			break
 		}
 	}
-	atomic.AddInt64(&d.revokes, 1)
 	return nil
 }
 
@@ -331,6 +336,7 @@ func (d *denylist) stats() denylistStats {
 		s.Entries += l.cache.Len()
 	}
 	s.Revokes = atomic.LoadInt64(&d.revokes)
+	s.Loaded = atomic.LoadInt64(&d.loaded)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
 	if r := d.replica; r != nil {

@@ -224,15 +224,20 @@ func (r *replicator) readLoop() {
 		if !caughtUp && count < readBatch {
 			releaseLoadGarbage()
 			atomic.StoreInt32(&r.ready, 1)
-			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries)", r.list.name, r.stream, atomic.LoadInt64(&r.list.revokes))
+			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
 		}
 	}
 }
 
 // parseXRead decodes an XREAD reply for one stream into revocations. It
 // returns the last entry ID and the number of entries, malformed ones
-// included, so the reader moves past them.
-func parseXRead(reply interface{}) (recs []revocation, lastID string, count int) {
+// included, so the reader moves past them. Its results are not named: under
+// Yaegi v0.16.1 named results are not reset when one call site runs again in
+// a loop, and readLoop's would pile up every entry read so far.
+func parseXRead(reply interface{}) ([]revocation, string, int) {
+	var recs []revocation
+	lastID := ""
+	count := 0
 	streams, ok := reply.([]interface{})
 	if !ok || len(streams) == 0 {
 		return nil, "", 0

@@ -124,6 +124,20 @@ func TestParseXRead(t *testing.T) {
 	}
 }
 
+// Under Yaegi, named results once piled up across calls from one call site
+// in a loop; readLoop calls parseXRead that way.
+func TestParseXReadInALoop(t *testing.T) {
+	for i := 0; i < 3; i++ {
+		reply := []interface{}{[]interface{}{"s", []interface{}{
+			[]interface{}{fmt.Sprintf("1-%d", i), []interface{}{"d", fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i)})), "e", "4102444800000"}},
+		}}}
+		recs, last, n := parseXRead(reply)
+		if len(recs) != 1 || n != 1 || last != fmt.Sprintf("1-%d", i) || recs[0].digest != sha256.Sum256([]byte{byte(i)}) {
+			t.Fatalf("call %d: %d recs, count %d, last %q", i, len(recs), n, last)
+		}
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	for n := 0; n < 10; n++ {
 		if d := backoff(n); d < 50*time.Millisecond || d > 7500*time.Millisecond {
