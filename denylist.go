@@ -351,6 +351,9 @@ func (d *denylist) stats() denylistStats {
 }
 
 func (d *denylist) close() {
+	if d.replica != nil {
+		d.replica.close()
+	}
 	for _, l := range d.lanes {
 		_ = l.cache.Close()
 	}

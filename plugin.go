@@ -139,32 +139,41 @@ func newMiddleware(next http.Handler, name string, s *settings, list *denylist) 
 
 // ServeHTTP rejects revoked bearer tokens and intercepts revoke and token
 // calls. It is the hot path, run by Yaegi for every request through the
-// router, where each interpreted statement and call costs far more than the
-// compiled standard library it calls. So the common cases are written inline,
-// with no interpreted function call: no Authorization header, or a bearer
-// token whose bit in the denylist's bitset is clear. Everything else goes to
-// serveSlow, which does the full checks.
+// router. Yaegi allocates every local value and temporary of a function on
+// each call, and each interpreted statement and call costs far more than the
+// compiled standard library it calls. So ServeHTTP itself is as small as it
+// can be and settles the commonest case, a request with no Authorization
+// header; bearer requests go to serveBearer, everything else to serveSlow.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if m.slow || req.Method == http.MethodPost {
 		m.serveSlow(rw, req)
 		return
 	}
-	auth := req.Header["Authorization"]
-	if len(auth) == 0 {
+	if len(req.Header["Authorization"]) == 0 {
 		m.next.ServeHTTP(rw, req)
 		return
 	}
+	m.serveBearer(rw, req)
+}
+
+// serveBearer settles, inline, a request with one "Bearer " credential whose
+// bit in the denylist's bitset is clear (the token was never revoked), or
+// whose token is found revoked. Anything else goes to serveSlow.
+func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request) {
+	auth := req.Header["Authorization"]
 	// The common form, "Bearer " and the token, is matched exactly; any
 	// other (another case, more spaces, several headers) goes the slow way.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' {
-		sum := sha256.Sum256([]byte(v[7:]))
-		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
-		if atomic.LoadUint64(&m.filter[i>>6])&(uint64(1)<<(i&63)) != 0 && m.list.lookup(&sum) && isB64token(v[7:]) {
-			m.rejectRevoked(rw)
+	if len(auth) == 1 {
+		if v := auth[0]; len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' {
+			sum := sha256.Sum256([]byte(v[7:]))
+			i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
+			if atomic.LoadUint64(&m.filter[i>>6])&(uint64(1)<<(i&63)) != 0 && m.list.lookup(&sum) && isB64token(v[7:]) {
+				m.rejectRevoked(rw)
+				return
+			}
+			m.next.ServeHTTP(rw, req)
 			return
 		}
-		m.next.ServeHTTP(rw, req)
-		return
 	}
 	m.serveSlow(rw, req)
 }

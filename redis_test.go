@@ -2,7 +2,14 @@ package tokenrevocation
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -208,3 +215,67 @@ func TestReadReplyMalformed(t *testing.T) {
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1 and its key.
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redis-test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestRedisTLS(t *testing.T) {
+	certFile, keyFile := writeSelfSigned(t, t.TempDir())
+	srv := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	srv.args = []string{"--port", "0", "--tls-port", strconv.Itoa(srv.port), "--bind", "127.0.0.1", "--dir", srv.dir,
+		"--save", "", "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
+		"--tls-auth-clients", "no", "--requirepass", "s3cret", "--daemonize", "no"}
+	srv.start()
+	t.Cleanup(srv.stop)
+	opts := testRedisOptions(srv.addr())
+	opts.password = "s3cret"
+	opts.tls = true
+
+	// A certificate no system root vouches for is refused by default.
+	if _, err := dialRedis(opts); err == nil {
+		t.Fatal("self-signed certificate accepted without insecureSkipVerify")
+	}
+
+	opts.tlsSkipCheck = true
+	c, err := dialRedis(opts)
+	if err != nil {
+		t.Fatalf("TLS with insecureSkipVerify: %v", err)
+	}
+	defer c.close()
+	if v, err := c.do("PING"); err != nil || v != "PONG" {
+		t.Fatalf("PING over TLS: %v %v", v, err)
+	}
+}

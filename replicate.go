@@ -41,6 +41,9 @@ type replicator struct {
 	ready      int32
 	connected  int32
 	lastWarnNs int64
+
+	// stop ends both loops; only tests close a denylist.
+	stop chan struct{}
 }
 
 const (
@@ -55,7 +58,7 @@ const (
 )
 
 func startReplicator(list *denylist, opts *redisOptions) *replicator {
-	r := &replicator{list: list, opts: opts, stream: opts.keyPrefix + list.name, wake: make(chan struct{}, 1)}
+	r := &replicator{list: list, opts: opts, stream: opts.keyPrefix + list.name, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	go r.writeLoop()
 	go r.readLoop()
 	return r
@@ -69,6 +72,26 @@ func (r *replicator) enqueue(rec revocation) {
 	select {
 	case r.wake <- struct{}{}:
 	default:
+	}
+}
+
+// close stops the replicator's loops at their next step.
+func (r *replicator) close() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+}
+
+// pause waits d, or less if the replicator is closed; it reports whether
+// the replicator should go on.
+func (r *replicator) pause(d time.Duration) bool {
+	select {
+	case <-r.stop:
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
@@ -114,6 +137,11 @@ func (r *replicator) writeLoop() {
 			select {
 			case <-r.wake:
 			case <-ticker.C:
+			case <-r.stop:
+				if conn != nil {
+					conn.close()
+				}
+				return
 			}
 			continue
 		}
@@ -122,7 +150,9 @@ func (r *replicator) writeLoop() {
 			if err != nil {
 				failures++
 				r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
-				time.Sleep(backoff(failures))
+				if !r.pause(backoff(failures)) {
+					return
+				}
 				continue
 			}
 			conn = c
@@ -149,7 +179,9 @@ func (r *replicator) writeLoop() {
 			conn = nil
 			failures++
 			r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
-			time.Sleep(backoff(failures))
+			if !r.pause(backoff(failures)) {
+				return
+			}
 			continue
 		}
 		failures = 0
@@ -174,13 +206,23 @@ func (r *replicator) readLoop() {
 	lastID := "0-0"
 	failures := 0
 	for {
+		select {
+		case <-r.stop:
+			if conn != nil {
+				conn.close()
+			}
+			return
+		default:
+		}
 		if conn == nil {
 			c, err := dialRedis(r.opts)
 			if err != nil {
 				atomic.StoreInt32(&r.connected, 0)
 				failures++
 				r.warn("%v", err)
-				time.Sleep(backoff(failures))
+				if !r.pause(backoff(failures)) {
+					return
+				}
 				continue
 			}
 			conn = c
@@ -208,7 +250,9 @@ func (r *replicator) readLoop() {
 			atomic.StoreInt32(&r.connected, 0)
 			failures++
 			r.warn("%v", err)
-			time.Sleep(backoff(failures))
+			if !r.pause(backoff(failures)) {
+				return
+			}
 			continue
 		}
 		failures = 0
