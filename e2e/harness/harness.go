@@ -159,6 +159,8 @@ type Options struct {
 	// Prepare, when set, runs after the plugin tree is laid out in
 	// Dir/plugins-local and before Traefik starts.
 	Prepare func(dir string) error
+	// ReadyTimeout bounds the wait for /ping; 0 means 60 s.
+	ReadyTimeout time.Duration
 }
 
 // StaticData is what a static configuration template is given.
@@ -236,7 +238,11 @@ func Start(o Options) (*Traefik, error) {
 	}()
 	pingURL := fmt.Sprintf("http://127.0.0.1:%d/ping", pingPort)
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
+	readyTimeout := o.ReadyTimeout
+	if readyTimeout == 0 {
+		readyTimeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(readyTimeout)
 	for {
 		select {
 		case <-t.done:
@@ -251,7 +257,7 @@ func Start(o Options) (*Traefik, error) {
 		}
 		if time.Now().After(deadline) {
 			t.Stop()
-			return nil, fmt.Errorf("harness: Traefik not ready after 60s\n%s", t.Log())
+			return nil, fmt.Errorf("harness: Traefik not ready after %s\n%s", readyTimeout, t.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
