@@ -15,8 +15,8 @@ func FuzzBearerToken(f *testing.F) {
 		if token == "" {
 			return
 		}
-		if !isB64token(token) || !strings.HasSuffix(value, token) {
-			t.Fatalf("bearerToken(%q) = %q: not a b64token taken from the value", value, token)
+		if !strings.Contains(value, token) || strings.Trim(token, " \t") != token {
+			t.Fatalf("bearerToken(%q) = %q: not the value's credential, trimmed", value, token)
 		}
 		if !strings.EqualFold(value[:6], "bearer") {
 			t.Fatalf("bearerToken(%q) accepted another scheme", value)

@@ -164,8 +164,8 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 // serveSlow.
 func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth []string) {
 	// The common form, "Bearer " and the token, is matched exactly; any
-	// other (another case, more spaces, several headers) goes the slow way.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' {
+	// other (another case, more blanks, several headers) goes the slow way.
+	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' {
 		sum := sha256.Sum256([]byte(v[7:]))
 		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
 		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 {

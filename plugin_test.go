@@ -109,13 +109,31 @@ func TestServeHTTP(t *testing.T) {
 			expStatus: 200, expCalled: true,
 		},
 		{
-			desc: "non-b64token bearer is not a token",
+			desc: "unknown non-b64token credential passes",
 			build: func() *http.Request {
 				req := apiRequest("")
 				req.Header.Set("Authorization", "Bearer a,b")
 				return req
 			},
 			expStatus: 200, expCalled: true,
+		},
+		{
+			desc: "tab after the scheme",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("Authorization", "Bearer\t"+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "space and tab before the token",
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("Authorization", "Bearer \t "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
 			desc: "query token ignored by default",

@@ -11,28 +11,17 @@ import (
 	"time"
 )
 
-// b64tokenChars is RFC 6750's b64token alphabet, without its trailing "=".
-const b64tokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
-
-// bearerToken returns the token of an RFC 6750 "Bearer" credential, with the
-// scheme matched case-insensitively, or "" when value is not one. The scan
-// runs in strings.Trim, compiled code, rather than a loop in the interpreter.
+// bearerToken returns the credential of a "Bearer" Authorization value, the
+// scheme matched case-insensitively, or "" when value is not one. RFC 6750
+// has one space and a b64token; this reads any run of spaces or tabs and any
+// characters, so that an app that parses Authorization more loosely than the
+// RFC cannot be used to slip a revoked token past the edge. Only a token whose
+// digest was revoked is ever rejected, so leniency cannot turn a good one away.
 func bearerToken(value string) string {
-	if len(value) < 8 || value[6] != ' ' || !strings.EqualFold(value[:6], "Bearer") {
+	if len(value) < 8 || (value[6] != ' ' && value[6] != '\t') || !strings.EqualFold(value[:6], "Bearer") {
 		return ""
 	}
-	token := strings.TrimLeft(value[7:], " ")
-	if !isB64token(token) {
-		return ""
-	}
-	return token
-}
-
-// isB64token reports whether s matches b64token = 1*(ALPHA / DIGIT / "-" /
-// "." / "_" / "~" / "+" / "/") *"=".
-func isB64token(s string) bool {
-	body := strings.TrimRight(s, "=")
-	return body != "" && strings.Trim(body, b64tokenChars) == ""
+	return strings.TrimRight(strings.TrimLeft(value[7:], " \t"), " \t")
 }
 
 // hasBasicAuth reports whether value is an HTTP Basic credential.
