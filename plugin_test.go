@@ -73,21 +73,13 @@ func TestServeHTTP(t *testing.T) {
 		{desc: "unknown token passes", build: func() *http.Request { return apiRequest("good-token") }, expStatus: 200, expCalled: true},
 		{desc: "revoked token rejected", build: func() *http.Request { return apiRequest(revoked) }, expStatus: 401, expAuthHdr: revokedChallenge},
 		{
-			desc: "scheme is case-insensitive",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.Header.Set("Authorization", "bEaReR "+revoked)
-				return req
-			},
+			desc:      "scheme is case-insensitive",
+			build:     withAuthorization("bEaReR " + revoked),
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
-			desc: "extra spaces after the scheme",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.Header.Set("Authorization", "Bearer    "+revoked)
-				return req
-			},
+			desc:      "extra spaces after the scheme",
+			build:     withAuthorization("Bearer    " + revoked),
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
@@ -100,39 +92,23 @@ func TestServeHTTP(t *testing.T) {
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
-			desc: "basic credentials pass",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.SetBasicAuth("user", "pass")
-				return req
-			},
+			desc:      "basic credentials pass",
+			build:     withAuthorization("Basic dXNlcjpwYXNz"),
 			expStatus: 200, expCalled: true,
 		},
 		{
-			desc: "unknown non-b64token credential passes",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.Header.Set("Authorization", "Bearer a,b")
-				return req
-			},
+			desc:      "unknown non-b64token credential passes",
+			build:     withAuthorization("Bearer a,b"),
 			expStatus: 200, expCalled: true,
 		},
 		{
-			desc: "tab after the scheme",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.Header.Set("Authorization", "Bearer\t"+revoked)
-				return req
-			},
+			desc:      "tab after the scheme",
+			build:     withAuthorization("Bearer\t" + revoked),
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
-			desc: "space and tab before the token",
-			build: func() *http.Request {
-				req := apiRequest("")
-				req.Header.Set("Authorization", "Bearer \t "+revoked)
-				return req
-			},
+			desc:      "space and tab before the token",
+			build:     withAuthorization("Bearer \t " + revoked),
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
@@ -254,6 +230,15 @@ func TestServeHTTPStats(t *testing.T) {
 	}
 	if got.Entries != 1 || got.Hits != 1 || got.Revokes != 1 || got.Evictions != 0 {
 		t.Fatalf("stats: got %+v", got)
+	}
+}
+
+// withAuthorization builds an API call with the given Authorization value.
+func withAuthorization(value string) func() *http.Request {
+	return func() *http.Request {
+		req := apiRequest("")
+		req.Header.Set("Authorization", value)
+		return req
 	}
 }
 

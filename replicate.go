@@ -95,6 +95,14 @@ func (r *replicator) pause(d time.Duration) bool {
 	}
 }
 
+// retry handles a failed dial or command: it counts the failure, warns, and
+// waits the backoff. It reports whether the loop should go on.
+func (r *replicator) retry(failures *int, err error) bool {
+	*failures++
+	r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
+	return r.pause(backoff(*failures))
+}
+
 // backoff returns the wait before retry n: doubling from 100 ms up to 5 s,
 // with ±50% jitter so replicas do not reconnect in step.
 func backoff(n int) time.Duration {
@@ -148,9 +156,7 @@ func (r *replicator) writeLoop() {
 		if conn == nil {
 			c, err := dialRedis(r.opts)
 			if err != nil {
-				failures++
-				r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
-				if !r.pause(backoff(failures)) {
+				if !r.retry(&failures, err) {
 					return
 				}
 				continue
@@ -177,9 +183,7 @@ func (r *replicator) writeLoop() {
 		if err != nil {
 			conn.close()
 			conn = nil
-			failures++
-			r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
-			if !r.pause(backoff(failures)) {
+			if !r.retry(&failures, err) {
 				return
 			}
 			continue
@@ -218,9 +222,7 @@ func (r *replicator) readLoop() {
 			c, err := dialRedis(r.opts)
 			if err != nil {
 				atomic.StoreInt32(&r.connected, 0)
-				failures++
-				r.warn("%v", err)
-				if !r.pause(backoff(failures)) {
+				if !r.retry(&failures, err) {
 					return
 				}
 				continue
@@ -248,9 +250,7 @@ func (r *replicator) readLoop() {
 			conn.close()
 			conn = nil
 			atomic.StoreInt32(&r.connected, 0)
-			failures++
-			r.warn("%v", err)
-			if !r.pause(backoff(failures)) {
+			if !r.retry(&failures, err) {
 				return
 			}
 			continue
