@@ -205,3 +205,32 @@ func BenchmarkDenylistContains(b *testing.B) {
 		}
 	})
 }
+
+func TestDenylistHotCacheIsBounded(t *testing.T) {
+	// given more revoked tokens found than the hot map keeps
+	d := newTestDenylist(t, denylistOptions{})
+	for i := 0; i < hotLimit+100; i++ {
+		if err := d.add(digestOf(fmt.Sprint("hot-", i)), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// when each is looked up, twice
+	for round := 0; round < 2; round++ {
+		for i := 0; i < hotLimit+100; i++ {
+			if !d.contains(fmt.Sprint("hot-", i)) {
+				t.Fatalf("hot-%d not revoked in round %d", i, round)
+			}
+		}
+	}
+
+	// then the map was emptied on the way and never holds more than its limit
+	n := 0
+	d.hot.Range(func(_, _ interface{}) bool { n++; return true })
+	if n == 0 || n > hotLimit {
+		t.Fatalf("hot map holds %d entries, want 1..%d", n, hotLimit)
+	}
+	if d.contains("never-revoked") {
+		t.Fatal("a token never revoked is reported revoked")
+	}
+}
