@@ -374,9 +374,9 @@ var (
 	registry   = map[string]*denylist{}
 )
 
-// benchPreload is nil in every build Traefik loads. Only the benchmark
-// harness sets it, by loading preload_bench.go, which carries a build
-// constraint Traefik never satisfies: no configuration can reach it.
+// benchPreload is nil in the plugin. Only the benchmark harness sets it, by
+// adding e2e/testdata/benchhook/preload_bench.go to its own copy of the
+// plugin: no configuration can reach it.
 var benchPreload func(*denylist)
 
 // sharedDenylist returns the denylist called name, creating it with opts the

@@ -145,3 +145,34 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 		t.Fatalf("good token: %d", rw.Code)
 	}
 }
+
+// The benchmark's preload hook sits behind a build constraint: loaded the way
+// Traefik loads the plugin, it must be unreachable even with its variables set.
+func TestYaegiBenchHookUnreachable(t *testing.T) {
+	t.Setenv("TOKENREVOCATION_BENCH_PRELOAD", "10")
+	t.Setenv("TOKENREVOCATION_BENCH_DENYLIST", "hook-check")
+	i, err := loadPlugin(t, true)
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	fnNew, err := i.Eval("tokenrevocation.New")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnCreateConfig, err := i.Eval("tokenrevocation.CreateConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusOK) })
+	res := fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), fnCreateConfig.Call(nil)[0], reflect.ValueOf("hook-check")})
+	if errV := res[1].Interface(); errV != nil {
+		t.Fatalf("New: %v", errV)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/api/things", nil)
+	req.Header.Set("Authorization", "Bearer bench-revoked-1")
+	rw := httptest.NewRecorder()
+	res[0].Interface().(http.Handler).ServeHTTP(rw, req)
+	if rw.Code != http.StatusOK {
+		t.Fatalf("a bench-preloaded token was rejected (%d): the hook ran outside the bench", rw.Code)
+	}
+}

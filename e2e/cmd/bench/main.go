@@ -301,17 +301,16 @@ request = function()
 end
 `
 
-// prepareBenchPlugins puts the no-op plugin beside this one and strips the
-// build constraint from this plugin's preload_bench.go, in the bench's own
-// copy only: the benchmark hook exists nowhere else.
+// prepareBenchPlugins puts the no-op plugin beside this one, and the preload
+// hook (e2e/testdata/benchhook) into the bench's own copy of this plugin:
+// the hook is no part of the plugin, and exists nowhere else.
 func prepareBenchPlugins(root, dir string) error {
 	src := filepath.Join(dir, "plugins-local", "src")
 	hook := filepath.Join(src, filepath.FromSlash(harness.ModuleName), "preload_bench.go")
-	code, err := os.ReadFile(filepath.Join(root, "preload_bench.go"))
+	code, err := os.ReadFile(filepath.Join(root, "e2e", "testdata", "benchhook", "preload_bench.go"))
 	if err != nil {
 		return err
 	}
-	code = []byte(strings.Replace(string(code), "//go:build tokenrevocation_bench\n", "", 1))
 	if err := os.WriteFile(hook, code, 0o644); err != nil {
 		return err
 	}

@@ -1,10 +1,10 @@
-//go:build tokenrevocation_bench
-
 package tokenrevocation
 
-// This file exists for the benchmark harness only (make bench). The build
-// constraint keeps it out of every normal build and out of Traefik's Yaegi
-// loader; the harness strips the constraint in its own copy of the plugin.
+// This file exists for the benchmark harness only (make bench). It is not
+// part of the plugin: it lives under e2e/testdata, and the harness copies it
+// into its own copy of the plugin, where it sets benchPreload. (A build
+// constraint is not enough: Yaegi v0.16.1 reads only "// +build" lines and
+// loaded a "//go:build" file anyway, as TestYaegiBenchHookUnreachable showed.)
 
 import (
 	"crypto/sha256"
