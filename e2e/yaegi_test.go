@@ -56,6 +56,20 @@ func mustFreePort(t *testing.T) int {
 	return p
 }
 
+// pluginFuncs evaluates New and CreateConfig as Traefik's plugin builder does.
+func pluginFuncs(t *testing.T, i *interp.Interpreter) (fnNew, fnCreateConfig reflect.Value) {
+	t.Helper()
+	fnNew, err := i.Eval("tokenrevocation.New")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnCreateConfig, err = i.Eval("tokenrevocation.CreateConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fnNew, fnCreateConfig
+}
+
 func TestYaegiNeedsUnsafe(t *testing.T) {
 	if _, err := loadPlugin(t, false); err == nil || !strings.Contains(err.Error(), "unsafe") {
 		t.Fatalf("import without unsafe symbols: got %v, want an unsafe error", err)
@@ -67,14 +81,7 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
-	fnNew, err := i.Eval("tokenrevocation.New")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fnCreateConfig, err := i.Eval("tokenrevocation.CreateConfig")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fnNew, fnCreateConfig := pluginFuncs(t, i)
 	cfg := fnCreateConfig.Call(nil)[0]
 	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
@@ -155,14 +162,7 @@ func TestYaegiBenchHookUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
-	fnNew, err := i.Eval("tokenrevocation.New")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fnCreateConfig, err := i.Eval("tokenrevocation.CreateConfig")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fnNew, fnCreateConfig := pluginFuncs(t, i)
 	next := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusOK) })
 	res := fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), fnCreateConfig.Call(nil)[0], reflect.ValueOf("hook-check")})
 	if errV := res[1].Interface(); errV != nil {
