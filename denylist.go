@@ -97,6 +97,14 @@ type denylistOptions struct {
 	redis       *redisOptions
 }
 
+// redisAddress is the configured Redis address, "" when Redis is off.
+func (o *denylistOptions) redisAddress() string {
+	if o.redis == nil {
+		return ""
+	}
+	return o.redis.address
+}
+
 // denylistStats is what a denylist reports about itself.
 type denylistStats struct {
 	Denylist string `json:"denylist"`
@@ -139,6 +147,8 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 		opts.laneBase = laneBase
 	}
 	d := &denylist{name: name, now: opts.now, sizeMB: opts.sizeMB, maxTTL: opts.maxTTL, hot: &sync.Map{}}
+	d.persistPath = opts.persistPath
+	d.redisAddress = opts.redisAddress()
 
 	// The bitset gets one bit per 16 bytes of cache budget: 4 MiB at the
 	// default 64 MiB, about a 3% false-positive rate with a million entries.
@@ -268,9 +278,7 @@ func (d *denylist) store(rec *revocation) error {
 		return fmt.Errorf("denylist %q: %w", d.name, err)
 	}
 	atomic.StoreInt32(&l.used, 1)
-	i := binary.LittleEndian.Uint64(rec.digest[8:16]) & d.mask
-	word := &d.filter[i>>6]
-	bit := uint64(1) << (i & 63)
+	word, bit := d.filterBit(&rec.digest)
 	for {
 		old := atomic.LoadUint64(word)
 		if old&bit != 0 || atomic.CompareAndSwapUint64(word, old, old|bit) {
@@ -283,11 +291,18 @@ func (d *denylist) store(rec *revocation) error {
 // contains reports whether token is revoked and its entry still live.
 func (d *denylist) contains(token string) bool {
 	sum := sha256.Sum256([]byte(token))
-	i := binary.LittleEndian.Uint64(sum[8:16]) & d.mask
-	if atomic.LoadUint64(&d.filter[i>>6])&(uint64(1)<<(i&63)) == 0 {
+	if word, bit := d.filterBit(&sum); atomic.LoadUint64(word)&bit == 0 {
 		return false
 	}
 	return d.lookup(&sum)
+}
+
+// filterBit locates digest's bit in the bitset: bytes 8 to 16 of the digest,
+// masked to its size. serveBearer repeats this inline, on purpose: it is the
+// hot path, where an interpreted call costs more than these lines.
+func (d *denylist) filterBit(digest *[sha256.Size]byte) (word *uint64, bit uint64) {
+	i := binary.LittleEndian.Uint64(digest[8:16]) & d.mask
+	return &d.filter[i>>6], uint64(1) << (i & 63)
 }
 
 // lookup asks the lanes for digest; the bitset has already said maybe.
@@ -387,11 +402,7 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if d, ok := registry[name]; ok {
-		redisAddress := ""
-		if opts.redis != nil {
-			redisAddress = opts.redis.address
-		}
-		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != redisAddress {
+		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() {
 			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q until restart",
 				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress)
 		}
@@ -417,10 +428,6 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	}
 	if opts.redis != nil {
 		d.replica = startReplicator(d, opts.redis)
-	}
-	d.persistPath = opts.persistPath
-	if opts.redis != nil {
-		d.redisAddress = opts.redis.address
 	}
 	registry[name] = d
 	if benchPreload != nil {

@@ -91,7 +91,7 @@ func newTestMiddleware(t testing.TB, next http.Handler, clock *fakeClock, edit f
 		t.Fatalf("newDenylist: %v", err)
 	}
 	t.Cleanup(list.close)
-	return newMiddleware(next, s.denylist, s, list)
+	return newMiddleware(next, s, list)
 }
 
 // revokeRequest builds a revoke call with client credentials.

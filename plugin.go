@@ -90,19 +90,12 @@ func CreateConfig() *Config {
 // middleware is one instance of the plugin, as Traefik builds it per router.
 type middleware struct {
 	next     http.Handler
-	name     string
 	settings *settings
 	list     *denylist
 
-	// Copied out of settings and the denylist so the hot path reads one
-	// field, not two.
-	revokePath string
-	tokenPath  string
-	statsPath  string
-	fromQuery  bool
-	fromHeader bool
-	// slow sends every request to serveSlow: the stats path or query tokens
-	// are on, or header tokens are off.
+	// Derived once, for the hot path: slow sends every request to serveSlow
+	// (the stats path or query tokens are on, or header tokens are off);
+	// filter and mask are the denylist's, one field read away instead of two.
 	slow   bool
 	filter []uint64
 	mask   uint64
@@ -121,16 +114,11 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
-	return newMiddleware(next, name, s, list), nil
+	return newMiddleware(next, s, list), nil
 }
 
-func newMiddleware(next http.Handler, name string, s *settings, list *denylist) *middleware {
-	m := &middleware{next: next, name: name, settings: s, list: list}
-	m.revokePath = s.revokePath
-	m.tokenPath = s.tokenPath
-	m.statsPath = s.statsPath
-	m.fromHeader = s.fromHeader
-	m.fromQuery = s.fromQuery
+func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
+	m := &middleware{next: next, settings: s, list: list}
 	m.slow = s.statsPath != "" || s.fromQuery || !s.fromHeader
 	m.filter = list.filter
 	m.mask = list.mask
@@ -178,20 +166,21 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 
 // serveSlow handles every request the hot path did not settle.
 func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
+	s := m.settings
 	path := req.URL.Path
 	if req.Method == http.MethodPost {
-		if path == m.revokePath {
+		if path == s.revokePath {
 			m.serveRevoke(rw, req)
 			return
 		}
-		if path == m.tokenPath && m.tokenPath != "" && m.refreshRevoked(rw, req) {
+		if path == s.tokenPath && s.tokenPath != "" && m.refreshRevoked(rw, req) {
 			return
 		}
-	} else if path == m.statsPath && m.statsPath != "" && req.Method == http.MethodGet {
+	} else if path == s.statsPath && s.statsPath != "" && req.Method == http.MethodGet {
 		m.serveStats(rw)
 		return
 	}
-	if m.fromHeader {
+	if s.fromHeader {
 		for _, value := range req.Header["Authorization"] {
 			if token := bearerToken(value); token != "" && m.list.contains(token) {
 				m.rejectRevoked(rw)
@@ -199,7 +188,7 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
-	if m.fromQuery && req.URL.RawQuery != "" && m.queryRevoked(req) {
+	if s.fromQuery && req.URL.RawQuery != "" && m.queryRevoked(req) {
 		m.rejectRevoked(rw)
 		return
 	}

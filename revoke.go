@@ -113,8 +113,9 @@ func (m *middleware) refreshRevoked(rw http.ResponseWriter, req *http.Request) b
 // it has answered.
 func (m *middleware) readBody(rw http.ResponseWriter, req *http.Request) (body []byte, ok bool) {
 	limit := m.settings.maxBodyBytes
+	tooLarge := "The request body exceeds " + strconv.FormatInt(limit, 10) + " bytes"
 	if req.ContentLength > limit {
-		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", "The request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", tooLarge)
 		return nil, false
 	}
 	if req.Body == nil || req.Body == http.NoBody {
@@ -123,7 +124,7 @@ func (m *middleware) readBody(rw http.ResponseWriter, req *http.Request) (body [
 	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	_ = req.Body.Close()
 	if int64(len(body)) > limit {
-		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", "The request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+		writeError(rw, http.StatusRequestEntityTooLarge, "invalid_request", tooLarge)
 		return nil, false
 	}
 	if err != nil {

@@ -100,6 +100,18 @@ func newKeepAliveClient(conns int) *http.Client {
 	}
 }
 
+// startPair starts a Redis and two Traefik replicas A and B sharing it, and
+// waits until both have read the stream.
+func (e *replicaEnv) startPair(t *testing.T) (rds *harness.Redis, a, b *harness.Traefik) {
+	t.Helper()
+	rds = startRedis(t)
+	a = e.startTraefik(t, t.TempDir(), rds.Addr(), "")
+	b = e.startTraefik(t, t.TempDir(), rds.Addr(), "")
+	e.waitReady(t, a, 30*time.Second)
+	e.waitReady(t, b, 30*time.Second)
+	return rds, a, b
+}
+
 // startRedis starts a redis-server with its data in a temporary directory,
 // killed when the test ends.
 func startRedis(t *testing.T) *harness.Redis {
@@ -316,11 +328,7 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 
 func TestReplicasPropagation(t *testing.T) {
 	e := newReplicaEnv(t)
-	rds := startRedis(t)
-	a := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	b := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	_, a, b := e.startPair(t)
 
 	const tokens, workers = 200, 4
 	exp := time.Now().Add(time.Hour)
@@ -372,11 +380,7 @@ func TestReplicasPropagation(t *testing.T) {
 
 func TestReplicaRestartKeepsRevocations(t *testing.T) {
 	e := newReplicaEnv(t)
-	rds := startRedis(t)
-	a := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	b := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	rds, a, b := e.startPair(t)
 
 	exp := time.Now().Add(time.Hour)
 	revoked := newTokens(20, exp)
@@ -404,11 +408,7 @@ func TestReplicaRestartKeepsRevocations(t *testing.T) {
 
 func TestRedisOutage(t *testing.T) {
 	e := newReplicaEnv(t)
-	rds := startRedis(t)
-	a := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	b := e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	rds, a, b := e.startPair(t)
 	exp := time.Now().Add(time.Hour)
 
 	// Replication works before the outage.
