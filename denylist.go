@@ -54,18 +54,48 @@ type denylist struct {
 	persist *persister
 	replica *replicator
 
+	// Loading at start (loader.go). mu guards overlay and overflow.
+	mu             sync.Mutex
+	overlay        *loadSet
+	staging        int32 // 1 while the live bitset is all ones and stores also mark the staging one
+	state          int32
+	loadingSources int32
+	loadedCh       chan struct{}
+	closed         chan struct{}
+	startedAt      time.Time
+	loadTook       time.Duration
+	loadWait       time.Duration
+	failClosed     bool
+	stalled        int32
+	fileFailed     int32
+	filling        int64
+
+	// overflow keeps the live revocations bigcache pushed out for lack of
+	// space despite admission control (capacity.go): none is ever dropped.
+	overflow  map[string]int64
+	overflowN int32
+
 	hits       int64
 	revokes    int64
 	loaded     int64
 	evictions  int64
 	lastWarnNs int64
+
+	refusedCapacity    int64
+	refusedClientLimit int64
+	limiter            *clientLimiter
 }
 
 // A lane is one bigcache whose window bounds the lifetime of its entries.
+// live counts, per bigcache shard, the entries held and reserved, up to
+// shardLimit (capacity.go).
 type lane struct {
-	window time.Duration
-	cache  *bigcache.BigCache
-	used   int32
+	list       *denylist
+	window     time.Duration
+	cache      *bigcache.BigCache
+	used       int32
+	shardLimit int32
+	live       [laneShards]int32
 }
 
 // A revocation is one record: a token's digest and its expiry.
@@ -83,8 +113,10 @@ const (
 	expirySize = 8
 	// hotLimit bounds the cache of recently found revoked digests.
 	hotLimit = 4096
-	// warnEvery spaces out the warning about live entries dropped for space.
+	// warnEvery spaces out warnings.
 	warnEvery = time.Minute
+	// maxClients bounds the clients the revoke path's limiter tracks.
+	maxClients = 10000
 )
 
 // denylistOptions are the settings fixed when a denylist is created.
@@ -95,6 +127,13 @@ type denylistOptions struct {
 	now         func() time.Time
 	persistPath string
 	redis       *redisOptions
+	// loadWait and failClosed govern loading at start (loader.go).
+	loadWait   time.Duration
+	failClosed bool
+	// The per-client limits of the revoke path (clientlimit.go).
+	clientRate  int
+	clientBurst int
+	clientShare float64
 }
 
 // redisAddress is the configured Redis address, "" when Redis is off.
@@ -115,12 +154,32 @@ type denylistStats struct {
 	Loaded    int64 `json:"loaded"`
 	Hits      int64 `json:"hits"`
 	Evictions int64 `json:"evictions"`
-	// Ready is false until a Redis-backed denylist has loaded the stream.
+	// Capacity is how many entries one lane takes before revocations are refused.
+	Capacity int `json:"capacity"`
+	// Overflow counts live revocations bigcache pushed out, kept in a map instead.
+	Overflow int `json:"overflow"`
+	// Refused counts revoke calls refused before the identity service, by reason.
+	Refused refusals `json:"refused"`
+	// State is "loading", "ready" or "degraded" (serving without every source loaded).
+	State string `json:"state"`
+	// Ready is true once every source (persistPath, the Redis stream) has loaded.
 	Ready bool `json:"ready"`
+	// LoadSeconds is how long loading took, 0 while it lasts.
+	LoadSeconds float64 `json:"loadSeconds"`
+	// Filling counts loaded revocations not yet moved into bigcache (still enforced).
+	Filling int64 `json:"filling"`
 	// Redis is "off", "connected" or "disconnected".
 	Redis string `json:"redis"`
 	// Queued counts revocations waiting to be written to Redis.
 	Queued int `json:"queued"`
+}
+
+// refusals counts revoke calls refused before they reached the identity service.
+type refusals struct {
+	// Capacity: the denylist could not take the revocation without dropping a live one (503).
+	Capacity int64 `json:"capacity"`
+	// ClientLimit: the client was over its rate or its share of the denylist (429).
+	ClientLimit int64 `json:"clientLimit"`
 }
 
 // digestHasher hands bigcache the first eight bytes of a key that is already
@@ -147,6 +206,20 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 		opts.laneBase = laneBase
 	}
 	d := &denylist{name: name, now: opts.now, sizeMB: opts.sizeMB, maxTTL: opts.maxTTL, hot: &sync.Map{}}
+	d.loadWait, d.failClosed = opts.loadWait, opts.failClosed
+	if d.loadWait <= 0 {
+		d.loadWait = 10 * time.Second
+	}
+	share := opts.clientShare
+	if share <= 0 {
+		share = 1
+	}
+	d.limiter = newClientLimiter(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
+	d.loadedCh = make(chan struct{})
+	d.closed = make(chan struct{})
+	d.startedAt = d.now()
+	d.state = stateReady
+	close(d.loadedCh)
 	d.persistPath = opts.persistPath
 	d.redisAddress = opts.redisAddress()
 
@@ -178,10 +251,9 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	return d, nil
 }
 
-func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
-	// bigcache counts whole seconds and removes an entry once more than
-	// LifeWindow seconds have passed: round up, never down, so no live
-	// entry is ever cleaned early.
+// cleanWindow is how often bigcache's cleaner runs in a lane: an eighth of
+// its window, from 1 s to 1 min.
+func cleanWindow(window time.Duration) time.Duration {
 	life := (window + time.Second - 1) / time.Second * time.Second
 	clean := life / 8
 	if clean < time.Second {
@@ -190,6 +262,15 @@ func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
 	if clean > time.Minute {
 		clean = time.Minute
 	}
+	return clean
+}
+
+func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
+	// bigcache counts whole seconds and removes an entry once more than
+	// LifeWindow seconds have passed: round up, never down, so no live
+	// entry is ever cleaned early.
+	life := (window + time.Second - 1) / time.Second * time.Second
+	clean := cleanWindow(window)
 	cfg := bigcache.Config{
 		Shards:             laneShards,
 		LifeWindow:         life,
@@ -199,45 +280,43 @@ func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
 		HardMaxCacheSize:   sizeMB,
 		Verbose:            false,
 	}
+	l := &lane{list: d, window: window, shardLimit: shardLimit(sizeMB)}
 	cfg.Hasher = &digestHasher{}
-	cfg.OnRemoveWithReason = d.onRemove
+	cfg.OnRemoveWithReason = l.onRemove
 	cache, err := bigcache.New(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("denylist %q: %w", d.name, err)
 	}
-	return &lane{window: window, cache: cache}, nil
+	l.cache = cache
+	return l, nil
 }
 
-// onRemove counts live entries that bigcache dropped for lack of space, and
-// warns about them at most once per warnEvery.
-func (d *denylist) onRemove(_ string, entry []byte, reason bigcache.RemoveReason) {
-	if reason != bigcache.NoSpace || len(entry) < expirySize {
-		return
-	}
-	now := d.now().UnixNano()
-	if int64(binary.BigEndian.Uint64(entry)) <= now {
-		return
-	}
-	n := atomic.AddInt64(&d.evictions, 1)
-	last := atomic.LoadInt64(&d.lastWarnNs)
-	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&d.lastWarnNs, last, now) {
-		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations dropped so far; raise cacheSizeMB", d.name, n)
-	}
-}
-
-// add records a revocation the identity service confirmed: in memory, then
-// in the persistence file and the Redis replication queue when configured.
-// A past expiry records nothing.
+// add records a revocation the identity service confirmed, with no slot
+// reserved for it.
 func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
+	return d.addReserved(digest, expiry, -1)
+}
+
+// addReserved records a revocation the identity service confirmed: in
+// memory, in the lane reserved for it (reserve; -1 when none was), then in
+// the persistence file and the Redis replication queue when configured. A
+// past expiry records nothing and frees the reservation.
+func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, reserved int) error {
 	rec := revocation{digest: *digest, expiry: expiry.UnixNano()}
 	if rec.expiry <= d.now().UnixNano() {
+		if reserved >= 0 {
+			d.unreserve(reserved, digest)
+		}
 		return nil
 	}
-	err := d.store(&rec)
+	if reserved >= 0 {
+		d.put(&rec, reserved)
+	} else {
+		d.store(&rec)
+	}
+	var err error
 	if d.persist != nil {
-		if perr := d.persist.append(&rec); perr != nil && err == nil {
-			err = perr
-		}
+		err = d.persist.append(&rec)
 	}
 	if d.replica != nil {
 		d.replica.enqueue(rec)
@@ -246,63 +325,92 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
 	return err
 }
 
-// load stores revocations read back from the persistence file or Redis,
-// skipping expired ones.
-func (d *denylist) load(recs []revocation) error {
-	now := d.now().UnixNano()
-	for i := range recs {
-		if recs[i].expiry <= now {
-			continue
-		}
-		if err := d.store(&recs[i]); err != nil {
-			return err
-		}
-		atomic.AddInt64(&d.loaded, 1)
-	}
-	return nil
+// load stores revocations read back from the persistence file or Redis
+// once loading is over, skipping expired and known ones.
+func (d *denylist) load(recs []revocation) {
+	d.stage(recs)
 }
 
-// store puts one revocation in its lane and marks the bitset.
-func (d *denylist) store(rec *revocation) error {
+// store puts one revocation in the lane capacity admission picks for it;
+// when none has room it is stored all the same (it was confirmed, so it
+// must be kept), and should bigcache push a live entry out for it, onRemove
+// keeps that entry in the overflow map.
+func (d *denylist) store(rec *revocation) {
 	lifetime := time.Duration(rec.expiry - d.now().UnixNano())
-	l := d.lanes[len(d.lanes)-1]
-	for _, candidate := range d.lanes {
-		if candidate.window >= lifetime {
-			l = candidate
-			break
-		}
+	i := d.reserve(&rec.digest, lifetime)
+	if i < 0 {
+		i = d.laneFor(lifetime)
+		atomic.AddInt32(&d.lanes[i].live[shardOf(&rec.digest)], 1)
 	}
+	d.put(rec, i)
+}
+
+// put writes rec into lane i, whose slot is already counted, and marks the
+// bitset.
+func (d *denylist) put(rec *revocation, i int) {
+	l := d.lanes[i]
 	var value [expirySize]byte
 	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
 	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
-		return fmt.Errorf("denylist %q: %w", d.name, err)
+		// Set fails only for an entry larger than a shard, which a 40-byte
+		// entry never is; keep it in the overflow map rather than lose it.
+		atomic.AddInt32(&l.live[shardOf(&rec.digest)], -1)
+		d.keepOverflow(string(rec.digest[:]), rec.expiry)
 	}
 	atomic.StoreInt32(&l.used, 1)
-	word, bit := d.filterBit(&rec.digest)
+	d.markBit(&rec.digest)
+}
+
+// markBit sets digest's bit in the live bitset and, while loading stages a
+// new bitset, in that one too, under the lock finishLoad copies it with.
+func (d *denylist) markBit(digest *[sha256.Size]byte) {
+	word, bit := d.filterBit(digest)
+	if atomic.LoadInt32(&d.staging) == 1 {
+		d.mu.Lock()
+		if set := d.overlay; set != nil && set.bits != nil {
+			set.bits[d.filterIndex(digest)] |= bit
+		}
+		orBit(word, bit)
+		d.mu.Unlock()
+		return
+	}
+	orBit(word, bit)
+}
+
+func orBit(word *uint64, bit uint64) {
 	for {
 		old := atomic.LoadUint64(word)
 		if old&bit != 0 || atomic.CompareAndSwapUint64(word, old, old|bit) {
-			break
+			return
 		}
 	}
-	return nil
+}
+
+// has reports whether digest is revoked and live.
+func (d *denylist) has(digest *[sha256.Size]byte) bool {
+	if word, bit := d.filterBit(digest); atomic.LoadUint64(word)&bit == 0 {
+		return false
+	}
+	return d.lookup(digest)
 }
 
 // contains reports whether token is revoked and its entry still live.
 func (d *denylist) contains(token string) bool {
 	sum := sha256.Sum256([]byte(token))
-	if word, bit := d.filterBit(&sum); atomic.LoadUint64(word)&bit == 0 {
-		return false
-	}
-	return d.lookup(&sum)
+	return d.has(&sum)
 }
 
 // filterBit locates digest's bit in the bitset: bytes 8 to 16 of the digest,
 // masked to its size. serveBearer repeats this inline, on purpose: it is the
 // hot path, where an interpreted call costs more than these lines.
-func (d *denylist) filterBit(digest *[sha256.Size]byte) (word *uint64, bit uint64) {
+func (d *denylist) filterBit(digest *[sha256.Size]byte) (*uint64, uint64) {
 	i := binary.LittleEndian.Uint64(digest[8:16]) & d.mask
 	return &d.filter[i>>6], uint64(1) << (i & 63)
+}
+
+// filterIndex is the index of digest's word in the bitset.
+func (d *denylist) filterIndex(digest *[sha256.Size]byte) int {
+	return int((binary.LittleEndian.Uint64(digest[8:16]) & d.mask) >> 6)
 }
 
 // lookup asks the lanes for digest; the bitset has already said maybe.
@@ -312,6 +420,13 @@ func (d *denylist) lookup(digest *[sha256.Size]byte) bool {
 	if expiry, ok := d.hot.Load(key); ok && expiry.(int64) > now {
 		atomic.AddInt64(&d.hits, 1)
 		return true
+	}
+	if atomic.LoadInt32(&d.staging) == 0 {
+		if expiry, ok := d.overlayHas(digest, now); ok {
+			atomic.AddInt64(&d.hits, 1)
+			d.remember(key, expiry)
+			return true
+		}
 	}
 	for _, l := range d.lanes {
 		if atomic.LoadInt32(&l.used) == 0 {
@@ -324,6 +439,15 @@ func (d *denylist) lookup(digest *[sha256.Size]byte) bool {
 		if expiry := int64(binary.BigEndian.Uint64(value)); expiry > now {
 			atomic.AddInt64(&d.hits, 1)
 			d.remember(key, expiry)
+			return true
+		}
+	}
+	if atomic.LoadInt32(&d.overflowN) > 0 {
+		d.mu.Lock()
+		expiry, ok := d.overflow[key]
+		d.mu.Unlock()
+		if ok && expiry > now {
+			atomic.AddInt64(&d.hits, 1)
 			return true
 		}
 	}
@@ -346,16 +470,34 @@ func (d *denylist) remember(key string, expiry int64) {
 // stats reports the denylist's counters. Entries counts what bigcache still
 // holds, which includes expired entries its cleaner has not reached yet.
 func (d *denylist) stats() denylistStats {
-	s := denylistStats{Denylist: d.name, Ready: true, Redis: "off"}
+	s := denylistStats{Denylist: d.name, Redis: "off"}
 	for _, l := range d.lanes {
 		s.Entries += l.cache.Len()
+	}
+	s.Capacity = int(d.lanes[0].shardLimit) * laneShards
+	d.mu.Lock()
+	s.Overflow = len(d.overflow)
+	d.mu.Unlock()
+	s.Entries += s.Overflow
+	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
+	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
+	s.Filling = atomic.LoadInt64(&d.filling)
+	d.mu.Lock()
+	s.LoadSeconds = d.loadTook.Seconds()
+	d.mu.Unlock()
+	switch atomic.LoadInt32(&d.state) {
+	case stateReady:
+		s.State, s.Ready = "ready", true
+	case stateDegraded:
+		s.State = "degraded"
+	default:
+		s.State = "loading"
 	}
 	s.Revokes = atomic.LoadInt64(&d.revokes)
 	s.Loaded = atomic.LoadInt64(&d.loaded)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
 	if r := d.replica; r != nil {
-		s.Ready = atomic.LoadInt32(&r.ready) == 1
 		s.Redis = "disconnected"
 		if atomic.LoadInt32(&r.connected) == 1 {
 			s.Redis = "connected"
@@ -366,6 +508,11 @@ func (d *denylist) stats() denylistStats {
 }
 
 func (d *denylist) close() {
+	select {
+	case <-d.closed:
+	default:
+		close(d.closed)
+	}
 	if d.replica != nil {
 		d.replica.close()
 	}
@@ -402,9 +549,10 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if d, ok := registry[name]; ok {
-		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() {
-			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q until restart",
-				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress)
+		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() ||
+			d.loadWait != opts.loadWait || d.failClosed != opts.failClosed {
+			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q loadWait=%s failClosed=%t until restart",
+				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress, d.loadWait, d.failClosed)
 		}
 		return d, nil
 	}
@@ -412,19 +560,27 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if err != nil {
 		return nil, err
 	}
+	// New never waits on loading: the file and the stream load in the
+	// background while requests carrying a token are held (loader.go).
+	sources := 0
 	if opts.persistPath != "" {
-		p, recs, err := openPersister(opts.persistPath, d.now)
+		p, err := openPersister(opts.persistPath, d.now)
 		if err != nil {
 			d.close()
 			return nil, err
 		}
-		if err := d.load(recs); err != nil {
-			d.close()
-			return nil, err
-		}
-		releaseLoadGarbage()
 		d.persist = p
-		go p.compactLoop()
+		sources++
+	}
+	if opts.redis != nil {
+		sources++
+	}
+	if sources > 0 {
+		d.startLoading(sources)
+		go d.watchLoad()
+	}
+	if d.persist != nil {
+		go d.loadFile()
 	}
 	if opts.redis != nil {
 		d.replica = startReplicator(d, opts.redis)

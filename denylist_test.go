@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -110,24 +111,74 @@ func TestDenylistShortEntryIsFreed(t *testing.T) {
 	}
 }
 
-func TestDenylistCountsLiveEvictions(t *testing.T) {
+func TestDenylistNeverDropsALiveRevocation(t *testing.T) {
 	// given a 1 MiB lane, whose 64 shards hold about 16 KiB each
 	d := newTestDenylist(t, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
 
-	// when far more live entries than fit are added
-	for i := 0; i < 40000; i++ {
+	// when far more confirmed revocations arrive than fit (as from Redis,
+	// which cannot be refused)
+	const n = 30000
+	for i := 0; i < n; i++ {
 		if err := d.add(digestOf(fmt.Sprint("tok-", i)), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// then the drops are counted, and the newest entries are kept
+	// then what bigcache pushed out is counted and kept in the overflow map,
+	// and every revocation is still enforced
 	s := d.stats()
-	if s.Evictions == 0 || s.Entries+int(s.Evictions) != 40000 {
+	if s.Evictions == 0 || s.Overflow != int(s.Evictions) || s.Entries != n {
 		t.Fatalf("stats: %+v", s)
 	}
-	if !d.contains("tok-39999") {
-		t.Fatal("newest entry missing")
+	for i := 0; i < n; i += 7 {
+		if !d.contains(fmt.Sprint("tok-", i)) {
+			t.Fatalf("tok-%d dropped", i)
+		}
+	}
+}
+
+func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
+	// given a 1 MiB denylist whose revocations all go to its last lane
+	d := newTestDenylist(t, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
+
+	// when slots are reserved and filled until reserve refuses
+	admitted := 0
+	for i := 0; i < 2*d.capacity(); i++ {
+		digest := digestOf(fmt.Sprint("garbage-", i))
+		lane := d.reserve(digest, time.Hour)
+		if lane < 0 {
+			continue
+		}
+		admitted++
+		if err := d.addReserved(digest, time.Now().Add(time.Hour), lane); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// then nearly the whole capacity was admitted, and bigcache evicted nothing
+	s := d.stats()
+	if admitted > d.capacity() || admitted < d.capacity()*9/10 || s.Evictions != 0 || s.Overflow != 0 {
+		t.Fatalf("admitted %d of capacity %d; stats %+v", admitted, d.capacity(), s)
+	}
+
+	// and a slot given back can be taken again
+	digest := digestOf("garbage-0")
+	lane := d.laneFor(time.Hour)
+	d.unreserve(lane, digest)
+	if d.reserve(digest, time.Hour) != lane {
+		t.Fatal("a freed slot was not reusable")
+	}
+}
+
+func TestDenylistReserveUsesALargerLane(t *testing.T) {
+	// given a denylist whose 10 s lane shard is full
+	d := newTestDenylist(t, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
+	digest := digestOf("x")
+	atomic.StoreInt32(&d.lanes[0].live[shardOf(digest)], d.lanes[0].shardLimit)
+
+	// when a 5 s revocation is reserved, then it goes to the next lane
+	if got := d.reserve(digest, 5*time.Second); got != 1 {
+		t.Fatalf("lane %d, want 1", got)
 	}
 }
 

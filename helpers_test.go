@@ -82,7 +82,8 @@ func newTestMiddleware(t testing.TB, next http.Handler, clock *fakeClock, edit f
 	if err != nil {
 		t.Fatalf("validate: %v", err)
 	}
-	opts := denylistOptions{sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL}
+	opts := s.denylistOptions()
+	opts.persistPath, opts.redis = "", nil
 	if clock != nil {
 		opts.now = clock.now
 	}

@@ -2,11 +2,7 @@ package tokenrevocation
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -15,14 +11,17 @@ import (
 )
 
 // A persister keeps a denylist's revocations in an append-only file, so a
-// single Traefik without Redis forgets nothing on restart. Each record is
-// the 32-byte digest and the expiry in Unix nanoseconds, big-endian: 40
-// bytes, never a raw token. A revocation is written (write(2), no fsync)
-// before the identity service's answer reaches the client, so it survives a
-// Traefik restart or crash; a machine crash can lose what the kernel had not
-// yet flushed. A torn last record is ignored on load. The file is rewritten
-// without its expired records at start, and again once records have expired
-// and enough time or appends have passed.
+// single Traefik without Redis forgets nothing on restart. The file is a
+// sequence of 40-byte frames (record.go): a revocation is its 32-byte digest
+// and its expiry in Unix nanoseconds, never a raw token. A revocation is
+// written (write(2), no fsync) before the identity service's answer reaches
+// the client, so it survives a Traefik restart or crash; a machine crash can
+// lose what the kernel had not yet flushed.
+//
+// Opening is quick, for New: a torn last frame is cut off so appends stay
+// aligned, and the file is opened for appending. Reading it back happens in
+// the background (loader.go). The file is rewritten without its expired
+// records once records have expired and enough time or appends have passed.
 type persister struct {
 	path string
 	now  func() time.Time
@@ -35,76 +34,74 @@ type persister struct {
 	lastRewrite   time.Time
 }
 
-const (
-	// persistRecordSize is one record in the file.
-	persistRecordSize = sha256.Size + 8
-	// compactEvery is the least time between two rewrites for expiry alone.
-	compactEvery = 10 * time.Minute
-)
+// compactEvery is the least time between two rewrites for expiry alone.
+const compactEvery = 10 * time.Minute
 
-// openPersister reads path (a missing file is an empty one), rewrites it
-// with its live records only, and opens it for appending.
-func openPersister(path string, now func() time.Time) (*persister, []revocation, error) {
-	p := &persister{path: path, now: now}
-	recs, err := p.readLive()
-	if err != nil {
-		return nil, nil, err
+// openPersister cuts a torn last frame off path (a missing file is created
+// empty) and opens it for appending. It reads nothing else.
+func openPersister(path string, now func() time.Time) (*persister, error) {
+	p := &persister{path: path, now: now, lastRewrite: now()}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("persistPath: %w", err)
 	}
-	if err := p.rewrite(recs); err != nil {
-		return nil, nil, err
-	}
-	return p, recs, nil
-}
-
-// readLive returns the file's unexpired records.
-func (p *persister) readLive() ([]revocation, error) {
-	f, err := os.Open(p.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600) //nolint:gosec // the operator's persistPath
 	if err != nil {
 		return nil, fmt.Errorf("persistPath: %w", err)
 	}
-	defer f.Close()
-	now := p.now().UnixNano()
-	r := bufio.NewReaderSize(f, 1<<20)
-	var recs []revocation
-	var buf [persistRecordSize]byte
-	for {
-		if _, err := io.ReadFull(r, buf[:]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return recs, nil
-			}
-			return nil, fmt.Errorf("persistPath: %w", err)
-		}
-		var rec revocation
-		copy(rec.digest[:], buf[:sha256.Size])
-		rec.expiry = int64(binary.BigEndian.Uint64(buf[sha256.Size:]))
-		if rec.expiry > now {
-			recs = append(recs, rec)
-		}
+	info, err := f.Stat()
+	if err == nil && info.Size()%frameSize != 0 {
+		err = f.Truncate(info.Size() - info.Size()%frameSize)
 	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("persistPath: %w", err)
+	}
+	p.f = f
+	return p, nil
 }
 
-// rewrite replaces the file with recs through a temporary file and a
-// rename, then reopens it for appending. The caller holds mu or owns p.
-func (p *persister) rewrite(recs []revocation) error {
-	tmp := p.path + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
-		return fmt.Errorf("persistPath: %w", err)
+// load reads the file's live revocations, for the loader.
+func (p *persister) load() ([]revocation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set, err := p.read()
+	if err != nil {
+		return nil, err
 	}
+	if p.minExpiry == 0 || (set.minExpiry != 0 && set.minExpiry < p.minExpiry) {
+		p.minExpiry = set.minExpiry
+	}
+	p.liveAtRewrite = len(set.recs)
+	return set.recs, nil
+}
+
+// read decodes the whole file. The caller holds mu.
+func (p *persister) read() (*frameSet, error) {
+	buf, err := os.ReadFile(p.path)
+	if err != nil {
+		return nil, fmt.Errorf("persistPath: %w", err)
+	}
+	return decodeFrames(buf, p.now().UnixNano()), nil
+}
+
+// rewrite replaces the file with set's live revocations and extension
+// frames through a temporary file and a rename, then reopens it for
+// appending. The caller holds mu.
+func (p *persister) rewrite(set *frameSet) error {
+	tmp := p.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) //nolint:gosec // the operator's persistPath
 	if err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	minExpiry := int64(0)
-	for i := range recs {
-		_, _ = w.Write(encodeRecord(&recs[i]))
-		if minExpiry == 0 || recs[i].expiry < minExpiry {
-			minExpiry = recs[i].expiry
+	for i := range set.recs {
+		_, _ = w.Write(encodeRevocation(&set.recs[i]))
+		if minExpiry == 0 || set.recs[i].expiry < minExpiry {
+			minExpiry = set.recs[i].expiry
 		}
 	}
+	_, _ = w.Write(set.extensions)
 	err = w.Flush()
 	if err == nil {
 		err = f.Sync()
@@ -118,25 +115,16 @@ func (p *persister) rewrite(recs []revocation) error {
 	if err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
-	if p.f != nil {
-		_ = p.f.Close()
-	}
+	_ = p.f.Close()
 	p.f, err = os.OpenFile(p.path, os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
 	p.minExpiry = minExpiry
-	p.liveAtRewrite = len(recs)
+	p.liveAtRewrite = len(set.recs)
 	p.appended = 0
 	p.lastRewrite = p.now()
 	return nil
-}
-
-func encodeRecord(rec *revocation) []byte {
-	var buf [persistRecordSize]byte
-	copy(buf[:], rec.digest[:])
-	binary.BigEndian.PutUint64(buf[sha256.Size:], uint64(rec.expiry))
-	return buf[:]
 }
 
 // append writes one record. It is called before the revoke response is
@@ -144,7 +132,7 @@ func encodeRecord(rec *revocation) []byte {
 func (p *persister) append(rec *revocation) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.f.Write(encodeRecord(rec)); err != nil {
+	if _, err := p.f.Write(encodeRevocation(rec)); err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
 	if p.minExpiry == 0 || rec.expiry < p.minExpiry {
@@ -166,19 +154,26 @@ func (p *persister) compactIfDue() {
 	if now.Sub(p.lastRewrite) < compactEvery && p.appended < p.liveAtRewrite+1000 {
 		return
 	}
-	recs, err := p.readLive()
+	set, err := p.read()
 	if err == nil {
-		err = p.rewrite(recs)
+		err = p.rewrite(set)
 	}
 	if err != nil {
 		log.Printf("tokenrevocation: ERROR compacting %s: %v", p.path, err)
 	}
 }
 
-// compactLoop runs compactIfDue every minute for the process's lifetime.
-func (p *persister) compactLoop() {
+// compactLoop runs compactIfDue every minute until stop is closed.
+func (p *persister) compactLoop(stop chan struct{}) {
 	for {
-		time.Sleep(time.Minute)
+		select {
+		case <-stop:
+			p.mu.Lock()
+			_ = p.f.Close()
+			p.mu.Unlock()
+			return
+		case <-time.After(time.Minute):
+		}
 		p.compactIfDue()
 	}
 }

@@ -11,9 +11,9 @@ func TestPersistRestart(t *testing.T) {
 	// given a persisted denylist with one live and one short-lived entry
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), "sub", "denylist.bin")
-	p, recs, err := openPersister(path, clock.now)
-	if err != nil || len(recs) != 0 {
-		t.Fatalf("open: %v, %d records", err, len(recs))
+	p, err := openPersister(path, clock.now)
+	if err != nil {
+		t.Fatalf("open: %v", err)
 	}
 	d := newTestDenylist(t, denylistOptions{now: clock.now})
 	d.persist = p
@@ -25,38 +25,63 @@ func TestPersistRestart(t *testing.T) {
 	}
 
 	// when the process restarts after the short entry expired, with a torn
-	// record at the end of the file
+	// frame at the end of the file and an extension frame of a later release
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	ext := make([]byte, frameSize)
+	ext[32], ext[33], ext[36] = extensionMarker, 99, 1
+	_, _ = f.Write(ext)
 	_, _ = f.Write([]byte("torn"))
 	_ = f.Close()
 	clock.advance(2 * time.Minute)
-	p2, recs, err := openPersister(path, clock.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restarted := newTestDenylist(t, denylistOptions{now: clock.now})
-	restarted.persist = p2
-	if err := restarted.load(recs); err != nil {
-		t.Fatal(err)
-	}
+	restarted := restartFromFile(t, path, clock)
 
-	// then the live entry is enforced and the file holds only it
+	// then the live entry is enforced, and a later append lands on a frame
+	// boundary
 	if !restarted.contains("long") || restarted.contains("short") {
 		t.Fatal("wrong entries after restart")
 	}
-	if info, _ := os.Stat(path); info.Size() != persistRecordSize {
-		t.Fatalf("file not compacted: %d bytes", info.Size())
+	if err := restarted.add(digestOf("after"), clock.now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
 	}
+	if info, _ := os.Stat(path); info.Size() != 4*frameSize {
+		t.Fatalf("file holds %d bytes, want 4 frames", info.Size())
+	}
+	again := restartFromFile(t, path, clock)
+	if !again.contains("after") || !again.contains("long") {
+		t.Fatal("entries lost after a second restart")
+	}
+
+	// and compaction keeps the live entries and the extension frame
+	clock.advance(compactEvery)
+	again.persist.compactIfDue()
 	raw, _ := os.ReadFile(path)
-	if string(raw[:32]) != string(digestOf("long")[:]) {
-		t.Fatal("file does not hold the digest")
+	if len(raw) != 3*frameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[2*frameSize+33] != 99 {
+		t.Fatalf("compacted file: %d bytes", len(raw))
 	}
+}
+
+// restartFromFile opens path as a new process would and waits for it to load.
+func restartFromFile(t *testing.T, path string, clock *fakeClock) *denylist {
+	t.Helper()
+	p, err := openPersister(path, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	d.persist = p
+	d.startLoading(1)
+	if d.isLoaded() {
+		t.Fatal("ready before loading")
+	}
+	go d.loadFile()
+	<-d.loadedCh
+	return d
 }
 
 func TestPersistCompactsAsEntriesExpire(t *testing.T) {
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), "denylist.bin")
-	p, _, err := openPersister(path, clock.now)
+	p, err := openPersister(path, clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +93,7 @@ func TestPersistCompactsAsEntriesExpire(t *testing.T) {
 	}
 	clock.advance(5*time.Minute + time.Second)
 	p.compactIfDue() // too soon after the last rewrite
-	if info, _ := os.Stat(path); info.Size() != 10*persistRecordSize {
+	if info, _ := os.Stat(path); info.Size() != 10*frameSize {
 		t.Fatalf("compacted too early: %d", info.Size())
 	}
 	clock.advance(compactEvery)

@@ -32,8 +32,30 @@ type Config struct {
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 	// RequireClientAuth answers 401 to revoke calls with no client credentials. Default: true.
 	RequireClientAuth bool `json:"requireClientAuth,omitempty"`
-	// TokenSources lists where bearer tokens are read: header, query. Default: [header].
+	// TokenSources lists where tokens are read: header (every Authorization
+	// header), query (the access_token query parameter), form (access_token in
+	// an application/x-www-form-urlencoded body of at most maxBodyBytes),
+	// header:NAME (a header carrying the raw token) and cookie:NAME (a cookie
+	// carrying the token). Default: [header, query, form], every place RFC 6750 defines.
 	TokenSources []string `json:"tokenSources,omitempty"`
+	// LoadWait bounds how long a request carrying a token is held while the
+	// denylist loads at start; past it the request gets 503. It is also how long
+	// an unreachable Redis or unreadable persistPath may keep a starting replica
+	// closed before it serves with what it has (see FailClosed). Default: 10s.
+	LoadWait string `json:"loadWait,omitempty"`
+	// FailClosed keeps answering 503 to requests carrying a token for as long as
+	// Redis or persistPath cannot be loaded at start, instead of serving with
+	// what was loaded once LoadWait has passed. Default: false.
+	FailClosed bool `json:"failClosed,omitempty"`
+	// ClientRate is how many revoke calls per second one client (HTTP Basic user,
+	// else client_id) may make; 0 turns the limit off. Default: 100.
+	ClientRate int `json:"clientRate,omitempty"`
+	// ClientBurst is how many revoke calls one client may make at once above
+	// ClientRate. Default: 200.
+	ClientBurst int `json:"clientBurst,omitempty"`
+	// ClientSharePercent caps one client's live revocations at this percent of a
+	// denylist lane's capacity; 100 turns the limit off. Default: 50.
+	ClientSharePercent int `json:"clientSharePercent,omitempty"`
 	// Denylist names the denylist shared by every instance with the same name. Default: the middleware's name.
 	Denylist string `json:"denylist,omitempty"`
 	// StatsPath, when set, answers GET with the denylist's counters as JSON; route it internally only. Default: "" (off).
@@ -73,17 +95,21 @@ type RedisConfig struct {
 // CreateConfig returns the default configuration.
 func CreateConfig() *Config {
 	return &Config{
-		RevokePath:        "/api/id/v1/auth/token/revoke",
-		TokenPath:         "/api/id/v1/auth/token",
-		AccessTokenTTL:    "1h",
-		RefreshTokenTTL:   "720h",
-		MaxTTL:            "720h",
-		Leeway:            "60s",
-		CacheSizeMB:       64,
-		MaxBodyBytes:      65536,
-		RequireClientAuth: true,
-		TokenSources:      []string{"header"},
-		Realm:             "tokenrevocation",
+		RevokePath:         "/api/id/v1/auth/token/revoke",
+		TokenPath:          "/api/id/v1/auth/token",
+		AccessTokenTTL:     "1h",
+		RefreshTokenTTL:    "720h",
+		MaxTTL:             "720h",
+		Leeway:             "60s",
+		CacheSizeMB:        64,
+		MaxBodyBytes:       65536,
+		RequireClientAuth:  true,
+		TokenSources:       []string{"header", "query", "form"},
+		LoadWait:           "10s",
+		ClientRate:         100,
+		ClientBurst:        200,
+		ClientSharePercent: 50,
+		Realm:              "tokenrevocation",
 	}
 }
 
@@ -94,12 +120,17 @@ type middleware struct {
 	list     *denylist
 
 	// Derived once, for the hot path: slow sends every request to serveSlow
-	// (the stats path or query tokens are on, or header tokens are off);
-	// filter and mask are the denylist's, one field read away instead of two.
+	// (the stats path, custom header or cookie sources are on, or
+	// Authorization is not read); filter and mask are the denylist's, one
+	// field read away instead of two.
 	slow   bool
 	filter []uint64
 	mask   uint64
 }
+
+// retryAfterLoading is the Retry-After, in seconds, of a request turned away
+// while the denylist loads.
+const retryAfterLoading = "2"
 
 // revokedChallenge is the RFC 6750 challenge sent with a revoked token.
 const revokedChallenge = `Bearer error="invalid_token", error_description="The access token has been revoked"`
@@ -110,7 +141,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
-	list, err := sharedDenylist(s.denylist, denylistOptions{sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL, persistPath: s.persistPath, redis: s.redis})
+	list, err := sharedDenylist(s.denylist, s.denylistOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -119,21 +150,22 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m := &middleware{next: next, settings: s, list: list}
-	m.slow = s.statsPath != "" || s.fromQuery || !s.fromHeader
+	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.filter = list.filter
 	m.mask = list.mask
 	return m
 }
 
-// ServeHTTP rejects revoked bearer tokens and intercepts revoke and token
-// calls. It is the hot path, run by Yaegi for every request through the
-// router. Yaegi allocates every local value and temporary of a function on
-// each call, and each interpreted statement and call costs far more than the
-// compiled standard library it calls. So ServeHTTP itself is as small as it
-// can be and settles the commonest case, a request with no Authorization
-// header; bearer requests go to serveBearer, everything else to serveSlow.
+// ServeHTTP rejects revoked tokens and intercepts revoke and token calls. It
+// is the hot path, run by Yaegi for every request through the router. Yaegi
+// allocates every local value and temporary of a function on each call, and
+// each interpreted statement and call costs far more than the compiled
+// standard library it calls. So ServeHTTP itself is as small as it can be and
+// settles the commonest case, a request with no body, no query and no
+// Authorization header; bearer requests go to serveBearer, everything else
+// (a query or body may carry access_token) to serveSlow.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	if m.slow || req.Method == http.MethodPost {
+	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 || req.URL.RawQuery != "" {
 		m.serveSlow(rw, req)
 		return
 	}
@@ -180,29 +212,28 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		m.serveStats(rw)
 		return
 	}
-	if s.fromHeader {
-		for _, value := range req.Header["Authorization"] {
-			if token := bearerToken(value); token != "" && m.list.contains(token) {
-				m.rejectRevoked(rw)
-				return
-			}
-		}
-	}
-	if s.fromQuery && req.URL.RawQuery != "" && m.queryRevoked(req) {
-		m.rejectRevoked(rw)
+	tokens, ok := m.requestTokens(rw, req)
+	if !ok {
 		return
 	}
-	m.next.ServeHTTP(rw, req)
-}
-
-// queryRevoked checks every RFC 6750 access_token query parameter.
-func (m *middleware) queryRevoked(req *http.Request) bool {
-	for _, token := range req.URL.Query()["access_token"] {
-		if token != "" && m.list.contains(token) {
-			return true
+	if len(tokens) == 0 {
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	// Until the denylist has loaded what was revoked before this replica
+	// started, no token can be proven unrevoked: hold the request.
+	if !m.list.awaitLoaded() {
+		rw.Header().Set("Retry-After", retryAfterLoading)
+		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
+		return
+	}
+	for _, token := range tokens {
+		if m.list.contains(token) {
+			m.rejectRevoked(rw)
+			return
 		}
 	}
-	return false
+	m.next.ServeHTTP(rw, req)
 }
 
 // rejectRevoked answers a request that carries a revoked token.

@@ -112,9 +112,126 @@ func TestServeHTTP(t *testing.T) {
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
-			desc: "query token ignored by default",
+			desc: "query token rejected by default",
 			build: func() *http.Request {
-				return httptest.NewRequest(http.MethodGet, "/api/things?access_token="+revoked, nil)
+				return httptest.NewRequest(http.MethodGet, "/api/things?access_token=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "query token with an escaped name",
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?a=1&access%5Ftoken=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "query without a token passes",
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?page=2&q=100%", nil)
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc:      "form body token rejected by default (POST)",
+			build:     formRequest(http.MethodPost, "a=1&access_token=revoked-token.abc_DEF~%2B%2F%3D%3D"),
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:      "form body token rejected by default (PUT, charset)",
+			build:     formRequest(http.MethodPut, "access_token=revoked-token.abc_DEF~%2B%2F%3D%3D"),
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "form body of another type is not read",
+			build: func() *http.Request {
+				req := formRequest(http.MethodPost, "access_token=revoked-token.abc_DEF~%2B%2F%3D%3D")()
+				req.Header.Set("Content-Type", "text/plain")
+				return req
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc:      "form body ignored when form is not a source",
+			sources:   []string{"header", "query"},
+			build:     formRequest(http.MethodPost, "access_token=revoked-token.abc_DEF~%2B%2F%3D%3D"),
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc: "good header, revoked query token",
+			build: func() *http.Request {
+				req := httptest.NewRequest(http.MethodGet, "/api/things?access_token=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+				req.Header.Set("Authorization", "Bearer good-token")
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "revoked header, good form token",
+			build: func() *http.Request {
+				req := formRequest(http.MethodPost, "access_token=good-token")()
+				req.Header.Set("Authorization", "Bearer "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "good query, revoked form token",
+			build: func() *http.Request {
+				req := formRequest(http.MethodPost, "access_token=revoked-token.abc_DEF~%2B%2F%3D%3D")()
+				req.URL.RawQuery = "access_token=good-token"
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:    "custom header carries a raw token",
+			sources: []string{"header", "header:X-Access-Token"},
+			build: func() *http.Request {
+				req := apiRequest("good-token")
+				req.Header.Set("X-Access-Token", revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:    "custom header with a Bearer value",
+			sources: []string{"header:x-access-token"},
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("X-Access-Token", "Bearer "+revoked)
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:    "custom header not configured is ignored",
+			sources: []string{"header"},
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.Header.Set("X-Access-Token", revoked)
+				return req
+			},
+			expStatus: 200, expCalled: true,
+		},
+		{
+			desc:    "cookie carries a token",
+			sources: []string{"header", "cookie:session_at"},
+			build: func() *http.Request {
+				req := apiRequest("good-token")
+				req.AddCookie(&http.Cookie{Name: "other", Value: "x"})
+				req.AddCookie(&http.Cookie{Name: "session_at", Value: revoked})
+				return req
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:    "good cookie passes",
+			sources: []string{"header", "cookie:session_at"},
+			build: func() *http.Request {
+				req := apiRequest("")
+				req.AddCookie(&http.Cookie{Name: "session_at", Value: "good-token"})
+				return req
 			},
 			expStatus: 200, expCalled: true,
 		},
@@ -230,6 +347,15 @@ func TestServeHTTPStats(t *testing.T) {
 	}
 	if got.Entries != 1 || got.Hits != 1 || got.Revokes != 1 || got.Evictions != 0 {
 		t.Fatalf("stats: got %+v", got)
+	}
+}
+
+// formRequest builds an API call with an application/x-www-form-urlencoded body.
+func formRequest(method, body string) func() *http.Request {
+	return func() *http.Request {
+		req := httptest.NewRequest(method, "/api/things", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		return req
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"log"
 	"math/rand"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,14 +237,7 @@ func (r *replicator) readLoop() {
 			wait = blockFor
 		}
 		args = append(args, "STREAMS", r.stream, lastID)
-		replies, err := conn.pipeline([][]string{args}, wait)
-		var reply interface{}
-		if err == nil {
-			reply = replies[0]
-			if e, ok := reply.(error); ok && e != errNil { //nolint:errorlint // errNil is a sentinel
-				err = e
-			}
-		}
+		recs, last, count, err := conn.xread(args, wait)
 		if err != nil {
 			conn.close()
 			conn = nil
@@ -256,73 +248,16 @@ func (r *replicator) readLoop() {
 			continue
 		}
 		failures = 0
-		recs, last, count := parseXRead(reply)
 		if last != "" {
 			lastID = last
 		}
 		if len(recs) > 0 {
-			if err := r.list.load(recs); err != nil {
-				log.Printf("tokenrevocation: ERROR denylist %q: %v", r.list.name, err)
-			}
+			r.list.stage(recs)
 		}
 		if !caughtUp && count < readBatch {
-			releaseLoadGarbage()
 			atomic.StoreInt32(&r.ready, 1)
 			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
+			r.list.sourceLoaded()
 		}
 	}
-}
-
-// parseXRead decodes an XREAD reply for one stream into revocations. It
-// returns the last entry ID and the number of entries, malformed ones
-// included, so the reader moves past them. Its results are not named: under
-// Yaegi v0.16.1 named results are not reset when one call site runs again in
-// a loop, and readLoop's would pile up every entry read so far.
-func parseXRead(reply interface{}) ([]revocation, string, int) {
-	var recs []revocation
-	lastID := ""
-	count := 0
-	streams, ok := reply.([]interface{})
-	if !ok || len(streams) == 0 {
-		return nil, "", 0
-	}
-	stream, ok := streams[0].([]interface{})
-	if !ok || len(stream) != 2 {
-		return nil, "", 0
-	}
-	entries, _ := stream[1].([]interface{})
-	for _, e := range entries {
-		entry, ok := e.([]interface{})
-		if !ok || len(entry) != 2 {
-			continue
-		}
-		id, _ := entry[0].(string)
-		lastID = id
-		count++
-		fields, _ := entry[1].([]interface{})
-		var rec revocation
-		var haveDigest, haveExpiry bool
-		for i := 0; i+1 < len(fields); i += 2 {
-			name, _ := fields[i].(string)
-			value, _ := fields[i+1].(string)
-			switch name {
-			case "d":
-				b, err := hex.DecodeString(value)
-				if err == nil && len(b) == len(rec.digest) {
-					copy(rec.digest[:], b)
-					haveDigest = true
-				}
-			case "e":
-				ms, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
-				if err == nil && ms > 0 {
-					rec.expiry = ms * int64(time.Millisecond)
-					haveExpiry = true
-				}
-			}
-		}
-		if haveDigest && haveExpiry {
-			recs = append(recs, rec)
-		}
-	}
-	return recs, lastID, count
 }

@@ -12,7 +12,9 @@ func newReplica(t *testing.T, name, addr string) *denylist {
 	t.Helper()
 	d := newTestDenylist(t, denylistOptions{maxTTL: 24 * time.Hour})
 	d.name = name
+	d.startLoading(1)
 	d.replica = startReplicator(d, testRedisOptions(addr))
+	go d.watchLoad()
 	return d
 }
 
@@ -109,33 +111,102 @@ func TestReplicatorSurvivesRedisOutage(t *testing.T) {
 	}
 }
 
-func TestParseXRead(t *testing.T) {
-	good := fmt.Sprintf("%x", sha256.Sum256([]byte("x")))
-	reply := []interface{}{[]interface{}{"s", []interface{}{
-		[]interface{}{"1-1", []interface{}{"d", good, "e", "4102444800000"}},
-		[]interface{}{"1-2", []interface{}{"d", "zz", "e", "1"}},
-		[]interface{}{"1-3", "garbage"},
-	}}}
-	recs, last, n := parseXRead(reply)
-	if len(recs) != 1 || last != "1-3" || n != 3 || recs[0].expiry != 4102444800000*int64(time.Millisecond) {
-		t.Fatalf("got %d recs, last %q, count %d", len(recs), last, n)
+// entryRESP encodes one stream entry as XREAD returns it.
+func entryRESP(id string, fields ...string) string {
+	out := fmt.Sprintf("*2\r\n$%d\r\n%s\r\n*%d\r\n", len(id), id, len(fields))
+	for _, f := range fields {
+		out += fmt.Sprintf("$%d\r\n%s\r\n", len(f), f)
 	}
-	if _, _, n := parseXRead("nonsense"); n != 0 {
-		t.Fatal("parsed nonsense")
+	return out
+}
+
+func TestParseStreamEntry(t *testing.T) {
+	good := fmt.Sprintf("%x", sha256.Sum256([]byte("x")))
+	cases := []struct {
+		name   string
+		raw    string
+		next   int // 0: the whole entry
+		status int
+	}{
+		{"revocation", entryRESP("1-1", "d", good, "e", "4102444800000"), 0, entryRevocation},
+		{"extra fields", entryRESP("1-1", "x", "y", "d", good, "e", "4102444800000"), 0, entryRevocation},
+		{"another record type", entryRESP("1-2", "t", "grant", "v", "1", "d", good, "e", "4102444800000"), 0, entryOther},
+		{"bad hex", entryRESP("1-3", "d", "zz", "e", "1"), 0, entryMalformed},
+		{"bad expiry", entryRESP("1-3", "d", good, "e", "-5"), 0, entryMalformed},
+		{"no fields", "*2\r\n$3\r\n1-4\r\n*-1\r\n", 0, entryMalformed},
+		{"cut short", entryRESP("1-1", "d", good, "e", "4102444800000")[:50], incomplete, entryMalformed},
+		{"header cut short", "*2\r", incomplete, entryMalformed},
+		{"not an array", "+OK\r\n", malformed, entryMalformed},
+		{"odd fields", "*2\r\n$3\r\n1-5\r\n*1\r\n$1\r\nd\r\n", malformed, entryMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var rec revocation
+			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec)
+			want := c.next
+			if want == 0 {
+				want = len(c.raw)
+			}
+			if next != want || status != c.status {
+				t.Fatalf("next %d status %d, want %d %d", next, status, want, c.status)
+			}
+			if status == entryRevocation && (rec.digest != sha256.Sum256([]byte("x")) || rec.expiry != 4102444800000*int64(time.Millisecond)) {
+				t.Fatalf("decoded %+v", rec)
+			}
+		})
 	}
 }
 
 // Under Yaegi, named results once piled up across calls from one call site
-// in a loop; readLoop calls parseXRead that way.
-func TestParseXReadInALoop(t *testing.T) {
+// in a loop; xread calls parseStreamEntry that way.
+func TestParseStreamEntryInALoop(t *testing.T) {
+	raw := ""
 	for i := 0; i < 3; i++ {
-		reply := []interface{}{[]interface{}{"s", []interface{}{
-			[]interface{}{fmt.Sprintf("1-%d", i), []interface{}{"d", fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i)})), "e", "4102444800000"}},
-		}}}
-		recs, last, n := parseXRead(reply)
-		if len(recs) != 1 || n != 1 || last != fmt.Sprintf("1-%d", i) || recs[0].digest != sha256.Sum256([]byte{byte(i)}) {
-			t.Fatalf("call %d: %d recs, count %d, last %q", i, len(recs), n, last)
+		raw += entryRESP(fmt.Sprintf("1-%d", i), "d", fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i)})), "e", "4102444800000")
+	}
+	pos := 0
+	for i := 0; i < 3; i++ {
+		var rec revocation
+		next, id, status := parseStreamEntry([]byte(raw), pos, &rec)
+		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.digest != sha256.Sum256([]byte{byte(i)}) {
+			t.Fatalf("entry %d: status %d id %q", i, status, id)
 		}
+		pos = next
+	}
+	if pos != len(raw) {
+		t.Fatalf("stopped at %d of %d", pos, len(raw))
+	}
+}
+
+func TestReplicatorSkipsOtherRecordTypes(t *testing.T) {
+	// given a stream holding a record type this release does not know,
+	// between two revocations
+	srv := startRedis(t)
+	conn, err := dialRedis(testRedisOptions(srv.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.close()
+	stream := "test:typed"
+	for _, fields := range [][]string{
+		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("before"))), "e", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())},
+		{"t", "future", "v", "1", "payload", "\n\x00binary"},
+		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("after"))), "e", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())},
+	} {
+		if _, err := conn.do(append([]string{"XADD", stream, "*"}, fields...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// when a replica loads it
+	d := newReplica(t, "typed", srv.addr())
+
+	// then both revocations are enforced
+	if !waitFor(t, 5*time.Second, func() bool { return d.stats().Ready }) {
+		t.Fatalf("never ready: %+v", d.stats())
+	}
+	if !d.contains("before") || !d.contains("after") || d.contains("future") {
+		t.Fatal("wrong entries loaded")
 	}
 }
 

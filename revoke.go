@@ -7,7 +7,9 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,13 +47,50 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	rec := &revokeRecorder{rw: rw, list: m.list, digest: sha256.Sum256([]byte(token))}
+	rec := &revokeRecorder{rw: rw, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1}
 	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
+	if !m.admitRevocation(rw, req, form, rec) {
+		return
+	}
 	m.next.ServeHTTP(rec, req)
 	if !rec.wrote {
 		// A handler that writes nothing has Go's server answer 200.
 		rec.WriteHeader(http.StatusOK)
 	}
+}
+
+// admitRevocation decides, before the identity service is called, whether
+// the denylist can record this revocation: it reserves a slot in a lane
+// with room (else 503: recording it would drop a live one) and asks the
+// client limiter (else 429). A token already revoked, or one whose
+// revocation would expire at once, needs no slot. It reports whether the
+// call may go on; when not, it has answered.
+func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, form url.Values, rec *revokeRecorder) bool {
+	d := m.list
+	lifetime := rec.expiry.Sub(d.now())
+	if lifetime <= 0 || (d.isLoaded() && d.has(&rec.digest)) {
+		rec.known = true
+		return true
+	}
+	lane := d.reserve(&rec.digest, lifetime)
+	if lane < 0 {
+		atomic.AddInt64(&d.refusedCapacity, 1)
+		d.warnRefusal()
+		rw.Header().Set("Retry-After", strconv.Itoa(d.retryAfterFull(lifetime)))
+		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is full; retry later")
+		return false
+	}
+	rec.client = clientID(req.Header.Get("Authorization"), form)
+	decision := d.limiter.admit(rec.client, lane, d.lanes[lane].window, d.capacity())
+	if !decision.Allowed {
+		d.unreserve(lane, &rec.digest)
+		atomic.AddInt64(&d.refusedClientLimit, 1)
+		rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
+		writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
+		return false
+	}
+	rec.lane = lane
+	return true
 }
 
 // expiryFor returns when the revocation of token may be forgotten: a JWT's exp
@@ -100,7 +139,13 @@ func (m *middleware) refreshRevoked(rw http.ResponseWriter, req *http.Request) b
 		return true
 	}
 	if form.Get("grant_type") == "refresh_token" {
-		if token := form.Get("refresh_token"); token != "" && m.list.contains(token) {
+		token := form.Get("refresh_token")
+		if token != "" && !m.list.awaitLoaded() {
+			rw.Header().Set("Retry-After", retryAfterLoading)
+			writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
+			return true
+		}
+		if token != "" && m.list.contains(token) {
 			writeError(rw, http.StatusBadRequest, "invalid_grant", "The refresh token has been revoked")
 			return true
 		}
@@ -156,6 +201,12 @@ type revokeRecorder struct {
 	digest [sha256.Size]byte
 	expiry time.Time
 	wrote  bool
+	// known: the token is already revoked (or expires at once): nothing to
+	// record. Otherwise lane is the slot admitRevocation reserved, which
+	// the identity service's answer settles, and client who asked.
+	known  bool
+	lane   int
+	client string
 }
 
 // Header returns the underlying writer's header map.
@@ -163,17 +214,32 @@ func (r *revokeRecorder) Header() http.Header {
 	return r.rw.Header()
 }
 
-// WriteHeader records the revocation on the first final 2xx status.
+// WriteHeader records the revocation on the first final 2xx status, and
+// frees the reserved slot on any other.
 func (r *revokeRecorder) WriteHeader(code int) {
 	if !r.wrote && code >= 200 {
 		r.wrote = true
-		if code < 300 {
-			if err := r.list.add(&r.digest, r.expiry); err != nil {
-				log.Printf("tokenrevocation: ERROR a confirmed revocation was not recorded: %v", err)
-			}
-		}
+		r.settle(code >= 200 && code < 300)
 	}
 	r.rw.WriteHeader(code)
+}
+
+// settle records a confirmed revocation in its reserved lane, or gives the
+// reservation back.
+func (r *revokeRecorder) settle(confirmed bool) {
+	d := r.list
+	switch {
+	case r.known:
+		return
+	case confirmed:
+		if err := d.addReserved(&r.digest, r.expiry, r.lane); err != nil {
+			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
+		}
+		d.limiter.commit(r.client, r.lane)
+	default:
+		d.unreserve(r.lane, &r.digest)
+		d.limiter.release(r.client, r.lane)
+	}
 }
 
 // Write writes body bytes; a Write with no status first means 200.

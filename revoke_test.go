@@ -2,9 +2,11 @@ package tokenrevocation
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -258,5 +260,144 @@ func TestExpiryFor(t *testing.T) {
 				t.Errorf("lifetime: got %s, want %s", got, test.exp)
 			}
 		})
+	}
+}
+
+// garbageRevoke revokes a fresh garbage string as client, with the refresh
+// hint, and returns the response.
+func garbageRevoke(m http.Handler, client string, i int) *httptest.ResponseRecorder {
+	req := revokeRequest(fmt.Sprintf("token=garbage-%s-%d&token_type_hint=refresh_token", client, i))
+	req.SetBasicAuth(client, "secret")
+	return serve(m, req)
+}
+
+func TestServeRevokeFlood(t *testing.T) {
+	// given a 1 MiB denylist with real revocations, and no rate limit so the
+	// share of capacity is what stops the flood
+	next := &upstream{}
+	m := newTestMiddleware(t, next, nil, func(c *Config) { c.MaxTTL = "1h"; c.ClientRate = 0 })
+	for i := 0; i < 50; i++ {
+		revoke(t, m, fmt.Sprint("real-", i), "refresh_token")
+	}
+
+	// when one client sends twice the capacity in garbage revocations (the
+	// real-Traefik suite sends ten times)
+	capacity := m.list.capacity()
+	codes := map[int]int{}
+	for i := 0; i < 2*capacity; i++ {
+		rw := garbageRevoke(m, "flooder", i)
+		codes[rw.Code]++
+		if rw.Code == http.StatusTooManyRequests && codes[rw.Code] == 1 {
+			assertJSONError(t, rw, "too_many_requests", "")
+			if rw.Header().Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+
+	// then it got about half the capacity, the rest was refused before the
+	// upstream, every real revocation is still enforced, another client can
+	// still revoke, and the refusals are counted
+	if codes[200] > capacity/2+1 || codes[200] < capacity/3 || codes[200]+codes[429]+codes[503] != 2*capacity {
+		t.Fatalf("codes %v for capacity %d", codes, capacity)
+	}
+	if next.calls() != 50+codes[200] {
+		t.Fatalf("upstream calls %d, want %d", next.calls(), 50+codes[200])
+	}
+	for i := 0; i < 50; i++ {
+		if serve(m, apiRequest(fmt.Sprint("real-", i))).Code != 401 {
+			t.Fatalf("real-%d no longer enforced", i)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if rw := garbageRevoke(m, "other", i); rw.Code != 200 {
+			t.Fatalf("another client's revoke %d: %d", i, rw.Code)
+		}
+	}
+	s := m.list.stats()
+	if s.Refused.ClientLimit != int64(codes[429]) || s.Refused.Capacity != int64(codes[503]) || s.Evictions != 0 || s.Overflow != 0 {
+		t.Fatalf("stats %+v, codes %v", s, codes)
+	}
+}
+
+func TestServeRevokeFullDenylistAnswers503(t *testing.T) {
+	// given a 1 MiB denylist with no client limits
+	next := &upstream{}
+	m := newTestMiddleware(t, next, nil, func(c *Config) { c.MaxTTL = "1h"; c.ClientRate = 0; c.ClientSharePercent = 100 })
+	revoke(t, m, "real", "refresh_token")
+
+	// when it is flooded past its capacity
+	capacity := m.list.capacity()
+	var refused *httptest.ResponseRecorder
+	for i := 0; i < 2*capacity && refused == nil; i++ {
+		if rw := garbageRevoke(m, "flooder", i); rw.Code == http.StatusServiceUnavailable {
+			refused = rw
+		}
+	}
+
+	// then the call that would drop a live revocation gets 503 with
+	// Retry-After before reaching the upstream, and nothing was evicted
+	if refused == nil {
+		t.Fatal("never refused")
+	}
+	assertJSONError(t, refused, "temporarily_unavailable", "")
+	before := next.calls()
+	if rw := garbageRevoke(m, "flooder", 0); rw.Code != 200 || next.calls() != before+1 {
+		t.Fatalf("a token already revoked needs no slot: %d", rw.Code)
+	}
+	if refused.Header().Get("Retry-After") == "" || !m.list.contains("real") || m.list.stats().Evictions != 0 {
+		t.Fatalf("Retry-After %q, stats %+v", refused.Header().Get("Retry-After"), m.list.stats())
+	}
+}
+
+func TestServeRevokeClientRate(t *testing.T) {
+	// given a rate of 5 per second with a burst of 5
+	next := &upstream{}
+	m := newTestMiddleware(t, next, nil, func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
+
+	// when a client revokes 6 times at once, then the 6th gets 429, before
+	// the upstream, and another client is unaffected
+	for i := 0; i < 5; i++ {
+		if rw := garbageRevoke(m, "busy", i); rw.Code != 200 {
+			t.Fatalf("call %d: %d", i, rw.Code)
+		}
+	}
+	rw := garbageRevoke(m, "busy", 5)
+	if rw.Code != http.StatusTooManyRequests || rw.Header().Get("Retry-After") != "1" || next.calls() != 5 {
+		t.Fatalf("status %d, Retry-After %q, calls %d", rw.Code, rw.Header().Get("Retry-After"), next.calls())
+	}
+	if rw := garbageRevoke(m, "calm", 0); rw.Code != 200 {
+		t.Fatalf("another client: %d", rw.Code)
+	}
+	// a client named only by client_id is limited too
+	for i := 0; i < 6; i++ {
+		req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token/revoke", strings.NewReader(fmt.Sprintf("token=p-%d&client_id=public", i)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rw = serve(m, req)
+	}
+	if rw.Code != http.StatusTooManyRequests {
+		t.Fatalf("client_id client: %d", rw.Code)
+	}
+}
+
+func TestServeRevokeUnconfirmedFreesItsSlot(t *testing.T) {
+	// given an upstream that refuses every revocation
+	next := &upstream{status: http.StatusUnauthorized}
+	m := newTestMiddleware(t, next, nil, func(c *Config) { c.MaxTTL = "1h"; c.ClientRate = 0 })
+
+	// when many more calls than the capacity are made
+	for i := 0; i < m.list.capacity()+100; i++ {
+		if rw := garbageRevoke(m, "c", i); rw.Code != http.StatusUnauthorized {
+			t.Fatalf("call %d: %d", i, rw.Code)
+		}
+	}
+
+	// then no slot stays taken
+	for _, l := range m.list.lanes {
+		for shard := range l.live {
+			if n := atomic.LoadInt32(&l.live[shard]); n != 0 {
+				t.Fatalf("shard %d holds %d", shard, n)
+			}
+		}
 	}
 }

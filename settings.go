@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -22,6 +23,14 @@ type settings struct {
 	requireClientAuth bool
 	fromHeader        bool
 	fromQuery         bool
+	fromForm          bool
+	tokenHeaders      []string // canonical names of custom headers carrying a raw token
+	tokenCookies      []string // names of cookies carrying a token
+	loadWait          time.Duration
+	failClosed        bool
+	clientRate        int
+	clientBurst       int
+	clientShare       float64 // fraction of a lane; 1 is off
 	denylist          string
 	realm             string
 	basicChallenge    string
@@ -42,6 +51,9 @@ func (c *Config) validate(name string) (*settings, error) {
 		cacheSizeMB:       c.CacheSizeMB,
 		maxBodyBytes:      c.MaxBodyBytes,
 		requireClientAuth: c.RequireClientAuth,
+		failClosed:        c.FailClosed,
+		clientRate:        c.ClientRate,
+		clientBurst:       c.ClientBurst,
 		denylist:          c.Denylist,
 		realm:             c.Realm,
 	}
@@ -79,19 +91,22 @@ func (c *Config) validate(name string) (*settings, error) {
 		return nil, fieldError("maxBodyBytes", "must be between 1 and 1073741824, got %d", s.maxBodyBytes)
 	}
 
-	if len(c.TokenSources) == 0 {
-		return nil, fieldError("tokenSources", "must list at least one of header, query")
+	if err := s.parseTokenSources(c.TokenSources); err != nil {
+		return nil, err
 	}
-	for _, source := range c.TokenSources {
-		switch strings.ToLower(strings.TrimSpace(source)) {
-		case "header":
-			s.fromHeader = true
-		case "query":
-			s.fromQuery = true
-		default:
-			return nil, fieldError("tokenSources", "unknown source %q: use header or query", source)
-		}
+	if s.loadWait, err = parsePositiveDuration("loadWait", c.LoadWait); err != nil {
+		return nil, err
 	}
+	if s.clientRate < 0 || s.clientRate > 1_000_000 {
+		return nil, fieldError("clientRate", "must be between 0 (off) and 1000000 per second, got %d", s.clientRate)
+	}
+	if s.clientRate > 0 && (s.clientBurst < 1 || s.clientBurst > 1_000_000) {
+		return nil, fieldError("clientBurst", "must be between 1 and 1000000, got %d", s.clientBurst)
+	}
+	if c.ClientSharePercent < 1 || c.ClientSharePercent > 100 {
+		return nil, fieldError("clientSharePercent", "must be between 1 and 100 (off), got %d", c.ClientSharePercent)
+	}
+	s.clientShare = float64(c.ClientSharePercent) / 100
 
 	if s.denylist == "" {
 		s.denylist = name
@@ -113,6 +128,59 @@ func (c *Config) validate(name string) (*settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// denylistOptions are the settings a denylist is created with.
+func (s *settings) denylistOptions() denylistOptions {
+	return denylistOptions{
+		sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL, persistPath: s.persistPath, redis: s.redis,
+		loadWait: s.loadWait, failClosed: s.failClosed,
+		clientRate: s.clientRate, clientBurst: s.clientBurst, clientShare: s.clientShare,
+	}
+}
+
+// parseTokenSources reads tokenSources: header, query, form, header:NAME and
+// cookie:NAME, in any case for the keywords.
+func (s *settings) parseTokenSources(sources []string) error {
+	const use = "use header, query, form, header:NAME or cookie:NAME"
+	if len(sources) == 0 {
+		return fieldError("tokenSources", "must list at least one source: "+use)
+	}
+	for _, source := range sources {
+		kind, name, named := strings.Cut(strings.TrimSpace(source), ":")
+		kind = strings.ToLower(kind)
+		name = strings.TrimSpace(name)
+		switch {
+		case kind == "header" && !named:
+			s.fromHeader = true
+		case kind == "query" && !named:
+			s.fromQuery = true
+		case kind == "form" && !named:
+			s.fromForm = true
+		case kind == "header" && validToken(name):
+			s.tokenHeaders = append(s.tokenHeaders, http.CanonicalHeaderKey(name))
+		case kind == "cookie" && validToken(name):
+			s.tokenCookies = append(s.tokenCookies, name)
+		default:
+			return fieldError("tokenSources", "unknown source %q: "+use, source)
+		}
+	}
+	return nil
+}
+
+// validToken reports whether name is an RFC 7230 token, as header and cookie
+// names must be.
+func validToken(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // validate checks the Redis settings; its errors name the field.

@@ -1,0 +1,159 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"log"
+	"sync/atomic"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+)
+
+// Capacity. bigcache makes room by dropping its oldest entries, and RFC 7009
+// has the identity service confirm the revocation of any string, so a flood
+// of garbage revocations could push real ones out. The denylist therefore
+// admits a revocation only where it fits without dropping a live one:
+//
+//   - each lane counts, per bigcache shard, the entries it holds and the
+//     slots reserved for revoke calls still at the identity service, and
+//     admits up to shardLimit, what a full shard's byte queue holds less a
+//     margin; onRemove gives a slot back as bigcache frees an entry;
+//   - a revocation goes to the smallest lane whose window covers its
+//     lifetime and whose shard has room, else to a larger lane;
+//   - when none has room, the revoke call is refused with 503 before it
+//     reaches the identity service (RFC 7009 §2.2.1), so nothing is revoked
+//     upstream that the edge did not record.
+//
+// Revocations confirmed elsewhere (Redis, persistPath) cannot be refused:
+// they are stored all the same, and should bigcache then push a live entry
+// out (or should its byte queue waste space while it grows), onRemove keeps
+// that entry in the overflow map. No live revocation is ever dropped; the
+// stats count the overflow.
+
+// entryBytes is what one entry takes in a bigcache shard's byte queue: a
+// 1-byte length, bigcache's 18-byte header (timestamp, hash, key length),
+// the 32-byte digest and the 8-byte expiry.
+const entryBytes = 1 + 18 + sha256.Size + expirySize
+
+// shardLimit is how many entries one shard of a sizeMB lane admits: what
+// its byte queue holds (1 byte of left margin), less three entries of slack
+// for the space the queue's wrap-around and header reserve can waste.
+func shardLimit(sizeMB int) int32 {
+	perShard := sizeMB << 20 / laneShards
+	n := (perShard-1)/entryBytes - 3
+	if n < 1 {
+		n = 1
+	}
+	return int32(n)
+}
+
+// shardOf is the bigcache shard of digest: digestHasher's hash (the first
+// eight bytes) masked to the shard count.
+func shardOf(digest *[sha256.Size]byte) int {
+	return int(binary.LittleEndian.Uint64(digest[:8]) & (laneShards - 1))
+}
+
+// laneFor is the smallest lane whose window covers lifetime, or the last.
+func (d *denylist) laneFor(lifetime time.Duration) int {
+	for i, l := range d.lanes {
+		if l.window >= lifetime {
+			return i
+		}
+	}
+	return len(d.lanes) - 1
+}
+
+// reserve takes a slot for digest in the smallest lane, from laneFor up,
+// whose shard has room. It returns the lane's index, or -1 when none has.
+func (d *denylist) reserve(digest *[sha256.Size]byte, lifetime time.Duration) int {
+	shard := shardOf(digest)
+	for i := d.laneFor(lifetime); i < len(d.lanes); i++ {
+		l := d.lanes[i]
+		counter := &l.live[shard]
+		for {
+			n := atomic.LoadInt32(counter)
+			if n >= l.shardLimit {
+				break
+			}
+			if atomic.CompareAndSwapInt32(counter, n, n+1) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// unreserve gives back a slot reserve took for a revocation that was not
+// confirmed.
+func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
+	atomic.AddInt32(&d.lanes[i].live[shardOf(digest)], -1)
+}
+
+// onRemove gives a slot back as bigcache frees an entry. An entry it pushed
+// out while still live goes to the overflow map: it is counted and warned
+// about (at most once per warnEvery), never dropped.
+func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) {
+	if len(key) >= 8 {
+		atomic.AddInt32(&l.live[binary.LittleEndian.Uint64([]byte(key[:8]))&(laneShards-1)], -1)
+	}
+	if reason != bigcache.NoSpace || len(entry) < expirySize {
+		return
+	}
+	d := l.list
+	now := d.now().UnixNano()
+	expiry := int64(binary.BigEndian.Uint64(entry))
+	if expiry <= now {
+		return
+	}
+	d.keepOverflow(key, expiry)
+	n := atomic.AddInt64(&d.evictions, 1)
+	last := atomic.LoadInt64(&d.lastWarnNs)
+	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&d.lastWarnNs, last, now) {
+		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", d.name, n)
+	}
+}
+
+// keepOverflow keeps a live revocation bigcache could not hold. Expired
+// entries are swept out as the map grows.
+func (d *denylist) keepOverflow(key string, expiry int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.overflow == nil {
+		d.overflow = map[string]int64{}
+	}
+	if len(d.overflow) >= 1024 && len(d.overflow)&(len(d.overflow)-1) == 0 {
+		now := d.now().UnixNano()
+		for k, e := range d.overflow {
+			if e <= now {
+				delete(d.overflow, k)
+			}
+		}
+	}
+	if expiry > d.overflow[key] {
+		d.overflow[key] = expiry
+	}
+	atomic.StoreInt32(&d.overflowN, int32(len(d.overflow)))
+}
+
+// capacity is how many entries one lane admits.
+func (d *denylist) capacity() int {
+	return int(d.lanes[0].shardLimit) * laneShards
+}
+
+// retryAfterFull is the Retry-After, in seconds, of a revocation refused for
+// space: bigcache's cleaner frees the lane's oldest entries about every
+// CleanWindow (1 s to 1 min).
+func (d *denylist) retryAfterFull(lifetime time.Duration) int {
+	return int(cleanWindow(d.lanes[d.laneFor(lifetime)].window) / time.Second)
+}
+
+// warnRefusal logs, at most once per warnEvery, that revocations are being
+// refused for space.
+func (d *denylist) warnRefusal() {
+	now := d.now().UnixNano()
+	last := atomic.LoadInt64(&d.lastWarnNs)
+	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&d.lastWarnNs, last, now) {
+		log.Printf("tokenrevocation: WARN denylist %q is full: %d revoke calls refused with 503 so far; raise cacheSizeMB", d.name, atomic.LoadInt64(&d.refusedCapacity))
+	}
+}

@@ -1,0 +1,279 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"log"
+	"sync/atomic"
+	"time"
+)
+
+// Cold start. A replica must never accept a token that was revoked before it
+// started, yet loading a large stream or file into bigcache is slow under
+// Yaegi (a Set costs about 33 µs, so 1,000,000 entries take about 30 s). So
+// loading happens in two phases, both off Traefik's goroutine (New never
+// waits on them):
+//
+//  1. Staging. Each source (persistPath, the Redis stream) reads its records
+//     into a loadSet: a slice of records, a map from 64 bits of each digest
+//     to its place in the slice, and a staging bitset. This is cheap
+//     interpreted work. Meanwhile the live bitset is all ones, so every
+//     request carrying a token leaves the hot path and is held in serveSlow
+//     (awaitLoaded) for at most loadWait; requests without a token pass.
+//  2. Filling. Once every source has caught up, the staging bitset is copied
+//     into the live one under the lock that store takes while staging, and
+//     the loadSet becomes the overlay: lookups consult it exactly (full
+//     digest compare), so the replica answers correctly from this moment.
+//     A goroutine then moves the overlay's records into bigcache and drops
+//     it when done.
+//
+// A source that cannot load (Redis unreachable, persistPath unreadable)
+// keeps the denylist loading. Once loadWait has passed since start it
+// either opens with what it has, reporting itself not ready and logging an
+// ERROR at most once a minute (the default), or, with failClosed, keeps
+// answering 503 to requests carrying a token until the source loads.
+const (
+	stateLoading  int32 = iota // sources are still loading: tokens are held
+	stateReady                 // every source has loaded
+	stateDegraded              // serving with what it has: a source could not load
+)
+
+// A loadSet is the records staged by bulk loading, indexed for exact lookup.
+type loadSet struct {
+	recs  []revocation
+	index map[uint64]int32
+	bits  []uint64 // the staging bitset; nil once copied into the live one
+}
+
+// loadKey is the map key of a digest: bytes 16 to 24, independent of the
+// bits that choose bigcache's shard (0–8) and the bitset's bit (8–16).
+func loadKey(digest *[sha256.Size]byte) uint64 {
+	return binary.LittleEndian.Uint64(digest[16:24])
+}
+
+// startLoading puts a new denylist, not yet shared, in the loading state for
+// n sources: the live bitset all ones, so that every token leaves the hot
+// path, and an empty loadSet with its staging bitset.
+func (d *denylist) startLoading(n int) {
+	for i := range d.filter {
+		d.filter[i] = ^uint64(0)
+	}
+	d.overlay = &loadSet{index: map[uint64]int32{}, bits: make([]uint64, len(d.filter))}
+	d.staging = 1
+	d.state = stateLoading
+	d.loadingSources = int32(n)
+	d.loadedCh = make(chan struct{})
+}
+
+// loadFile loads the persistPath file, the first of the sources.
+func (d *denylist) loadFile() {
+	recs, err := d.persist.load()
+	if err != nil {
+		atomic.StoreInt32(&d.fileFailed, 1)
+		log.Printf("tokenrevocation: ERROR denylist %q: %v", d.name, err)
+		return
+	}
+	d.stage(recs)
+	releaseLoadGarbage()
+	d.sourceLoaded()
+	go d.persist.compactLoop(d.closed)
+}
+
+// stage adds a batch of loaded records: to the loadSet while staging, to the
+// overlay while filling, else straight into the store.
+func (d *denylist) stage(recs []revocation) {
+	now := d.now().UnixNano()
+	d.mu.Lock()
+	set := d.overlay
+	if set == nil {
+		d.mu.Unlock()
+		d.loadDirect(recs)
+		return
+	}
+	for i := range recs {
+		rec := &recs[i]
+		if rec.expiry <= now {
+			continue
+		}
+		key := loadKey(&rec.digest)
+		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
+			if rec.expiry > set.recs[at].expiry {
+				set.recs[at].expiry = rec.expiry
+			}
+			continue
+		}
+		set.index[key] = int32(len(set.recs))
+		set.recs = append(set.recs, *rec)
+		if set.bits != nil {
+			_, bit := d.filterBit(&rec.digest)
+			set.bits[d.filterIndex(&rec.digest)] |= bit
+		} else {
+			d.markBit(&rec.digest)
+		}
+	}
+	d.mu.Unlock()
+	atomic.AddInt64(&d.loaded, int64(len(recs)))
+}
+
+// loadDirect stores records one by one, once bulk loading is over: a
+// replica's own revocations come back through the stream, so known ones
+// are skipped rather than stored twice.
+func (d *denylist) loadDirect(recs []revocation) {
+	now := d.now().UnixNano()
+	for i := range recs {
+		if recs[i].expiry <= now || d.has(&recs[i].digest) {
+			continue
+		}
+		d.store(&recs[i])
+		atomic.AddInt64(&d.loaded, 1)
+	}
+}
+
+// sourceLoaded marks one source as caught up. When it is the last, the
+// denylist becomes ready.
+func (d *denylist) sourceLoaded() {
+	if atomic.AddInt32(&d.loadingSources, -1) == 0 {
+		d.finishLoad(stateReady)
+	}
+}
+
+// finishLoad ends staging: the staging bitset becomes the live one, the
+// loadSet becomes the overlay being filled into bigcache, held requests go
+// on. It moves a degraded denylist to ready.
+func (d *denylist) finishLoad(state int32) {
+	d.mu.Lock()
+	previous := atomic.LoadInt32(&d.state)
+	if previous == stateReady || (previous == stateDegraded && state == stateDegraded) {
+		d.mu.Unlock()
+		return
+	}
+	set := d.overlay
+	if set != nil && set.bits != nil {
+		for i := range set.bits {
+			atomic.StoreUint64(&d.filter[i], set.bits[i])
+		}
+		set.bits = nil
+		atomic.StoreInt32(&d.staging, 0)
+		go d.fill(set)
+	}
+	atomic.StoreInt32(&d.state, state)
+	if previous == stateLoading {
+		d.loadTook = d.now().Sub(d.startedAt)
+		close(d.loadedCh)
+	}
+	d.mu.Unlock()
+	if state == stateReady {
+		log.Printf("tokenrevocation: denylist %q ready: %d revocations loaded in %s", d.name, atomic.LoadInt64(&d.loaded), d.now().Sub(d.startedAt).Round(time.Millisecond))
+	}
+}
+
+// fill moves the overlay's records into bigcache, then drops the overlay.
+func (d *denylist) fill(set *loadSet) {
+	for i := 0; ; i++ {
+		d.mu.Lock()
+		if i >= len(set.recs) {
+			d.overlay = nil
+			d.mu.Unlock()
+			break
+		}
+		rec := set.recs[i]
+		d.mu.Unlock()
+		if rec.expiry > d.now().UnixNano() {
+			d.store(&rec)
+		}
+		atomic.StoreInt64(&d.filling, int64(len(set.recs)-i-1))
+	}
+	releaseLoadGarbage()
+}
+
+// overlayHas reports whether the overlay holds a live record for digest.
+func (d *denylist) overlayHas(digest *[sha256.Size]byte, now int64) (int64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.overlay
+	if set == nil {
+		return 0, false
+	}
+	at, ok := set.index[loadKey(digest)]
+	if !ok || set.recs[at].digest != *digest || set.recs[at].expiry <= now {
+		return 0, false
+	}
+	return set.recs[at].expiry, true
+}
+
+// isLoaded reports whether loading is over, ready or degraded.
+func (d *denylist) isLoaded() bool {
+	return atomic.LoadInt32(&d.state) != stateLoading
+}
+
+// awaitLoaded holds a request that carries a token until the denylist has
+// loaded, for at most loadWait. It reports whether the request may go on.
+func (d *denylist) awaitLoaded() bool {
+	if atomic.LoadInt32(&d.state) != stateLoading {
+		return true
+	}
+	if atomic.LoadInt32(&d.stalled) == 1 {
+		// failClosed with a source that cannot load: answer at once.
+		return false
+	}
+	t := time.NewTimer(d.loadWait)
+	defer t.Stop()
+	select {
+	case <-d.loadedCh:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// watchLoad runs while the denylist loads. Once loadWait has passed, a
+// source that cannot load (a stalled source) opens the denylist with what it
+// has, or with failClosed keeps it closed; either way it logs an ERROR at
+// most once a minute until every source has loaded.
+func (d *denylist) watchLoad() {
+	timer := time.NewTimer(d.loadWait)
+	select {
+	case <-d.loadedCh:
+		timer.Stop()
+		return
+	case <-timer.C:
+	case <-d.closed:
+		timer.Stop()
+		return
+	}
+	lastLog := time.Time{}
+	for atomic.LoadInt32(&d.state) != stateReady {
+		if d.sourcesStalled() {
+			if !d.failClosed {
+				d.finishLoad(stateDegraded)
+			} else {
+				atomic.StoreInt32(&d.stalled, 1)
+			}
+			if time.Since(lastLog) >= warnEvery {
+				lastLog = time.Now()
+				mode := "serving with what it has (not ready)"
+				if d.failClosed {
+					mode = "refusing requests that carry a token with 503 (failClosed)"
+				}
+				log.Printf("tokenrevocation: ERROR denylist %q could not load its revocations within loadWait %s: %s; %d loaded so far", d.name, d.loadWait, mode, atomic.LoadInt64(&d.loaded))
+			}
+		} else {
+			atomic.StoreInt32(&d.stalled, 0)
+		}
+		select {
+		case <-d.closed:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// sourcesStalled reports whether a source that has not loaded cannot make
+// progress: the file could not be read, or Redis is not connected.
+func (d *denylist) sourcesStalled() bool {
+	if atomic.LoadInt32(&d.fileFailed) == 1 {
+		return true
+	}
+	r := d.replica
+	return r != nil && atomic.LoadInt32(&r.ready) == 0 && atomic.LoadInt32(&r.connected) == 0
+}

@@ -1,0 +1,245 @@
+package tokenrevocation
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Reading the revocation stream fast. A new replica reads the whole stream
+// before it can prove any token unrevoked, so this is on the cold-start
+// path. readReply builds a tree of interface values with one interpreted
+// call per element, about seven per entry: under Yaegi that cost more than
+// 30 µs an entry. readXRead instead parses an XREAD reply in place, in the
+// bufio.Reader's own buffer, with one interpreted call per entry and one
+// compiled call (hex.Decode) per revocation.
+
+// errTooLarge is returned for a stream entry larger than the read buffer.
+var errTooLarge = errors.New("redis: stream entry larger than the read buffer")
+
+// xread sends one XREAD for one stream and parses its reply. It returns the
+// revocations read, the last entry ID (or "" when there was none) and the
+// number of entries, malformed and other record types included, so the
+// reader moves past them. A nil reply (BLOCK timed out, or nothing new) is
+// zero entries.
+func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation, string, int, error) {
+	if err := c.conn.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout)); err != nil {
+		return nil, "", 0, err
+	}
+	writeCommand(c.w, args)
+	if err := c.w.Flush(); err != nil {
+		return nil, "", 0, fmt.Errorf("redis: write: %w", err)
+	}
+	if err := c.conn.SetReadDeadline(time.Now().Add(c.opts.readTimeout + extraWait)); err != nil {
+		return nil, "", 0, err
+	}
+	// The outer arrays: one stream, a pair of its name and its entries.
+	for _, want := range []int{1, 2} {
+		n, err := c.arrayHeader()
+		if err != nil || n < 0 {
+			return nil, "", 0, err
+		}
+		if n != want {
+			return nil, "", 0, fmt.Errorf("redis: unexpected XREAD reply shape")
+		}
+	}
+	if _, err := readReply(c.r); err != nil { // the stream's name
+		return nil, "", 0, err
+	}
+	total, err := c.arrayHeader()
+	if err != nil || total < 0 {
+		return nil, "", 0, err
+	}
+	recs := make([]revocation, 0, total)
+	lastID := ""
+	done := 0
+	var rec revocation
+	for done < total {
+		if c.r.Buffered() == 0 {
+			if _, err := c.r.Peek(1); err != nil {
+				return nil, "", 0, fmt.Errorf("redis: read: %w", err)
+			}
+		}
+		buf, _ := c.r.Peek(c.r.Buffered())
+		pos := 0
+		for done < total {
+			next, id, status := parseStreamEntry(buf, pos, &rec)
+			if next == malformed {
+				return nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+			}
+			if next == incomplete {
+				break
+			}
+			if status == entryRevocation {
+				recs = append(recs, rec)
+			}
+			lastID = id
+			pos = next
+			done++
+		}
+		_, _ = c.r.Discard(pos)
+		if done < total && pos == 0 {
+			// Not one whole entry is buffered: read more, unless the
+			// buffer is already full.
+			if c.r.Buffered() >= c.r.Size() {
+				return nil, "", 0, errTooLarge
+			}
+			if _, err := c.r.Peek(c.r.Buffered() + 1); err != nil {
+				return nil, "", 0, fmt.Errorf("redis: read: %w", err)
+			}
+		}
+	}
+	return recs, lastID, done, nil
+}
+
+// arrayHeader reads an array header line and returns its length (-1 for a
+// null array), or the server's error.
+func (c *redisConn) arrayHeader() (int, error) {
+	line, err := c.r.ReadSlice('\n')
+	if err != nil {
+		return 0, fmt.Errorf("redis: read: %w", err)
+	}
+	if len(line) < 4 || line[len(line)-2] != '\r' {
+		return 0, fmt.Errorf("redis: malformed reply line %q", line)
+	}
+	switch line[0] {
+	case '-':
+		return 0, &redisError{msg: string(line[1 : len(line)-2])}
+	case '*':
+		n, err := strconv.Atoi(string(line[1 : len(line)-2]))
+		if err != nil || n > maxBulk {
+			return 0, fmt.Errorf("redis: malformed array length %q", line)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("redis: unexpected reply %q", line)
+}
+
+// What parseStreamEntry found.
+const (
+	entryRevocation = iota // a revocation, decoded into rec
+	entryOther             // a well-formed entry of another record type, skipped
+	entryMalformed         // an entry whose fields are not a valid record, skipped
+)
+
+// parseStreamEntry parses one stream entry, [id, [field, value, ...]], at
+// buf[pos:]. It returns the position after it (incomplete when buf ends
+// first, malformed when the reply cannot be framed), the entry's ID and what
+// it found. An entry with fields d (64 hex digits) and e (Unix ms) and no t
+// is a revocation; record.go describes the format.
+func parseStreamEntry(buf []byte, pos int, rec *revocation) (int, string, int) {
+	n, p := respHeader(buf, pos, '*')
+	if p < 0 {
+		return p, "", entryMalformed
+	}
+	if n != 2 {
+		return malformed, "", entryMalformed
+	}
+	n, p = respHeader(buf, p, '$')
+	if p < 0 || n < 0 || p+n+2 > len(buf) {
+		return framing(p, n), "", entryMalformed
+	}
+	id := string(buf[p : p+n])
+	p += n + 2
+	fields, p := respHeader(buf, p, '*')
+	if p < 0 || fields%2 == 1 {
+		return framing(p, -1), "", entryMalformed
+	}
+	haveDigest, haveExpiry, typed := false, false, false
+	for f := 0; f < fields; f += 2 {
+		n, p = respHeader(buf, p, '$')
+		if p < 0 || n < 0 || p+n+2 > len(buf) {
+			return framing(p, n), "", entryMalformed
+		}
+		name := buf[p : p+n]
+		p += n + 2
+		n, p = respHeader(buf, p, '$')
+		if p < 0 || n < 0 || p+n+2 > len(buf) {
+			return framing(p, n), "", entryMalformed
+		}
+		value := buf[p : p+n]
+		p += n + 2
+		if len(name) != 1 {
+			continue
+		}
+		switch name[0] {
+		case 'd':
+			haveDigest = len(value) == 2*len(rec.digest)
+			if haveDigest {
+				_, err := hex.Decode(rec.digest[:], value)
+				haveDigest = err == nil
+			}
+		case 'e':
+			ms := int64(0)
+			haveExpiry = len(value) > 0 && len(value) < 19
+			for i := 0; haveExpiry && i < len(value); i++ {
+				c := value[i]
+				haveExpiry = c >= '0' && c <= '9'
+				ms = ms*10 + int64(c-'0')
+			}
+			haveExpiry = haveExpiry && ms > 0
+			rec.expiry = ms * int64(time.Millisecond)
+		case 't':
+			typed = true
+		}
+	}
+	status := entryMalformed
+	if typed {
+		status = entryOther
+	} else if haveDigest && haveExpiry {
+		status = entryRevocation
+	}
+	return p, id, status
+}
+
+// Positions parseStreamEntry and respHeader return instead of one in buf.
+const (
+	incomplete = -1 // buf ends before the element does: read more
+	malformed  = -2 // the reply cannot be framed
+)
+
+// framing tells, after an element failed to fit, whether it was cut short
+// (incomplete) or is not RESP (malformed): p is the position respHeader
+// returned and n its length, negative for a null.
+func framing(p, n int) int {
+	if p == malformed || (p >= 0 && n < 0) {
+		return malformed
+	}
+	return incomplete
+}
+
+// respHeader reads a RESP header "<kind><int>\r\n" at buf[pos:]. It returns
+// the integer (-1 for a null) and the position after the header, or
+// incomplete or malformed.
+func respHeader(buf []byte, pos int, kind byte) (int, int) {
+	if pos >= len(buf) {
+		return 0, incomplete
+	}
+	if buf[pos] != kind {
+		return 0, malformed
+	}
+	n := 0
+	for i := pos + 1; i < len(buf); i++ {
+		c := buf[i]
+		switch {
+		case c >= '0' && c <= '9':
+			n = n*10 + int(c-'0')
+			if n > maxBulk {
+				return 0, malformed
+			}
+		case c == '-' && i == pos+1 && i+1 < len(buf) && buf[i+1] == '1':
+			n = -1
+			i++
+		case c == '\r':
+			if i+1 >= len(buf) {
+				return 0, incomplete
+			}
+			return n, i + 2
+		default:
+			return 0, malformed
+		}
+	}
+	return 0, incomplete
+}
