@@ -1,6 +1,6 @@
 # tokenrevocation: every target runs from a fresh clone. `make test` is the
 # one command that runs every check and test; CI (.ci/run) calls it.
-.PHONY: test unit yaegi_test e2e lint fmt-check vet vendor vendor-check tools traefik demo demo-once bench clean
+.PHONY: deps test unit yaegi_test e2e lint fmt-check vet vendor vendor-check tools traefik demo demo-once bench clean
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -11,15 +11,20 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 YAEGI_GOPATH := $(CURDIR)/.cache/yaegi-gopath
 PKG := github.com/edgerevoke/tokenrevocation
 
-test: fmt-check vet vendor-check lint unit yaegi_test e2e demo-once
+test: deps fmt-check vet vendor-check lint unit yaegi_test e2e demo-once
+
+# Installs the system packages the tests need (redis-server, gcc, wrk, ...)
+# when they are missing, with apt-get; see scripts/deps.sh.
+deps:
+	scripts/deps.sh
 
 # Unit tests of the plugin, compiled, with the race detector.
-unit:
+unit: deps
 	go test -race -count=1 ./...
 
 # The same unit tests run by Yaegi, the interpreter Traefik loads plugins with.
 # `yaegi test .` does not find vendor/, so the package is laid out in a GOPATH.
-yaegi_test: $(YAEGI)
+yaegi_test: deps $(YAEGI)
 	rm -rf $(YAEGI_GOPATH) && mkdir -p $(YAEGI_GOPATH)/src/github.com/edgerevoke
 	ln -s $(CURDIR) $(YAEGI_GOPATH)/src/$(PKG)
 	cd $(YAEGI_GOPATH)/src/$(PKG) && GOPATH=$(YAEGI_GOPATH) GO111MODULE=off \
@@ -27,7 +32,7 @@ yaegi_test: $(YAEGI)
 	grep -q '^PASS$$' .cache/yaegi-test.log && ! grep -q -- '--- FAIL' .cache/yaegi-test.log
 
 # Yaegi loader test, Traefik-style config decoding, and the real-Traefik suite.
-e2e: traefik
+e2e: deps traefik
 	cd e2e && go test -count=1 -v ./... 2>&1 | tee $(CURDIR)/.cache/e2e-test.log | grep -E '^(--- |ok|FAIL|PASS|panic)|_test.go'
 
 lint: $(GOLANGCI_LINT)
@@ -75,8 +80,7 @@ demo-once: traefik
 
 # One benchmark run (about 5 minutes): see BENCHMARKS.md. BENCH_ARGS passes
 # flags, e.g. BENCH_ARGS="-rounds 5 -preload 100000".
-bench: traefik
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench: deps traefik
 	cd e2e && go build -o $(BIN)/bench ./cmd/bench
 	$(BIN)/bench -out $(CURDIR)/.cache/bench.md $(BENCH_ARGS)
 

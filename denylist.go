@@ -325,12 +325,6 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, rese
 	return err
 }
 
-// load stores revocations read back from the persistence file or Redis
-// once loading is over, skipping expired and known ones.
-func (d *denylist) load(recs []revocation) {
-	d.stage(recs)
-}
-
 // store puts one revocation in the lane capacity admission picks for it;
 // when none has room it is stored all the same (it was confirmed, so it
 // must be kept), and should bigcache push a live entry out for it, onRemove

@@ -117,7 +117,7 @@ func TestDenylistNeverDropsALiveRevocation(t *testing.T) {
 
 	// when far more confirmed revocations arrive than fit (as from Redis,
 	// which cannot be refused)
-	const n = 30000
+	const n = 22000
 	for i := 0; i < n; i++ {
 		if err := d.add(digestOf(fmt.Sprint("tok-", i)), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
@@ -143,7 +143,7 @@ func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
 
 	// when slots are reserved and filled until reserve refuses
 	admitted := 0
-	for i := 0; i < 2*d.capacity(); i++ {
+	for i := 0; i < d.capacity()*13/10; i++ {
 		digest := digestOf(fmt.Sprint("garbage-", i))
 		lane := d.reserve(digest, time.Hour)
 		if lane < 0 {

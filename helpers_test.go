@@ -83,7 +83,8 @@ func newTestMiddleware(t testing.TB, next http.Handler, clock *fakeClock, edit f
 		t.Fatalf("validate: %v", err)
 	}
 	opts := s.denylistOptions()
-	opts.persistPath, opts.redis = "", nil
+	opts.persistPath = ""
+	opts.redis = nil
 	if clock != nil {
 		opts.now = clock.now
 	}

@@ -38,6 +38,8 @@ const (
 // replicaData fills testdata/replica-dynamic.yml.tmpl.
 type replicaData struct {
 	IdentityURL, APIURL, RedisAddress, PersistPath string
+	// Options are further middleware options, as YAML values.
+	Options map[string]string
 }
 
 // replicaStats is the JSON the stats path answers.
@@ -50,6 +52,15 @@ type replicaStats struct {
 	Ready     bool   `json:"ready"`
 	Redis     string `json:"redis"`
 	Queued    int    `json:"queued"`
+	State     string `json:"state"`
+	Capacity  int    `json:"capacity"`
+	Overflow  int    `json:"overflow"`
+	Filling   int64  `json:"filling"`
+	Refused   struct {
+		Capacity    int64 `json:"capacity"`
+		ClientLimit int64 `json:"clientLimit"`
+	} `json:"refused"`
+	LoadSeconds float64 `json:"loadSeconds"`
 }
 
 var (
@@ -130,9 +141,14 @@ func startRedis(t *testing.T) *harness.Redis {
 // stats path answers), not once the denylist is ready.
 func (e *replicaEnv) startTraefik(t *testing.T, dir, redisAddress, persistPath string) *harness.Traefik {
 	t.Helper()
-	dynamic, err := harness.Render(filepath.Join("testdata", "replica-dynamic.yml.tmpl"), replicaData{
-		IdentityURL: e.identity.URL, APIURL: e.api.URL, RedisAddress: redisAddress, PersistPath: persistPath,
-	})
+	return e.startTraefikWith(t, dir, replicaData{RedisAddress: redisAddress, PersistPath: persistPath})
+}
+
+// startTraefikWith is startTraefik with further options in data.
+func (e *replicaEnv) startTraefikWith(t *testing.T, dir string, data replicaData) *harness.Traefik {
+	t.Helper()
+	data.IdentityURL, data.APIURL = e.identity.URL, e.api.URL
+	dynamic, err := harness.Render(filepath.Join("testdata", "replica-dynamic.yml.tmpl"), data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,13 +561,13 @@ func TestPersistPathRestart(t *testing.T) {
 	first.Stop()
 
 	second := e.startTraefik(t, t.TempDir(), "", persist)
-	st, err := e.stats(second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !st.Ready || st.Redis != "off" || st.Entries != len(revoked) {
-		t.Errorf("stats after restart: %+v, want ready, redis off, %d entries", st, len(revoked))
-	}
+	// From the first routed request: requests are held while the file loads.
 	assertAllRevoked(t, second, revoked)
+	st := e.waitStats(t, second, "persisted entries filled", 10*time.Second, func(st replicaStats) bool {
+		return st.Ready && st.Entries == len(revoked)
+	})
+	if st.Redis != "off" {
+		t.Errorf("stats after restart: %+v, want redis off", st)
+	}
 	assertAccepted(t, second, newTokens(3, exp))
 }

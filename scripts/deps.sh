@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs besides Go on a Debian or Ubuntu machine:
+# make, git, gcc (cgo, for the Ory Hydra build), redis-server (the Redis
+# tests start their own servers) and wrk (make bench). It installs only what
+# is missing, with apt-get, as root or through sudo. `make test` runs it.
+set -euo pipefail
+
+need=()
+for pair in make:make git:git gcc:gcc redis-server:redis-server wrk:wrk; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+# Debian's package starts a system redis on 6379; the tests start their own
+# servers on free ports and need none.
+if [[ " ${need[*]} " == *" redis-server "* ]]; then
+  ("${sudo[@]}" service redis-server stop || true) >/dev/null 2>&1
+fi
