@@ -37,6 +37,7 @@ type options struct {
 	preload     int
 	out         string
 	profile     string
+	coldStart   int
 }
 
 // setup is one wrk target.
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.threads, "t", 1, "wrk threads")
 	flag.IntVar(&o.preload, "preload", 1000000, "revoked entries preloaded into the plugin's denylist")
 	flag.StringVar(&o.out, "out", "", "also write the report to this file")
+	flag.IntVar(&o.coldStart, "coldstart", 1000000, "revocations in the Redis stream for the cold-start measurement; 0 skips it")
 	flag.StringVar(&o.profile, "profile", "", "instead of the rounds, write a CPU profile of Traefik under case (b) load to this file")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -111,6 +113,23 @@ func run(o options) error {
 	})
 	if err != nil {
 		return err
+	}
+	coldReport := ""
+	if o.coldStart > 0 && o.profile == "" {
+		fmt.Printf("cold start: a replica starting against %d revocations in Redis\n", o.coldStart)
+		if coldReport, err = coldStart(o, root, bin, dynamic, redis); err != nil {
+			return err
+		}
+		fmt.Print(coldReport)
+		conn, err := harness.DialRedis(redis.Addr())
+		if err != nil {
+			return err
+		}
+		_, err = conn.Do("DEL", "tokenrevocation:bench-redis")
+		conn.Close()
+		if err != nil {
+			return err
+		}
 	}
 	start := func(preload int, denylists string) (*harness.Traefik, error) {
 		dir, err := os.MkdirTemp("", "tokenrevocation-bench-")
@@ -257,7 +276,7 @@ func run(o options) error {
 		return err
 	}
 
-	report := render(o, setups, revoke, memBefore, memAfter, loadMs, stats)
+	report := render(o, setups, revoke, memBefore, memAfter, loadMs, stats) + "\n" + coldReport
 	fmt.Print("\n" + report)
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(report), 0o644)
