@@ -1,6 +1,6 @@
 # tokenrevocation: every target runs from a fresh clone. `make test` is the
 # one command that runs every check and test; CI (.ci/run) calls it.
-.PHONY: deps test unit yaegi_test e2e lint fmt-check vet vendor vendor-check tools traefik demo demo-once bench clean
+.PHONY: deps test unit yaegi_test e2e lint fmt-check vet vendor vendor-check tools traefik hydra demo demo-once bench clean
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -32,7 +32,7 @@ yaegi_test: deps $(YAEGI)
 	grep -q '^PASS$$' .cache/yaegi-test.log && ! grep -q -- '--- FAIL' .cache/yaegi-test.log
 
 # Yaegi loader test, Traefik-style config decoding, and the real-Traefik suite.
-e2e: deps traefik
+e2e: deps traefik hydra
 	cd e2e && go test -count=1 -v ./... 2>&1 | tee $(CURDIR)/.cache/e2e-test.log | grep -E '^(--- |ok|FAIL|PASS|panic)|_test.go'
 
 lint: $(GOLANGCI_LINT)
@@ -66,6 +66,11 @@ $(GOLANGCI_LINT):
 # Builds the pinned Traefik once into .cache/ (about 5 minutes the first time).
 traefik:
 	scripts/build-traefik.sh
+
+# Builds the pinned Ory Hydra once into .cache/ (cgo, needs gcc; about 10
+# minutes the first time), the real OpenID provider of the e2e suite.
+hydra: deps
+	scripts/build-hydra.sh
 
 # Traefik, the identity stand-in and an API on loopback, walked through
 # token -> call -> revoke -> call. Stays up until Ctrl-C.

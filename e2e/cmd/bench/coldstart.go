@@ -131,7 +131,7 @@ type coldStats struct {
 
 func redisStats(url string) coldStats {
 	var st coldStats
-	resp, err := http.Get(url) //nolint:gosec,noctx // loopback bench
+	resp, err := http.Get(url)
 	if err != nil {
 		return st
 	}
