@@ -45,10 +45,10 @@ type loadSet struct {
 	bits  []uint64 // the staging bitset; nil once copied into the live one
 }
 
-// loadKey is the map key of a digest: bytes 16 to 24, independent of the
-// bits that choose bigcache's shard (0–8) and the bitset's bit (8–16).
+// loadKey is the map key of a digest: bytes 8 to 16, the bytes that also
+// choose its bit in the bitset, so that staging reads them once.
 func loadKey(digest *[sha256.Size]byte) uint64 {
-	return binary.LittleEndian.Uint64(digest[16:24])
+	return binary.LittleEndian.Uint64(digest[8:16])
 }
 
 // startLoading puts a new denylist, not yet shared, in the loading state for
@@ -80,7 +80,9 @@ func (d *denylist) loadFile() {
 }
 
 // stage adds a batch of loaded records: to the loadSet while staging, to the
-// overlay while filling, else straight into the store.
+// overlay while filling, else straight into the store. Its loop makes no
+// interpreted call (each costs about 5 µs under Yaegi): the keys and bits
+// are computed inline.
 func (d *denylist) stage(recs []revocation) {
 	now := d.now().UnixNano()
 	d.mu.Lock()
@@ -90,12 +92,15 @@ func (d *denylist) stage(recs []revocation) {
 		d.loadDirect(recs)
 		return
 	}
+	// While staging, nothing else reads the staging bitset: plain writes.
+	// While filling, the live one is read by the hot path: atomic writes.
+	staging := set.bits
 	for i := range recs {
 		rec := &recs[i]
 		if rec.expiry <= now {
 			continue
 		}
-		key := loadKey(&rec.digest)
+		key := binary.LittleEndian.Uint64(rec.digest[8:16]) // loadKey, inline
 		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
 			if rec.expiry > set.recs[at].expiry {
 				set.recs[at].expiry = rec.expiry
@@ -104,11 +109,12 @@ func (d *denylist) stage(recs []revocation) {
 		}
 		set.index[key] = int32(len(set.recs))
 		set.recs = append(set.recs, *rec)
-		if set.bits != nil {
-			_, bit := d.filterBit(&rec.digest)
-			set.bits[d.filterIndex(&rec.digest)] |= bit
+		bit := key & d.mask // filterBit, inline
+		if staging != nil {
+			staging[bit>>6] |= uint64(1) << (bit & 63)
 		} else {
-			d.markBit(&rec.digest)
+			word := &d.filter[bit>>6]
+			atomic.StoreUint64(word, atomic.LoadUint64(word)|uint64(1)<<(bit&63))
 		}
 	}
 	d.mu.Unlock()
@@ -167,22 +173,34 @@ func (d *denylist) finishLoad(state int32) {
 	}
 }
 
-// fill moves the overlay's records into bigcache, then drops the overlay.
+// fill moves the overlay's records into bigcache, a batch at a time, then
+// drops the overlay. The bitset already holds their bits.
 func (d *denylist) fill(set *loadSet) {
-	for i := 0; ; i++ {
+	done := 0
+	for {
 		d.mu.Lock()
-		if i >= len(set.recs) {
+		batch := set.recs[done:]
+		if len(batch) > 1000 {
+			batch = batch[:1000]
+		}
+		if len(batch) == 0 {
 			d.overlay = nil
 			d.mu.Unlock()
 			break
 		}
-		rec := set.recs[i]
+		batch = append([]revocation(nil), batch...)
+		total := len(set.recs)
 		d.mu.Unlock()
-		if rec.expiry > d.now().UnixNano() {
-			d.store(&rec)
+		now := d.now().UnixNano()
+		for i := range batch {
+			if batch[i].expiry > now {
+				d.putLoaded(&batch[i], now)
+			}
 		}
-		atomic.StoreInt64(&d.filling, int64(len(set.recs)-i-1))
+		done += len(batch)
+		atomic.StoreInt64(&d.filling, int64(total-done))
 	}
+	atomic.StoreInt64(&d.filling, 0)
 	releaseLoadGarbage()
 }
 

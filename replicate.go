@@ -208,6 +208,22 @@ func (r *replicator) readLoop() {
 	var conn *redisConn
 	lastID := "0-0"
 	failures := 0
+	// Until caught up, batches are staged on a goroutine of their own, so
+	// that reading the next batch (the costlier half under Yaegi) runs on
+	// the other core meanwhile.
+	staged := make(chan []revocation, 4)
+	stagerDone := make(chan struct{})
+	go func() {
+		for recs := range staged {
+			r.list.stage(recs)
+		}
+		close(stagerDone)
+	}()
+	defer func() {
+		if atomic.LoadInt32(&r.ready) == 0 {
+			close(staged)
+		}
+	}()
 	for {
 		select {
 		case <-r.stop:
@@ -251,10 +267,15 @@ func (r *replicator) readLoop() {
 		if last != "" {
 			lastID = last
 		}
-		if len(recs) > 0 {
+		switch {
+		case len(recs) > 0 && !caughtUp:
+			staged <- recs
+		case len(recs) > 0:
 			r.list.stage(recs)
 		}
 		if !caughtUp && count < readBatch {
+			close(staged)
+			<-stagerDone
 			atomic.StoreInt32(&r.ready, 1)
 			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
 			r.list.sourceLoaded()

@@ -1,6 +1,7 @@
 package tokenrevocation
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -64,20 +65,74 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 		}
 		buf, _ := c.r.Peek(c.r.Buffered())
 		pos := 0
+		idStart, idEnd := 0, 0
 		for done < total {
-			next, id, status := parseStreamEntry(buf, pos, &rec)
-			if next == malformed {
-				return nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+			// The fast path, inline: under Yaegi each interpreted call
+			// costs about 5 µs, more than all of this. A revocation as
+			// every release writes it is
+			// *2 $<n> <id> *4 $1 d $64 <hex> $1 e $<m> <ms>, CRLF after each.
+			next := incomplete
+			p := pos + 5
+			n := 0
+			for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' {
+				n = n*10 + int(buf[p]-'0')
+				p++
 			}
-			if next == incomplete {
-				break
+			start := p + 2
+			p = start + n + 2
+			// The layout "*4\r\n$1\r\nd\r\n$64\r\n" is checked at the bytes
+			// that tell it from any other: cheaper than a compiled call.
+			if pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
+				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
+				buf[p] == '*' && buf[p+1] == '4' && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
+				buf[p+8] == 'd' && buf[p+11] == '$' && buf[p+12] == '6' && buf[p+13] == '4' && buf[p+14] == '\r' {
+				p += len(revocationLayout)
+				_, err := hex.Decode(rec.digest[:], buf[p:p+2*sha256.Size])
+				p += 2 * sha256.Size
+				// Then \r\n$1\r\ne\r\n$<m>\r\n<ms>\r\n, checked byte by byte:
+				// cheaper here than a compiled call.
+				if err == nil && buf[p] == '\r' && buf[p+2] == '$' && buf[p+3] == '1' && buf[p+6] == 'e' && buf[p+9] == '$' {
+					p += len(expiryLayout)
+					m := 0
+					for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' {
+						m = m*10 + int(buf[p]-'0')
+						p++
+					}
+					end := p + 2 + m
+					if m > 0 && m < 19 && end+2 <= len(buf) && buf[end] == '\r' {
+						ms, err := strconv.ParseInt(string(buf[p+2:end]), 10, 64)
+						if err == nil && ms > 0 {
+							rec.expiry = ms * int64(time.Millisecond)
+							recs = append(recs, rec)
+							next = end + 2
+							idStart, idEnd = start, start+n
+						}
+					}
+				}
 			}
-			if status == entryRevocation {
-				recs = append(recs, rec)
+			if next < 0 {
+				// Anything else: another record type, a malformed one, or
+				// an entry cut short by the end of the buffer.
+				var id string
+				var status int
+				next, id, status = parseStreamEntry(buf, pos, &rec)
+				if next == malformed {
+					return nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+				}
+				if next == incomplete {
+					break
+				}
+				if status == entryRevocation {
+					recs = append(recs, rec)
+				}
+				lastID = id
+				idStart, idEnd = 0, 0
 			}
-			lastID = id
 			pos = next
 			done++
+		}
+		if idEnd > idStart {
+			lastID = string(buf[idStart:idEnd])
 		}
 		_, _ = c.r.Discard(pos)
 		if done < total && pos == 0 {
@@ -93,6 +148,14 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 	}
 	return recs, lastID, done, nil
 }
+
+// The fixed parts of a revocation entry after its ID: the fields array, d
+// and the digest's length; then, after the digest, e and the start of the
+// expiry's length.
+var (
+	revocationLayout = []byte("*4\r\n$1\r\nd\r\n$64\r\n")
+	expiryLayout     = []byte("\r\n$1\r\ne\r\n$")
+)
 
 // arrayHeader reads an array header line and returns its length (-1 for a
 // null array), or the server's error.
