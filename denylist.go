@@ -490,10 +490,10 @@ func (d *denylist) stats() denylistStats {
 	d.mu.Lock()
 	s.Overflow = len(d.overflow)
 	d.mu.Unlock()
-	s.Entries += s.Overflow
+	s.Filling = atomic.LoadInt64(&d.filling)
+	s.Entries += s.Overflow + int(s.Filling)
 	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
 	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
-	s.Filling = atomic.LoadInt64(&d.filling)
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
 	d.mu.Unlock()
@@ -589,13 +589,15 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	}
 	if sources > 0 {
 		d.startLoading(sources)
-		go d.watchLoad()
+	}
+	if opts.redis != nil {
+		d.replica = startReplicator(d, opts.redis)
 	}
 	if d.persist != nil {
 		go d.loadFile()
 	}
-	if opts.redis != nil {
-		d.replica = startReplicator(d, opts.redis)
+	if sources > 0 {
+		go d.watchLoad()
 	}
 	registry[name] = d
 	if benchPreload != nil {

@@ -160,6 +160,7 @@ func (d *denylist) finishLoad(state int32) {
 		}
 		set.bits = nil
 		atomic.StoreInt32(&d.staging, 0)
+		atomic.StoreInt64(&d.filling, int64(len(set.recs)))
 		go d.fill(set)
 	}
 	atomic.StoreInt32(&d.state, state)
