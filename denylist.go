@@ -84,6 +84,7 @@ type denylist struct {
 	refusedCapacity    int64
 	refusedClientLimit int64
 	limiter            *clientLimiter
+	grants             *grantStore
 }
 
 // A lane is one bigcache whose window bounds the lifetime of its entries.
@@ -134,6 +135,8 @@ type denylistOptions struct {
 	clientRate  int
 	clientBurst int
 	clientShare float64
+	// maxGrants caps the grant families (grants.go).
+	maxGrants int
 }
 
 // redisAddress is the configured Redis address, "" when Redis is off.
@@ -160,6 +163,10 @@ type denylistStats struct {
 	Overflow int `json:"overflow"`
 	// Refused counts revoke calls refused before the identity service, by reason.
 	Refused refusals `json:"refused"`
+	// Grants counts the grant families tracked; GrantsUntracked the grants
+	// not tracked because maxGrants was reached.
+	Grants          int   `json:"grants"`
+	GrantsUntracked int64 `json:"grantsUntracked"`
 	// State is "loading", "ready" or "degraded" (serving without every source loaded).
 	State string `json:"state"`
 	// Ready is true once every source (persistPath, the Redis stream) has loaded.
@@ -215,6 +222,10 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 		share = 1
 	}
 	d.limiter = newClientLimiter(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
+	if opts.maxGrants <= 0 {
+		opts.maxGrants = 100000
+	}
+	d.grants = newGrantStore(opts.maxGrants, d.now)
 	d.loadedCh = make(chan struct{})
 	d.closed = make(chan struct{})
 	d.startedAt = d.now()
@@ -494,6 +505,8 @@ func (d *denylist) stats() denylistStats {
 	s.Entries += s.Overflow + int(s.Filling)
 	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
 	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
+	s.Grants = d.grants.size()
+	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
 	d.mu.Unlock()

@@ -35,3 +35,26 @@ func writeJSON(rw http.ResponseWriter, status int, body []byte) {
 	rw.WriteHeader(status)
 	_, _ = rw.Write(body)
 }
+
+// passWriter is what the middleware's response recorders share: they pass
+// the upstream's response through to rw unchanged.
+type passWriter struct {
+	rw http.ResponseWriter
+}
+
+// Header returns the underlying writer's header map.
+func (p *passWriter) Header() http.Header {
+	return p.rw.Header()
+}
+
+// Flush passes a flush on when the underlying writer supports it.
+func (p *passWriter) Flush() {
+	if f, ok := p.rw.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (p *passWriter) Unwrap() http.ResponseWriter {
+	return p.rw
+}

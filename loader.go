@@ -67,13 +67,16 @@ func (d *denylist) startLoading(n int) {
 
 // loadFile loads the persistPath file, the first of the sources.
 func (d *denylist) loadFile() {
-	recs, err := d.persist.load()
+	set, err := d.persist.load()
 	if err != nil {
 		atomic.StoreInt32(&d.fileFailed, 1)
 		log.Printf("tokenrevocation: ERROR denylist %q: %v", d.name, err)
 		return
 	}
-	d.stage(recs)
+	d.stage(set.recs)
+	for i := range set.records {
+		d.applyExtension(&set.records[i])
+	}
 	releaseLoadGarbage()
 	d.sourceLoaded()
 	go d.persist.compactLoop(d.closed)
@@ -121,18 +124,42 @@ func (d *denylist) stage(recs []revocation) {
 	atomic.AddInt64(&d.loaded, int64(len(recs)))
 }
 
+// applyExtension applies a loaded record of another type than a revocation:
+// a grant joins its family. A record it cannot read is skipped.
+func (d *denylist) applyExtension(ext *extension) {
+	if ext.typ != grantRecordType {
+		return
+	}
+	if rec, err := decodeGrant(ext.payload); err == nil {
+		_, _ = d.grants.add(rec)
+	}
+}
+
+// shareGrant persists and replicates a grant record learned here.
+func (d *denylist) shareGrant(rec *grantRecord) {
+	payload := rec.encode()
+	if d.persist != nil {
+		if err := d.persist.appendExtension(grantRecordType, grantRecordVersion, payload); err != nil {
+			log.Printf("tokenrevocation: ERROR a grant was tracked but not persisted: %v", err)
+		}
+	}
+	if d.replica != nil {
+		d.replica.enqueueExtension(extension{typ: grantRecordType, version: grantRecordVersion, payload: payload})
+	}
+}
+
 // loadDirect stores records one by one, once bulk loading is over: a
 // replica's own revocations come back through the stream, so known ones
-// are skipped rather than stored twice.
+// are skipped rather than stored twice (bigcache never reclaims a
+// rewritten entry). Every record read counts as loaded, echoes included.
 func (d *denylist) loadDirect(recs []revocation) {
 	now := d.now().UnixNano()
 	for i := range recs {
-		if recs[i].expiry <= now || d.has(&recs[i].digest) {
-			continue
+		if recs[i].expiry > now && !d.has(&recs[i].digest) {
+			d.store(&recs[i])
 		}
-		d.store(&recs[i])
-		atomic.AddInt64(&d.loaded, 1)
 	}
+	atomic.AddInt64(&d.loaded, int64(len(recs)))
 }
 
 // sourceLoaded marks one source as caught up. When it is the last, the

@@ -60,8 +60,9 @@ func openPersister(path string, now func() time.Time) (*persister, error) {
 	return p, nil
 }
 
-// load reads the file's live revocations, for the loader.
-func (p *persister) load() ([]revocation, error) {
+// load reads the file's live revocations and its records of other known
+// types, for the loader.
+func (p *persister) load() (*frameSet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set, err := p.read()
@@ -71,8 +72,8 @@ func (p *persister) load() ([]revocation, error) {
 	if p.minExpiry == 0 || (set.minExpiry != 0 && set.minExpiry < p.minExpiry) {
 		p.minExpiry = set.minExpiry
 	}
-	p.liveAtRewrite = len(set.recs)
-	return set.recs, nil
+	p.liveAtRewrite = len(set.recs) + len(set.records)
+	return set, nil
 }
 
 // read decodes the whole file. The caller holds mu.
@@ -100,6 +101,17 @@ func (p *persister) rewrite(set *frameSet) error {
 		if minExpiry == 0 || set.recs[i].expiry < minExpiry {
 			minExpiry = set.recs[i].expiry
 		}
+	}
+	now := p.now().UnixNano()
+	for i := range set.records {
+		ext := &set.records[i]
+		if ext.typ == grantRecordType {
+			rec, err := decodeGrant(ext.payload)
+			if err != nil || !rec.live(now) {
+				continue
+			}
+		}
+		_, _ = w.Write(encodeExtension(ext.typ, ext.version, ext.payload))
 	}
 	_, _ = w.Write(set.extensions)
 	err = w.Flush()
@@ -137,6 +149,17 @@ func (p *persister) append(rec *revocation) error {
 	}
 	if p.minExpiry == 0 || rec.expiry < p.minExpiry {
 		p.minExpiry = rec.expiry
+	}
+	p.appended++
+	return nil
+}
+
+// appendExtension writes one record of another type, such as a grant.
+func (p *persister) appendExtension(typ, version byte, payload []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.f.Write(encodeExtension(typ, version, payload)); err != nil {
+		return fmt.Errorf("persistPath: %w", err)
 	}
 	p.appended++
 	return nil

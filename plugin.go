@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 )
 
@@ -64,6 +65,16 @@ type Config struct {
 	Realm string `json:"realm,omitempty"`
 	// PersistPath, when set, keeps the denylist in this append-only file so a restart forgets nothing. Default: "" (off).
 	PersistPath string `json:"persistPath,omitempty"`
+	// TrackGrants learns grant families from the token responses on
+	// tokenPath, so that a confirmed revocation of a refresh token also
+	// revokes every live token of its grant (RFC 7009 §2.1). Default: false.
+	TrackGrants bool `json:"trackGrants,omitempty"`
+	// RevokeOnRefresh, with trackGrants, revokes a grant's previous access
+	// tokens when it is refreshed, as providers such as Ory Hydra do. Default: false.
+	RevokeOnRefresh bool `json:"revokeOnRefresh,omitempty"`
+	// MaxGrants caps the grant families tracked; past it new grants are not
+	// tracked (counted and warned about). Default: 100000.
+	MaxGrants int `json:"maxGrants,omitempty"`
 	// Redis, when its address is set, shares the denylist with every replica through a Redis Stream. Default: nil (off).
 	Redis *RedisConfig `json:"redis,omitempty"`
 }
@@ -109,6 +120,7 @@ func CreateConfig() *Config {
 		ClientRate:         100,
 		ClientBurst:        200,
 		ClientSharePercent: 50,
+		MaxGrants:          100000,
 		Realm:              "tokenrevocation",
 	}
 }
@@ -200,13 +212,20 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	s := m.settings
 	path := req.URL.Path
+	var grantForm url.Values
 	if req.Method == http.MethodPost {
 		if path == s.revokePath {
 			m.serveRevoke(rw, req)
 			return
 		}
-		if path == s.tokenPath && s.tokenPath != "" && m.refreshRevoked(rw, req) {
-			return
+		if path == s.tokenPath && s.tokenPath != "" {
+			form, answered := m.checkTokenRequest(rw, req)
+			if answered {
+				return
+			}
+			if s.trackGrants {
+				grantForm = form
+			}
 		}
 	} else if path == s.statsPath && s.statsPath != "" && req.Method == http.MethodGet {
 		m.serveStats(rw)
@@ -216,13 +235,13 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	if len(tokens) == 0 {
+	if len(tokens) == 0 && grantForm == nil {
 		m.next.ServeHTTP(rw, req)
 		return
 	}
 	// Until the denylist has loaded what was revoked before this replica
 	// started, no token can be proven unrevoked: hold the request.
-	if !m.list.awaitLoaded() {
+	if len(tokens) > 0 && !m.list.awaitLoaded() {
 		rw.Header().Set("Retry-After", retryAfterLoading)
 		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
 		return
@@ -232,6 +251,10 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 			m.rejectRevoked(rw)
 			return
 		}
+	}
+	if grantForm != nil {
+		m.passTokenRequest(rw, req, grantForm)
+		return
 	}
 	m.next.ServeHTTP(rw, req)
 }

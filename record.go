@@ -17,9 +17,10 @@ import (
 // extension frame: byte 32 is 0xFF (so the int64 is negative, and a release
 // that knows only revocations reads an expired revocation and skips it),
 // byte 33 the record type, byte 34 its version, byte 35 the frame's index in
-// its record and byte 36 the record's frame count; bytes 0 to 32 carry the
-// type's payload. A record of a type or version a release does not know is
-// skipped whole.
+// its record, byte 36 the record's frame count and byte 37 how many of the
+// frame's first 32 bytes carry the record's payload. A record's frames are
+// written together. A record of a type a release does not know is kept as
+// it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go).
 //
 // In the stream an entry with the fields d (hex digest) and e (expiry in
 // Unix milliseconds) and no t field is a revocation, as every release so far
@@ -41,6 +42,33 @@ func encodeRevocation(rec *revocation) []byte {
 	return buf[:]
 }
 
+// An extension is one record of another type than a revocation.
+type extension struct {
+	typ, version byte
+	payload      []byte
+}
+
+// encodeExtension is the frames of one record of type typ.
+func encodeExtension(typ, version byte, payload []byte) []byte {
+	count := (len(payload) + sha256.Size - 1) / sha256.Size
+	if count == 0 {
+		count = 1
+	}
+	out := make([]byte, 0, count*frameSize)
+	for i := 0; i < count; i++ {
+		var frame [frameSize]byte
+		chunk := payload[i*sha256.Size:]
+		if len(chunk) > sha256.Size {
+			chunk = chunk[:sha256.Size]
+		}
+		copy(frame[:], chunk)
+		frame[32], frame[33], frame[34] = extensionMarker, typ, version
+		frame[35], frame[36], frame[37] = byte(i), byte(count), byte(len(chunk))
+		out = append(out, frame[:]...)
+	}
+	return out
+}
+
 // frameSet is what a persistPath file holds.
 type frameSet struct {
 	// recs are the revocations that expire after the time given to decodeFrames.
@@ -48,19 +76,47 @@ type frameSet struct {
 	// minExpiry is the earliest expiry of any revocation, expired ones
 	// included; 0 when there is none.
 	minExpiry int64
-	// extensions are the extension frames, kept as they are so that a
-	// rewrite by this release keeps the records of a newer one.
+	// extensions are the frames of record types this release does not
+	// know, kept as they are so that a rewrite keeps a newer release's records.
 	extensions []byte
+	// records are the extension records of known types, whole.
+	records []extension
+}
+
+// knownExtension reports whether this release reads records of type typ.
+func knownExtension(typ byte) bool {
+	return typ == grantRecordType
 }
 
 // decodeFrames reads the frames of buf. A torn last frame is ignored.
 // Extension frames are kept aside: this release knows no extension type.
 func decodeFrames(buf []byte, now int64) *frameSet {
 	set := &frameSet{recs: make([]revocation, 0, len(buf)/frameSize)}
+	var open *extension
+	next := 0
 	for off := 0; off+frameSize <= len(buf); off += frameSize {
 		expiry := int64(binary.BigEndian.Uint64(buf[off+sha256.Size : off+frameSize]))
 		if expiry <= 0 {
-			set.extensions = append(set.extensions, buf[off:off+frameSize]...)
+			frame := buf[off : off+frameSize]
+			if frame[32] != extensionMarker || !knownExtension(frame[33]) {
+				set.extensions = append(set.extensions, frame...)
+				continue
+			}
+			index, count, n := int(frame[35]), int(frame[36]), int(frame[37])
+			if index == 0 {
+				open = &extension{typ: frame[33], version: frame[34]}
+				next = 0
+			}
+			if open == nil || index != next || n > sha256.Size {
+				open = nil // a broken record: skipped
+				continue
+			}
+			open.payload = append(open.payload, frame[:n]...)
+			next++
+			if next == count {
+				set.records = append(set.records, *open)
+				open = nil
+			}
 			continue
 		}
 		if set.minExpiry == 0 || expiry < set.minExpiry {

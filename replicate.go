@@ -33,9 +33,10 @@ type replicator struct {
 	opts   *redisOptions
 	stream string
 
-	mu      sync.Mutex
-	pending []revocation
-	wake    chan struct{}
+	mu         sync.Mutex
+	pending    []revocation
+	pendingExt []extension
+	wake       chan struct{}
 
 	ready      int32
 	connected  int32
@@ -63,11 +64,24 @@ func startReplicator(list *denylist, opts *redisOptions) *replicator {
 	return r
 }
 
+// enqueueExtension queues a record of another type, such as a grant.
+func (r *replicator) enqueueExtension(ext extension) {
+	r.mu.Lock()
+	r.pendingExt = append(r.pendingExt, ext)
+	r.mu.Unlock()
+	r.notify()
+}
+
 // enqueue queues a local revocation for Redis.
 func (r *replicator) enqueue(rec revocation) {
 	r.mu.Lock()
 	r.pending = append(r.pending, rec)
 	r.mu.Unlock()
+	r.notify()
+}
+
+// notify wakes the writer without waiting.
+func (r *replicator) notify() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -138,9 +152,14 @@ func (r *replicator) writeLoop() {
 			n = writeBatch
 		}
 		batch := append([]revocation(nil), r.pending[:n]...)
+		m := len(r.pendingExt)
+		if m > writeBatch {
+			m = writeBatch
+		}
+		exts := append([]extension(nil), r.pendingExt[:m]...)
 		r.mu.Unlock()
 		trim := time.Since(lastTrim) >= trimEvery
-		if len(batch) == 0 && !trim {
+		if len(batch) == 0 && len(exts) == 0 && !trim {
 			select {
 			case <-r.wake:
 			case <-ticker.C:
@@ -162,9 +181,14 @@ func (r *replicator) writeLoop() {
 			}
 			conn = c
 		}
-		cmds := make([][]string, 0, len(batch)+1)
+		cmds := make([][]string, 0, len(batch)+len(exts)+1)
 		for i := range batch {
 			cmds = append(cmds, []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)})
+		}
+		for i := range exts {
+			// Typed entries (record.go): t and v name the type and version,
+			// x carries the record, hex-encoded.
+			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].typ)), "v", strconv.Itoa(int(exts[i].version)), "x", hex.EncodeToString(exts[i].payload)})
 		}
 		if trim {
 			minID := time.Now().Add(-r.list.maxTTL).UnixMilli()
@@ -193,6 +217,7 @@ func (r *replicator) writeLoop() {
 		}
 		r.mu.Lock()
 		r.pending = r.pending[len(batch):]
+		r.pendingExt = r.pendingExt[len(exts):]
 		r.mu.Unlock()
 	}
 }
@@ -200,7 +225,7 @@ func (r *replicator) writeLoop() {
 func (r *replicator) queued() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.pending)
+	return len(r.pending) + len(r.pendingExt)
 }
 
 // readLoop follows the stream from its start and stores every revocation.
@@ -253,7 +278,7 @@ func (r *replicator) readLoop() {
 			wait = blockFor
 		}
 		args = append(args, "STREAMS", r.stream, lastID)
-		recs, last, count, err := conn.xread(args, wait)
+		recs, exts, last, count, err := conn.xread(args, wait)
 		if err != nil {
 			conn.close()
 			conn = nil
@@ -272,6 +297,9 @@ func (r *replicator) readLoop() {
 			staged <- recs
 		case len(recs) > 0:
 			r.list.stage(recs)
+		}
+		for i := range exts {
+			r.list.applyExtension(&exts[i])
 		}
 		if !caughtUp && count < readBatch {
 			close(staged)

@@ -142,7 +142,7 @@ func TestParseStreamEntry(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var rec revocation
-			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec)
+			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{})
 			want := c.next
 			if want == 0 {
 				want = len(c.raw)
@@ -167,7 +167,7 @@ func TestParseStreamEntryInALoop(t *testing.T) {
 	pos := 0
 	for i := 0; i < 3; i++ {
 		var rec revocation
-		next, id, status := parseStreamEntry([]byte(raw), pos, &rec)
+		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{})
 		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.digest != sha256.Sum256([]byte{byte(i)}) {
 			t.Fatalf("entry %d: status %d id %q", i, status, id)
 		}

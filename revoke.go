@@ -47,7 +47,7 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	rec := &revokeRecorder{rw: rw, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1}
+	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1}
 	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
 	if !m.admitRevocation(rw, req, form, rec) {
 		return
@@ -120,37 +120,38 @@ func (m *middleware) expiryFor(token, hint string) time.Time {
 	return now.Add(ttl)
 }
 
-// refreshRevoked checks a POST to the token endpoint. A refresh grant for a
-// revoked refresh token gets 400 invalid_grant; any other request goes on
-// with its body intact. It reports whether it answered the request.
-func (m *middleware) refreshRevoked(rw http.ResponseWriter, req *http.Request) bool {
+// checkTokenRequest checks a POST to the token endpoint. A refresh grant
+// for a revoked refresh token gets 400 invalid_grant; any other request
+// goes on with its body intact. It returns the request's form (nil when it
+// is not form-encoded) and whether it answered the request.
+func (m *middleware) checkTokenRequest(rw http.ResponseWriter, req *http.Request) (url.Values, bool) {
 	if !isFormContentType(req.Header.Get("Content-Type")) {
-		return false
+		return nil, false
 	}
 	body, ok := m.readBody(rw, req)
 	if !ok {
-		return true
+		return nil, true
 	}
 	form, err := parseForm(body)
 	if err != nil {
 		// A body the middleware cannot read unambiguously could hide a
 		// revoked refresh token from it while the upstream still reads one.
 		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body is not a valid form: "+err.Error())
-		return true
+		return nil, true
 	}
 	if form.Get("grant_type") == "refresh_token" {
 		token := form.Get("refresh_token")
 		if token != "" && !m.list.awaitLoaded() {
 			rw.Header().Set("Retry-After", retryAfterLoading)
 			writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
-			return true
+			return nil, true
 		}
 		if token != "" && m.list.contains(token) {
 			writeError(rw, http.StatusBadRequest, "invalid_grant", "The refresh token has been revoked")
-			return true
+			return nil, true
 		}
 	}
-	return false
+	return form, false
 }
 
 // readBody reads a request body of at most maxBodyBytes and puts an identical
@@ -196,7 +197,7 @@ func (m *middleware) serveStats(rw http.ResponseWriter) {
 // the response can reach the client: once the client has its answer, the
 // token is already rejected everywhere.
 type revokeRecorder struct {
-	rw     http.ResponseWriter
+	passWriter
 	list   *denylist
 	digest [sha256.Size]byte
 	expiry time.Time
@@ -207,11 +208,6 @@ type revokeRecorder struct {
 	known  bool
 	lane   int
 	client string
-}
-
-// Header returns the underlying writer's header map.
-func (r *revokeRecorder) Header() http.Header {
-	return r.rw.Header()
 }
 
 // WriteHeader records the revocation on the first final 2xx status, and
@@ -229,6 +225,8 @@ func (r *revokeRecorder) WriteHeader(code int) {
 func (r *revokeRecorder) settle(confirmed bool) {
 	d := r.list
 	switch {
+	case r.known && confirmed:
+		d.revokeGrantOf(&r.digest)
 	case r.known:
 		return
 	case confirmed:
@@ -236,6 +234,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 		}
 		d.limiter.commit(r.client, r.lane)
+		d.revokeGrantOf(&r.digest)
 	default:
 		d.unreserve(r.lane, &r.digest)
 		d.limiter.release(r.client, r.lane)
@@ -248,16 +247,4 @@ func (r *revokeRecorder) Write(b []byte) (int, error) {
 		r.WriteHeader(http.StatusOK)
 	}
 	return r.rw.Write(b)
-}
-
-// Flush passes a flush on when the underlying writer supports it.
-func (r *revokeRecorder) Flush() {
-	if f, ok := r.rw.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (r *revokeRecorder) Unwrap() http.ResponseWriter {
-	return r.rw
 }

@@ -31,6 +31,9 @@ type settings struct {
 	clientRate        int
 	clientBurst       int
 	clientShare       float64 // fraction of a lane; 1 is off
+	trackGrants       bool
+	revokeOnRefresh   bool
+	maxGrants         int
 	denylist          string
 	realm             string
 	basicChallenge    string
@@ -52,6 +55,9 @@ func (c *Config) validate(name string) (*settings, error) {
 		maxBodyBytes:      c.MaxBodyBytes,
 		requireClientAuth: c.RequireClientAuth,
 		failClosed:        c.FailClosed,
+		trackGrants:       c.TrackGrants,
+		revokeOnRefresh:   c.RevokeOnRefresh,
+		maxGrants:         c.MaxGrants,
 		clientRate:        c.ClientRate,
 		clientBurst:       c.ClientBurst,
 		denylist:          c.Denylist,
@@ -107,6 +113,12 @@ func (c *Config) validate(name string) (*settings, error) {
 		return nil, fieldError("clientSharePercent", "must be between 1 and 100 (off), got %d", c.ClientSharePercent)
 	}
 	s.clientShare = float64(c.ClientSharePercent) / 100
+	if s.maxGrants < 1 || s.maxGrants > 100_000_000 {
+		return nil, fieldError("maxGrants", "must be between 1 and 100000000, got %d", s.maxGrants)
+	}
+	if s.trackGrants && s.tokenPath == "" {
+		return nil, fieldError("trackGrants", "needs a tokenPath to learn grants from")
+	}
 
 	if s.denylist == "" {
 		s.denylist = name
@@ -136,6 +148,7 @@ func (s *settings) denylistOptions() denylistOptions {
 		sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL, persistPath: s.persistPath, redis: s.redis,
 		loadWait: s.loadWait, failClosed: s.failClosed,
 		clientRate: s.clientRate, clientBurst: s.clientBurst, clientShare: s.clientShare,
+		maxGrants: s.maxGrants,
 	}
 }
 

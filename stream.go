@@ -25,42 +25,44 @@ var errTooLarge = errors.New("redis: stream entry larger than the read buffer")
 // number of entries, malformed and other record types included, so the
 // reader moves past them. A nil reply (BLOCK timed out, or nothing new) is
 // zero entries.
-func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation, string, int, error) {
+func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation, []extension, string, int, error) {
 	if err := c.conn.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout)); err != nil {
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
 	writeCommand(c.w, args)
 	if err := c.w.Flush(); err != nil {
-		return nil, "", 0, fmt.Errorf("redis: write: %w", err)
+		return nil, nil, "", 0, fmt.Errorf("redis: write: %w", err)
 	}
 	if err := c.conn.SetReadDeadline(time.Now().Add(c.opts.readTimeout + extraWait)); err != nil {
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
 	// The outer arrays: one stream, a pair of its name and its entries.
 	for _, want := range []int{1, 2} {
 		n, err := c.arrayHeader()
 		if err != nil || n < 0 {
-			return nil, "", 0, err
+			return nil, nil, "", 0, err
 		}
 		if n != want {
-			return nil, "", 0, fmt.Errorf("redis: unexpected XREAD reply shape")
+			return nil, nil, "", 0, fmt.Errorf("redis: unexpected XREAD reply shape")
 		}
 	}
 	if _, err := readReply(c.r); err != nil { // the stream's name
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
 	total, err := c.arrayHeader()
 	if err != nil || total < 0 {
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
 	recs := make([]revocation, 0, total)
+	var exts []extension
+	var ext extension
 	lastID := ""
 	done := 0
 	var rec revocation
 	for done < total {
 		if c.r.Buffered() == 0 {
 			if _, err := c.r.Peek(1); err != nil {
-				return nil, "", 0, fmt.Errorf("redis: read: %w", err)
+				return nil, nil, "", 0, fmt.Errorf("redis: read: %w", err)
 			}
 		}
 		buf, _ := c.r.Peek(c.r.Buffered())
@@ -115,15 +117,18 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 				// an entry cut short by the end of the buffer.
 				var id string
 				var status int
-				next, id, status = parseStreamEntry(buf, pos, &rec)
+				next, id, status = parseStreamEntry(buf, pos, &rec, &ext)
 				if next == malformed {
-					return nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+					return nil, nil, "", 0, fmt.Errorf("redis: malformed stream entry")
 				}
 				if next == incomplete {
 					break
 				}
 				if status == entryRevocation {
 					recs = append(recs, rec)
+				}
+				if status == entryExtension {
+					exts = append(exts, ext)
 				}
 				lastID = id
 				idStart, idEnd = 0, 0
@@ -139,14 +144,14 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			// Not one whole entry is buffered: read more, unless the
 			// buffer is already full.
 			if c.r.Buffered() >= c.r.Size() {
-				return nil, "", 0, errTooLarge
+				return nil, nil, "", 0, errTooLarge
 			}
 			if _, err := c.r.Peek(c.r.Buffered() + 1); err != nil {
-				return nil, "", 0, fmt.Errorf("redis: read: %w", err)
+				return nil, nil, "", 0, fmt.Errorf("redis: read: %w", err)
 			}
 		}
 	}
-	return recs, lastID, done, nil
+	return recs, exts, lastID, done, nil
 }
 
 // The fixed parts of a revocation entry after its ID: the fields array, d
@@ -183,7 +188,8 @@ func (c *redisConn) arrayHeader() (int, error) {
 // What parseStreamEntry found.
 const (
 	entryRevocation = iota // a revocation, decoded into rec
-	entryOther             // a well-formed entry of another record type, skipped
+	entryExtension         // a record of a known type, decoded into ext
+	entryOther             // a well-formed entry of a type this release does not know, skipped
 	entryMalformed         // an entry whose fields are not a valid record, skipped
 )
 
@@ -192,7 +198,7 @@ const (
 // first, malformed when the reply cannot be framed), the entry's ID and what
 // it found. An entry with fields d (64 hex digits) and e (Unix ms) and no t
 // is a revocation; record.go describes the format.
-func parseStreamEntry(buf []byte, pos int, rec *revocation) (int, string, int) {
+func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int, string, int) {
 	n, p := respHeader(buf, pos, '*')
 	if p < 0 {
 		return p, "", entryMalformed
@@ -211,6 +217,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation) (int, string, int) {
 		return framing(p, -1), "", entryMalformed
 	}
 	haveDigest, haveExpiry, typed := false, false, false
+	var typ, version, payload []byte
 	for f := 0; f < fields; f += 2 {
 		n, p = respHeader(buf, p, '$')
 		if p < 0 || n < 0 || p+n+2 > len(buf) {
@@ -246,12 +253,24 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation) (int, string, int) {
 			rec.expiry = ms * int64(time.Millisecond)
 		case 't':
 			typed = true
+			typ = value
+		case 'v':
+			version = value
+		case 'x':
+			payload = value
 		}
 	}
 	status := entryMalformed
-	if typed {
+	switch {
+	case typed && len(typ) == 1 && len(version) == 1 && knownExtension(typ[0]-'0'):
 		status = entryOther
-	} else if haveDigest && haveExpiry {
+		if decoded, err := hex.DecodeString(string(payload)); err == nil {
+			ext.typ, ext.version, ext.payload = typ[0]-'0', version[0]-'0', decoded
+			status = entryExtension
+		}
+	case typed:
+		status = entryOther
+	case haveDigest && haveExpiry:
 		status = entryRevocation
 	}
 	return p, id, status

@@ -1,0 +1,301 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Grant tracking (trackGrants). RFC 7009 §2.1: revoking a refresh token
+// SHOULD invalidate the access tokens of the same grant, and identity
+// services do so. The edge learns the grants from the token responses that
+// cross it on tokenPath: the identity service's own answers, from the
+// upstream, so no signature needs checking. Each answer adds its tokens to a
+// grant family: a new one for a new grant, the family of the presented
+// refresh token for a refresh grant. When the identity service confirms the
+// revocation of a family's refresh token, every live token of the family is
+// revoked at the edge as an ordinary revocation: in the same denylist,
+// persisted and replicated like any other (so even the previous release
+// enforces it), at no cost on the hot path.
+//
+// Families live in memory, capped at maxGrants: past the cap new grants are
+// not tracked (counted, and warned about), and nothing already recorded is
+// dropped. A family is forgotten once its last token has expired. Grant
+// records replicate through the Redis stream and persist in persistPath as
+// record type grantRecordType (record.go).
+
+// A grantToken is one token of a family: its digest, expiry and kind.
+type grantToken struct {
+	digest  [sha256.Size]byte
+	expiry  int64 // Unix nanoseconds
+	refresh bool
+}
+
+// A grantFamily is the tokens of one grant, and the session and subject of
+// its ID token as digests of the claim values (zero when absent).
+type grantFamily struct {
+	id       string
+	tokens   []grantToken
+	sid, sub [sha256.Size]byte
+	expiry   int64
+}
+
+// A grantRecord is what one token response adds to a family; it is what
+// replicates and persists.
+type grantRecord struct {
+	family   [sha256.Size]byte
+	sid, sub [sha256.Size]byte
+	tokens   []grantToken
+}
+
+const (
+	// grantRecordType is the record type of a grant (record.go).
+	grantRecordType = 1
+	// grantRecordVersion is its encoding's version.
+	grantRecordVersion = 1
+	// grantTokenSize is one encoded token: digest, expiry, kind.
+	grantTokenSize = sha256.Size + 8 + 1
+	// grantHeaderSize is an encoded record before its tokens: version,
+	// flags, family, sid, sub, token count.
+	grantHeaderSize = 1 + 1 + 3*sha256.Size + 1
+	// maxGrantTokens bounds the tokens of one record.
+	maxGrantTokens = 16
+	// grantSweepEvery spaces out the sweeps of expired families.
+	grantSweepEvery = time.Minute
+)
+
+// A grantStore holds the families of one denylist.
+type grantStore struct {
+	now func() time.Time
+	max int
+
+	mu        sync.Mutex
+	families  map[string]*grantFamily // by family id
+	byToken   map[string]*grantFamily // by token digest
+	lastSweep int64
+
+	untracked  int64
+	lastWarnNs int64
+}
+
+func newGrantStore(max int, now func() time.Time) *grantStore {
+	return &grantStore{now: now, max: max, families: map[string]*grantFamily{}, byToken: map[string]*grantFamily{}}
+}
+
+// familyID returns the id of the family a refresh grant presenting refresh
+// belongs to, or refresh's own digest when no family holds it yet.
+func (g *grantStore) familyID(refresh *[sha256.Size]byte) [sha256.Size]byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.byToken[string(refresh[:])]; ok {
+		var id [sha256.Size]byte
+		copy(id[:], f.id)
+		return id
+	}
+	return *refresh
+}
+
+// add merges rec into its family and returns the live access tokens the
+// family held before (for revokeOnRefresh). It reports false when the
+// family is new and the store is full: the grant is not tracked.
+func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
+	now := g.now().UnixNano()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now-g.lastSweep >= int64(grantSweepEvery) {
+		g.sweep(now)
+	}
+	f, ok := g.families[string(rec.family[:])]
+	if !ok {
+		if len(g.families) >= g.max {
+			g.refuse(now)
+			return nil, false
+		}
+		f = &grantFamily{id: string(rec.family[:])}
+		g.families[f.id] = f
+	}
+	var previous []grantToken
+	for i := range f.tokens {
+		if !f.tokens[i].refresh && f.tokens[i].expiry > now && !hasToken(rec.tokens, &f.tokens[i].digest) {
+			previous = append(previous, f.tokens[i])
+		}
+	}
+	for i := range rec.tokens {
+		t := rec.tokens[i]
+		if t.expiry <= now {
+			continue
+		}
+		key := string(t.digest[:])
+		if other, ok := g.byToken[key]; ok && other == f {
+			continue
+		}
+		f.tokens = append(f.tokens, t)
+		g.byToken[key] = f
+		if t.expiry > f.expiry {
+			f.expiry = t.expiry
+		}
+	}
+	if rec.sid != ([sha256.Size]byte{}) {
+		f.sid = rec.sid
+	}
+	if rec.sub != ([sha256.Size]byte{}) {
+		f.sub = rec.sub
+	}
+	return previous, true
+}
+
+func hasToken(tokens []grantToken, digest *[sha256.Size]byte) bool {
+	for i := range tokens {
+		if tokens[i].digest == *digest {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse counts a grant not tracked for want of room, and warns at most
+// once per warnEvery. The caller holds mu.
+func (g *grantStore) refuse(now int64) {
+	n := atomic.AddInt64(&g.untracked, 1)
+	if now-g.lastWarnNs >= int64(warnEvery) {
+		g.lastWarnNs = now
+		log.Printf("tokenrevocation: WARN %d grant families tracked, the maxGrants limit: %d new grants not tracked so far; raise maxGrants", g.max, n)
+	}
+}
+
+// revokeFamily removes and returns the live tokens of the family that holds
+// refresh as a refresh token; nil when no family does.
+func (g *grantStore) revokeFamily(refresh *[sha256.Size]byte) []grantToken {
+	now := g.now().UnixNano()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, ok := g.byToken[string(refresh[:])]
+	if !ok || !isRefresh(f, refresh) {
+		return nil
+	}
+	g.remove(f)
+	var live []grantToken
+	for i := range f.tokens {
+		if f.tokens[i].expiry > now {
+			live = append(live, f.tokens[i])
+		}
+	}
+	return live
+}
+
+func isRefresh(f *grantFamily, digest *[sha256.Size]byte) bool {
+	for i := range f.tokens {
+		if f.tokens[i].digest == *digest {
+			return f.tokens[i].refresh
+		}
+	}
+	return false
+}
+
+// remove drops f and its index entries. The caller holds mu.
+func (g *grantStore) remove(f *grantFamily) {
+	delete(g.families, f.id)
+	for i := range f.tokens {
+		if g.byToken[string(f.tokens[i].digest[:])] == f {
+			delete(g.byToken, string(f.tokens[i].digest[:]))
+		}
+	}
+}
+
+// sweep forgets the families whose last token has expired. The caller
+// holds mu.
+func (g *grantStore) sweep(now int64) {
+	g.lastSweep = now
+	for _, f := range g.families {
+		if f.expiry <= now {
+			g.remove(f)
+		}
+	}
+}
+
+// revokeGrantOf revokes, when digest is the refresh token of a tracked
+// family, every live token of that family, as ordinary revocations:
+// persisted and replicated like any other, so every replica enforces them.
+func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
+	tokens := d.grants.revokeFamily(digest)
+	for i := range tokens {
+		if tokens[i].digest == *digest || d.has(&tokens[i].digest) {
+			continue
+		}
+		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry)); err != nil {
+			log.Printf("tokenrevocation: ERROR a revoked grant's token was enforced but not persisted: %v", err)
+		}
+	}
+}
+
+// size is the number of families tracked.
+func (g *grantStore) size() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.families)
+}
+
+// live reports whether rec still has a live token, so that compaction keeps it.
+func (rec *grantRecord) live(now int64) bool {
+	for i := range rec.tokens {
+		if rec.tokens[i].expiry > now {
+			return true
+		}
+	}
+	return false
+}
+
+// encode is the record's binary form, the same in the stream (hex) and in
+// persistPath (extension frames).
+func (rec *grantRecord) encode() []byte {
+	n := len(rec.tokens)
+	if n > maxGrantTokens {
+		n = maxGrantTokens
+	}
+	buf := make([]byte, grantHeaderSize, grantHeaderSize+n*grantTokenSize)
+	buf[0] = grantRecordVersion
+	copy(buf[2:], rec.family[:])
+	copy(buf[2+sha256.Size:], rec.sid[:])
+	copy(buf[2+2*sha256.Size:], rec.sub[:])
+	buf[grantHeaderSize-1] = byte(n)
+	var tok [grantTokenSize]byte
+	for i := 0; i < n; i++ {
+		copy(tok[:], rec.tokens[i].digest[:])
+		binary.BigEndian.PutUint64(tok[sha256.Size:], uint64(rec.tokens[i].expiry))
+		tok[grantTokenSize-1] = 0
+		if rec.tokens[i].refresh {
+			tok[grantTokenSize-1] = 1
+		}
+		buf = append(buf, tok[:]...)
+	}
+	return buf
+}
+
+var errGrantRecord = errors.New("malformed grant record")
+
+// decodeGrant reads an encoded grant record; a later version is an error,
+// which callers skip like any unknown record.
+func decodeGrant(buf []byte) (*grantRecord, error) {
+	if len(buf) < grantHeaderSize || buf[0] != grantRecordVersion {
+		return nil, errGrantRecord
+	}
+	n := int(buf[grantHeaderSize-1])
+	if n > maxGrantTokens || len(buf) < grantHeaderSize+n*grantTokenSize {
+		return nil, errGrantRecord
+	}
+	rec := &grantRecord{tokens: make([]grantToken, n)}
+	copy(rec.family[:], buf[2:])
+	copy(rec.sid[:], buf[2+sha256.Size:])
+	copy(rec.sub[:], buf[2+2*sha256.Size:])
+	for i := 0; i < n; i++ {
+		tok := buf[grantHeaderSize+i*grantTokenSize:]
+		copy(rec.tokens[i].digest[:], tok[:sha256.Size])
+		rec.tokens[i].expiry = int64(binary.BigEndian.Uint64(tok[sha256.Size:]))
+		rec.tokens[i].refresh = tok[grantTokenSize-1] == 1
+	}
+	return rec, nil
+}

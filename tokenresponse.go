@@ -1,0 +1,158 @@
+package tokenrevocation
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxTokenResponse bounds the token response body kept to learn a grant
+// from; a larger one passes through untracked.
+const maxTokenResponse = 64 << 10
+
+// passTokenRequest forwards a token request and learns its grant from the
+// answer (trackGrants): the response reaches the client unchanged while a
+// copy is kept, and the request body was already put back byte-identical.
+func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request, form url.Values) {
+	rec := &tokenResponseRecorder{passWriter: passWriter{rw: rw}}
+	m.next.ServeHTTP(rec, req)
+	if rec.code == 0 {
+		rec.code = http.StatusOK
+	}
+	if rec.code < 200 || rec.code >= 300 || rec.overflow {
+		return
+	}
+	body := rec.body.Bytes()
+	if strings.EqualFold(rec.rw.Header().Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		body, err = io.ReadAll(io.LimitReader(zr, maxTokenResponse))
+		if err != nil {
+			return
+		}
+	}
+	m.learnGrant(form, body)
+}
+
+// tokenResponse is the part of an RFC 6749 §5.1 answer a grant is learned from.
+type tokenResponse struct {
+	AccessToken  string      `json:"access_token"`
+	RefreshToken string      `json:"refresh_token"`
+	IDToken      string      `json:"id_token"`
+	ExpiresIn    json.Number `json:"expires_in"`
+}
+
+// learnGrant records the grant of a successful token response: a new
+// family, or for a refresh grant the family of the presented refresh token.
+// With revokeOnRefresh, the family's previous access tokens are revoked.
+func (m *middleware) learnGrant(form url.Values, body []byte) {
+	var resp tokenResponse
+	if err := json.Unmarshal(body, &resp); err != nil || resp.AccessToken == "" {
+		return
+	}
+	s := m.settings
+	d := m.list
+	now := d.now()
+	rec := &grantRecord{}
+	access := grantToken{digest: sha256.Sum256([]byte(resp.AccessToken))}
+	access.expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)
+	rec.tokens = append(rec.tokens, access)
+	if resp.RefreshToken != "" {
+		refresh := grantToken{digest: sha256.Sum256([]byte(resp.RefreshToken)), refresh: true}
+		refresh.expiry = m.issuedExpiry(resp.RefreshToken, "", s.refreshTokenTTL, now)
+		rec.tokens = append(rec.tokens, refresh)
+	}
+	presented := form.Get("refresh_token")
+	switch {
+	case form.Get("grant_type") == "refresh_token" && presented != "":
+		digest := sha256.Sum256([]byte(presented))
+		rec.family = d.grants.familyID(&digest)
+		// The presented token stays in the family: revoking it revokes the
+		// family, whether or not the identity service rotated it.
+		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: now.Add(s.refreshTokenTTL).UnixNano()})
+	case resp.RefreshToken != "":
+		rec.family = rec.tokens[1].digest
+	default:
+		rec.family = access.digest
+	}
+	if resp.IDToken != "" {
+		if claims, ok := jwtClaims(resp.IDToken); ok {
+			if sid, _ := claims["sid"].(string); sid != "" {
+				rec.sid = sha256.Sum256([]byte(sid))
+			}
+			if sub, _ := claims["sub"].(string); sub != "" {
+				rec.sub = sha256.Sum256([]byte(sub))
+			}
+		}
+	}
+	previous, tracked := d.grants.add(rec)
+	if !tracked {
+		return
+	}
+	d.shareGrant(rec)
+	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
+		for i := range previous {
+			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry)); err != nil {
+				log.Printf("tokenrevocation: ERROR a refreshed grant's access token was enforced but not persisted: %v", err)
+			}
+		}
+	}
+}
+
+// issuedExpiry is how long an issued token can be used: a JWT's exp plus
+// leeway, else expires_in, else ttl; never past maxTTL.
+func (m *middleware) issuedExpiry(token string, expiresIn json.Number, ttl time.Duration, now time.Time) int64 {
+	s := m.settings
+	expiry := now.Add(ttl)
+	if exp, ok := jwtExpiry(token); ok {
+		expiry = exp.Add(s.leeway)
+	} else if secs, err := expiresIn.Int64(); err == nil && secs > 0 {
+		expiry = now.Add(time.Duration(secs)*time.Second + s.leeway)
+	}
+	if limit := now.Add(s.maxTTL); expiry.After(limit) {
+		expiry = limit
+	}
+	return expiry.UnixNano()
+}
+
+// tokenResponseRecorder passes a token response through unchanged and keeps
+// a copy of its body, up to maxTokenResponse.
+type tokenResponseRecorder struct {
+	passWriter
+	code     int
+	body     bytes.Buffer
+	overflow bool
+}
+
+// WriteHeader notes the first final status and passes it on.
+func (r *tokenResponseRecorder) WriteHeader(code int) {
+	if r.code == 0 && code >= 200 {
+		r.code = code
+	}
+	r.rw.WriteHeader(code)
+}
+
+// Write keeps a copy of b and writes it through.
+func (r *tokenResponseRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	if !r.overflow {
+		if r.body.Len()+len(b) > maxTokenResponse {
+			r.overflow = true
+			r.body.Reset()
+		} else {
+			r.body.Write(b)
+		}
+	}
+	return r.rw.Write(b)
+}
