@@ -84,3 +84,18 @@ func FuzzDecodeFrames(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeGrant(f *testing.F) {
+	rec := grantRecord{tokens: []grantToken{{expiry: 1}, {expiry: 2, refresh: true}}}
+	f.Add(rec.encode())
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		got, err := decodeGrant(buf)
+		if err != nil {
+			return
+		}
+		again, err := decodeGrant(got.encode())
+		if err != nil || again.family != got.family || len(again.tokens) != len(got.tokens) {
+			t.Fatalf("re-encoding changed the record: %v", err)
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -314,5 +315,52 @@ func TestGrantReplicates(t *testing.T) {
 	revoke(t, onB, "refresh-A", "refresh_token")
 	if !waitFor(t, 5*time.Second, func() bool { return status(onA, "access-A") == 401 }) {
 		t.Fatal("A still accepts the grant's access token")
+	}
+}
+
+// BenchmarkLearnGrant is the cost of one token response with grant
+// tracking on: parsing the answer and the ID token, and recording the
+// family. Run it under Yaegi too (BENCHMARKS.md).
+func BenchmarkLearnGrant(b *testing.B) {
+	m := newTestMiddleware(b, &identityStub{}, nil, func(c *Config) { c.TrackGrants = true; c.MaxGrants = 100_000_000 })
+	body, _ := json.Marshal(map[string]interface{}{
+		"access_token": makeJWT(time.Now().Add(time.Hour).Unix()), "refresh_token": "ory_rt_" + strings.Repeat("x", 80),
+		"id_token": idToken("a-session-id", "a-subject"), "expires_in": 3600, "token_type": "bearer",
+	})
+	form := map[string][]string{"grant_type": {"authorization_code"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// A new family each time: vary the tokens' digests.
+		resp := bytes.Replace(body, []byte("ory_rt_"), []byte(fmt.Sprintf("%07d", i)), 1)
+		m.learnGrant(form, resp)
+	}
+}
+
+// BenchmarkGrantMemory reports the heap a tracked family of an access and a
+// refresh token costs, its index entries included.
+func BenchmarkGrantMemory(b *testing.B) {
+	const n = 100000
+	for i := 0; i < b.N; i++ {
+		g := newGrantStore(n, time.Now)
+		recs := make([]*grantRecord, n)
+		for j := range recs {
+			recs[j] = &grantRecord{family: *digestOf(fmt.Sprint("r", j)), tokens: []grantToken{
+				{digest: *digestOf(fmt.Sprint("a", j)), expiry: time.Now().Add(time.Hour).UnixNano()},
+				{digest: *digestOf(fmt.Sprint("r", j)), expiry: time.Now().Add(time.Hour).UnixNano(), refresh: true},
+			}}
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for j := range recs {
+			g.add(recs[j])
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/grant")
+		if g.size() != n {
+			b.Fatal("not every grant tracked")
+		}
 	}
 }
