@@ -232,10 +232,15 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
 	}
 }
 
-// size is the number of families tracked.
+// size is the number of families tracked, expired ones swept first when a
+// sweep is due.
 func (g *grantStore) size() int {
+	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if now-g.lastSweep >= int64(grantSweepEvery) {
+		g.sweep(now)
+	}
 	return len(g.families)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -270,6 +271,13 @@ func TestGrantRecordEncoding(t *testing.T) {
 	}
 	if back, err := decodeGrant(set.records[0].payload); err != nil || back.tokens[0] != rec.tokens[0] {
 		t.Fatalf("from frames: %v", err)
+	}
+	// The previous release reads every frame as a digest and an expiry and
+	// keeps those that expire after now: it must skip every grant frame.
+	for off := frameSize; off < len(frames); off += frameSize {
+		if expiry := int64(binary.BigEndian.Uint64(frames[off+32 : off+40])); expiry > 0 {
+			t.Fatalf("frame at %d reads as a live revocation to the previous release", off)
+		}
 	}
 }
 
