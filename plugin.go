@@ -242,8 +242,7 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	// Until the denylist has loaded what was revoked before this replica
 	// started, no token can be proven unrevoked: hold the request.
 	if len(tokens) > 0 && !m.list.awaitLoaded() {
-		rw.Header().Set("Retry-After", retryAfterLoading)
-		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
+		rejectLoading(rw)
 		return
 	}
 	for _, token := range tokens {
@@ -257,6 +256,13 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	m.next.ServeHTTP(rw, req)
+}
+
+// rejectLoading answers a request carrying a token that the denylist,
+// still loading, cannot yet prove unrevoked.
+func rejectLoading(rw http.ResponseWriter) {
+	rw.Header().Set("Retry-After", retryAfterLoading)
+	writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
 }
 
 // rejectRevoked answers a request that carries a revoked token.

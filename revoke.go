@@ -142,8 +142,7 @@ func (m *middleware) checkTokenRequest(rw http.ResponseWriter, req *http.Request
 	if form.Get("grant_type") == "refresh_token" {
 		token := form.Get("refresh_token")
 		if token != "" && !m.list.awaitLoaded() {
-			rw.Header().Set("Retry-After", retryAfterLoading)
-			writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is still loading; retry shortly")
+			rejectLoading(rw)
 			return nil, true
 		}
 		if token != "" && m.list.contains(token) {

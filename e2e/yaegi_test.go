@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgerevoke/tokenrevocation/e2e/harness"
 	"github.com/mitchellh/mapstructure"
@@ -97,6 +98,7 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 		"tokenSources": "header,query",
 		"cacheSizeMB":  "8",
 		"persistPath":  t.TempDir() + "/revocations.bin",
+		"loadWait":     "1s",
 		"redis":        map[string]any{"address": fmt.Sprintf("127.0.0.1:%d", deadPort), "dialTimeout": "5s"},
 	}
 	if err := decoder.Decode(config); err != nil {
@@ -126,6 +128,9 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 	if rw.Code != http.StatusOK || calls != 1 {
 		t.Fatalf("revoke: %d, upstream calls %d", rw.Code, calls)
 	}
+	// Redis cannot load: once loadWait has passed, the replica serves with
+	// what it has (failClosed is off), and enforces what it revoked itself.
+	time.Sleep(1500 * time.Millisecond)
 
 	for _, r := range []*http.Request{
 		httptest.NewRequest(http.MethodGet, "/api/things", nil),
