@@ -46,16 +46,7 @@ func RepoRoot() (string, error) {
 // through scripts/build-traefik.sh. TRAEFIK_BIN overrides it. A failed build
 // is an error: callers fail, they never skip.
 func TraefikBinary(root string) (string, error) {
-	if bin := os.Getenv("TRAEFIK_BIN"); bin != "" {
-		return bin, nil
-	}
-	cmd := exec.Command(filepath.Join(root, "scripts", "build-traefik.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("harness: building Traefik: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return scriptBinary(root, "TRAEFIK_BIN", "build-traefik.sh")
 }
 
 // PluginTree copies the plugin's sources (non-test Go files, go.mod,
@@ -288,20 +279,30 @@ func (t *Traefik) Log() string {
 
 // Stop ends Traefik: SIGTERM, then SIGKILL after five seconds.
 func (t *Traefik) Stop() {
-	if t == nil || t.cmd == nil || t.cmd.Process == nil {
+	if t == nil {
+		return
+	}
+	stopGroup(t.cmd, t.done)
+}
+
+// stopGroup ends the process group cmd leads: SIGTERM, then SIGKILL after
+// five seconds. done is closed when cmd has exited; stopping a process that
+// has exited, or never started, does nothing.
+func stopGroup(cmd *exec.Cmd, done <-chan struct{}) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	select {
-	case <-t.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
-	case <-t.done:
+	case <-done:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
-		<-t.done
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	}
 }
 

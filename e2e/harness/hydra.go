@@ -228,21 +228,10 @@ func (h *Hydra) Log() string {
 // Stop ends Hydra: SIGTERM, then SIGKILL after five seconds. Stopping a
 // stopped Hydra does nothing.
 func (h *Hydra) Stop() {
-	if h == nil || h.cmd == nil || h.cmd.Process == nil {
+	if h == nil {
 		return
 	}
-	select {
-	case <-h.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
-		<-h.done
-	}
+	stopGroup(h.cmd, h.done)
 }
 
 // Token endpoint client authentication methods (token_endpoint_auth_method).
