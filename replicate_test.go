@@ -182,7 +182,11 @@ func TestReplicatorSkipsOtherRecordTypes(t *testing.T) {
 	// given a stream holding a record type this release does not know,
 	// between two revocations
 	srv := startRedis(t)
-	conn, err := dialRedis(testRedisOptions(srv.addr()))
+	// A patient connection: redis-server fsyncs every write here
+	// (appendfsync always), which a busy disk can hold past a second.
+	opts := testRedisOptions(srv.addr())
+	opts.readTimeout = 10 * time.Second
+	conn, err := dialRedis(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
