@@ -30,6 +30,9 @@ yaegi_test: deps $(YAEGI)
 	cd $(YAEGI_GOPATH)/src/$(PKG) && GOPATH=$(YAEGI_GOPATH) GO111MODULE=off \
 		$(YAEGI) test -unsafe -unrestricted -v $(PKG) 2>&1 | tee $(CURDIR)/.cache/yaegi-test.log | grep -E '^(--- |PASS|FAIL|ok)'
 	grep -q '^PASS$$' .cache/yaegi-test.log && ! grep -q -- '--- FAIL' .cache/yaegi-test.log
+	cd $(YAEGI_GOPATH)/src/$(PKG) && GOPATH=$(YAEGI_GOPATH) GO111MODULE=off \
+		$(YAEGI) test -unsafe -unrestricted -v $(PKG)/internal/jose 2>&1 | tee $(CURDIR)/.cache/yaegi-test-jose.log | grep -E '^(--- |PASS|FAIL|ok)'
+	grep -q '^PASS$$' .cache/yaegi-test-jose.log && ! grep -q -- '--- FAIL' .cache/yaegi-test-jose.log
 
 # Yaegi loader test, Traefik-style config decoding, and the real-Traefik suite.
 e2e: deps traefik hydra
