@@ -37,6 +37,18 @@ func TestNew(t *testing.T) {
 		{desc: "no token sources", edit: func(c *Config) { c.TokenSources = nil }, expErr: "invalid tokenSources"},
 		{desc: "unknown token source", edit: func(c *Config) { c.TokenSources = []string{"cookie"} }, expErr: "invalid tokenSources"},
 		{desc: "quote in realm", edit: func(c *Config) { c.Realm = `a"b` }, expErr: "invalid realm"},
+		{desc: "custom header and cookie sources", edit: func(c *Config) { c.TokenSources = []string{"Header:X-Access-Token", "cookie:at", "FORM"} }},
+		{desc: "cookie without a name", edit: func(c *Config) { c.TokenSources = []string{"cookie:"} }, expErr: "invalid tokenSources"},
+		{desc: "header name with a space", edit: func(c *Config) { c.TokenSources = []string{"header:X Token"} }, expErr: "invalid tokenSources"},
+		{desc: "query with a name", edit: func(c *Config) { c.TokenSources = []string{"query:x"} }, expErr: "invalid tokenSources"},
+		{desc: "bad load wait", edit: func(c *Config) { c.LoadWait = "0s" }, expErr: "invalid loadWait"},
+		{desc: "client rate off", edit: func(c *Config) { c.ClientRate = 0; c.ClientBurst = 0 }},
+		{desc: "negative client rate", edit: func(c *Config) { c.ClientRate = -1 }, expErr: "invalid clientRate"},
+		{desc: "zero client burst", edit: func(c *Config) { c.ClientBurst = 0 }, expErr: "invalid clientBurst"},
+		{desc: "zero client share", edit: func(c *Config) { c.ClientSharePercent = 0 }, expErr: "invalid clientSharePercent"},
+		{desc: "client share over 100", edit: func(c *Config) { c.ClientSharePercent = 101 }, expErr: "invalid clientSharePercent"},
+		{desc: "grants without a token path", edit: func(c *Config) { c.TrackGrants = true; c.TokenPath = "" }, expErr: "invalid trackGrants"},
+		{desc: "zero max grants", edit: func(c *Config) { c.MaxGrants = 0 }, expErr: "invalid maxGrants"},
 	}
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {

@@ -52,12 +52,17 @@ func TestConfigDecoding(t *testing.T) {
 			c.RevokePath, c.TokenPath = "/oauth/revoke", "/oauth/token"
 			c.AccessTokenTTL, c.RefreshTokenTTL, c.MaxTTL, c.Leeway = "30m", "240h", "240h", "30s"
 			c.CacheSizeMB, c.MaxBodyBytes, c.RequireClientAuth = 128, 4096, false
-			c.TokenSources = []string{"header", "query"}
+			c.TokenSources = []string{"header", "query", "form", "header:X-Access-Token", "cookie:at"}
 			c.Denylist, c.StatsPath, c.Realm = "edge", "/_revocation/stats", "identity"
+			c.LoadWait, c.FailClosed = "5s", true
+			c.ClientRate, c.ClientBurst, c.ClientSharePercent = 20, 40, 25
+			c.TrackGrants, c.RevokeOnRefresh, c.MaxGrants = true, true, 5000
 		}},
 		{desc: "label strings", file: "labels.yml", exp: func(c *tokenrevocation.Config) {
 			c.CacheSizeMB, c.MaxBodyBytes, c.RequireClientAuth = 32, 2048, false
-			c.TokenSources = []string{"header", "query"}
+			c.TokenSources = []string{"header", "query", "cookie:at"}
+			c.LoadWait, c.FailClosed, c.ClientRate, c.ClientSharePercent = "3s", true, 0, 100
+			c.TrackGrants, c.MaxGrants = true, 10
 		}},
 		{desc: "redis and persistence", file: "redis.yml", exp: func(c *tokenrevocation.Config) {
 			c.PersistPath = "/var/lib/traefik/revocations.bin"
