@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 )
 
@@ -136,6 +137,7 @@ type middleware struct {
 	// Authorization is not read); filter and mask are the denylist's, one
 	// field read away instead of two.
 	slow   bool
+	query  bool
 	filter []uint64
 	mask   uint64
 }
@@ -163,6 +165,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m := &middleware{next: next, settings: s, list: list}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
+	m.query = s.fromQuery
 	m.filter = list.filter
 	m.mask = list.mask
 	return m
@@ -173,11 +176,13 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 // allocates every local value and temporary of a function on each call, and
 // each interpreted statement and call costs far more than the compiled
 // standard library it calls. So ServeHTTP itself is as small as it can be and
-// settles the commonest case, a request with no body, no query and no
-// Authorization header; bearer requests go to serveBearer, everything else
-// (a query or body may carry access_token) to serveSlow.
+// settles the commonest case, a request with no body, no access_token in its
+// query and no Authorization header; bearer requests go to serveBearer,
+// everything else (a body may carry access_token) to serveSlow. The query
+// test is inline, compiled calls only: an interpreted call costs more.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 || req.URL.RawQuery != "" {
+	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 ||
+		(m.query && req.URL.RawQuery != "" && (strings.Contains(req.URL.RawQuery, "access_token") || strings.IndexByte(req.URL.RawQuery, '%') >= 0)) {
 		m.serveSlow(rw, req)
 		return
 	}

@@ -173,6 +173,7 @@ func run(o options) error {
 		{name: "(c) plugin, revoked bearer token", path: "/plugin/x", header: "Authorization: Bearer bench-revoked-42"},
 		{name: "ForwardAuth to a local service", path: "/fa/x"},
 		{name: "(b) with Redis replication on", path: "/redis/x", header: "Authorization: Bearer " + unknown},
+		{name: "(e) plugin, query string, no token", path: "/plugin/x?page=2&sort=name"},
 	}
 
 	// Memory: a Traefik whose in-memory denylist is empty, then one whose
@@ -228,7 +229,7 @@ func run(o options) error {
 	for _, c := range []struct {
 		s    *setup
 		want int
-	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}} {
+	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}, {setups[7], 200}} {
 		if got := status(t.URL+c.s.path, c.s.header); got != c.want {
 			return fmt.Errorf("%s answered %d, not %d", c.s.name, got, c.want)
 		}
