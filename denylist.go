@@ -68,6 +68,7 @@ type denylist struct {
 	failClosed     bool
 	stalled        int32
 	fileFailed     int32
+	fileLoading    int32
 	filling        int64
 
 	// overflow keeps the live revocations bigcache pushed out for lack of
@@ -311,10 +312,14 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
 // addReserved records a revocation the identity service confirmed: in
 // memory, in the lane reserved for it (reserve; -1 when none was), then in
 // the persistence file and the Redis replication queue when configured. A
-// past expiry records nothing and frees the reservation.
+// past expiry, or a digest already revoked, records nothing and frees the
+// reservation.
 func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, reserved int) error {
 	rec := revocation{digest: *digest, expiry: expiry.UnixNano()}
-	if rec.expiry <= d.now().UnixNano() {
+	// A digest already held is not stored again: bigcache never frees an
+	// overwritten entry's slot (it calls no onRemove for it). Two revokes
+	// of one token in flight, or a grant's tokens revoked twice, end here.
+	if rec.expiry <= d.now().UnixNano() || (d.isLoaded() && d.has(digest)) {
 		if reserved >= 0 {
 			d.unreserve(reserved, digest)
 		}
@@ -607,6 +612,7 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 		d.replica = startReplicator(d, opts.redis)
 	}
 	if d.persist != nil {
+		d.fileLoading = 1
 		go d.loadFile()
 	}
 	if sources > 0 {

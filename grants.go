@@ -232,6 +232,19 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
 	}
 }
 
+// revokeIfRevoked revokes the family of rec at once when one of its refresh
+// tokens is already revoked: the grant record arrived (from another
+// replica, the file, or a refresh answered while the revocation went
+// through) after the revocation it belongs to.
+func (d *denylist) revokeIfRevoked(rec *grantRecord) {
+	for i := range rec.tokens {
+		if rec.tokens[i].refresh && d.has(&rec.tokens[i].digest) {
+			d.revokeGrantOf(&rec.tokens[i].digest)
+			return
+		}
+	}
+}
+
 // size is the number of families tracked, expired ones swept first when a
 // sweep is due.
 func (g *grantStore) size() int {

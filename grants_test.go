@@ -372,3 +372,34 @@ func BenchmarkGrantMemory(b *testing.B) {
 		}
 	}
 }
+
+func TestGrantArrivingAfterItsRevocation(t *testing.T) {
+	// given a refresh token revoked before its grant record arrived (from
+	// another replica, or a refresh answered while the revocation went by)
+	d := newTestDenylist(t, denylistOptions{})
+	if err := d.add(digestOf("refresh-A"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rec := &grantRecord{family: *digestOf("refresh-A"), tokens: []grantToken{
+		{digest: *digestOf("access-A"), expiry: time.Now().Add(time.Hour).UnixNano()},
+		{digest: *digestOf("refresh-A"), expiry: time.Now().Add(time.Hour).UnixNano(), refresh: true},
+	}}
+
+	// when the record arrives, then the family is revoked at once
+	d.applyExtension(&extension{typ: grantRecordType, version: grantRecordVersion, payload: rec.encode()})
+	if !d.contains("access-A") {
+		t.Fatal("the grant's access token passes though its refresh token was revoked first")
+	}
+}
+
+func TestGrantTokenRequestMustBeAForm(t *testing.T) {
+	stub := &identityStub{}
+	m := grantMiddleware(t, stub, nil)
+	req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token", strings.NewReader(`{"grant_type":"refresh_token"}`))
+	req.Header.Set("Content-Type", "application/json")
+	rw := serve(m, req)
+	if rw.Code != http.StatusBadRequest || len(stub.received) != 0 {
+		t.Fatalf("status %d, upstream calls %d", rw.Code, len(stub.received))
+	}
+	assertJSONError(t, rw, "invalid_request", "")
+}

@@ -65,18 +65,31 @@ func (d *denylist) startLoading(n int) {
 	d.loadedCh = make(chan struct{})
 }
 
-// loadFile loads the persistPath file, the first of the sources.
+// loadFile loads the persistPath file, the first of the sources. A file
+// that cannot be read is retried, backing off up to a minute, and marks the
+// source stalled meanwhile (watchLoad); one still being read does not.
 func (d *denylist) loadFile() {
+	wait := time.Second
 	set, err := d.persist.load()
-	if err != nil {
+	for err != nil {
 		atomic.StoreInt32(&d.fileFailed, 1)
-		log.Printf("tokenrevocation: ERROR denylist %q: %v", d.name, err)
-		return
+		log.Printf("tokenrevocation: ERROR denylist %q: %v; retrying in %s", d.name, err, wait)
+		select {
+		case <-d.closed:
+			return
+		case <-time.After(wait):
+		}
+		if wait < time.Minute {
+			wait *= 2
+		}
+		set, err = d.persist.load()
 	}
+	atomic.StoreInt32(&d.fileFailed, 0)
 	d.stage(set.recs)
 	for i := range set.records {
 		d.applyExtension(&set.records[i])
 	}
+	atomic.StoreInt32(&d.fileLoading, 0)
 	releaseLoadGarbage()
 	d.sourceLoaded()
 	go d.persist.compactLoop(d.closed)
@@ -116,8 +129,9 @@ func (d *denylist) stage(recs []revocation) {
 		if staging != nil {
 			staging[bit>>6] |= uint64(1) << (bit & 63)
 		} else {
-			word := &d.filter[bit>>6]
-			atomic.StoreUint64(word, atomic.LoadUint64(word)|uint64(1)<<(bit&63))
+			// A compare-and-swap: a local revoke may set a bit of the same
+			// word at the same time (markBit, without the lock).
+			orBit(&d.filter[bit>>6], uint64(1)<<(bit&63))
 		}
 	}
 	d.mu.Unlock()
@@ -131,7 +145,9 @@ func (d *denylist) applyExtension(ext *extension) {
 		return
 	}
 	if rec, err := decodeGrant(ext.payload); err == nil {
-		_, _ = d.grants.add(rec)
+		if _, tracked := d.grants.add(rec); tracked && d.isLoaded() {
+			d.revokeIfRevoked(rec)
+		}
 	}
 }
 
@@ -319,6 +335,11 @@ func (d *denylist) watchLoad() {
 func (d *denylist) sourcesStalled() bool {
 	if atomic.LoadInt32(&d.fileFailed) == 1 {
 		return true
+	}
+	if atomic.LoadInt32(&d.fileLoading) == 1 {
+		// The file is still being read: what it holds is not yet staged,
+		// and opening now would serve without it.
+		return false
 	}
 	r := d.replica
 	return r != nil && atomic.LoadInt32(&r.ready) == 0 && atomic.LoadInt32(&r.connected) == 0

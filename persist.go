@@ -105,7 +105,9 @@ func (p *persister) rewrite(set *frameSet) error {
 	now := p.now().UnixNano()
 	for i := range set.records {
 		ext := &set.records[i]
-		if ext.typ == grantRecordType {
+		if ext.typ == grantRecordType && ext.version == grantRecordVersion {
+			// A grant this release reads is dropped once its tokens have
+			// expired; a later version is kept as it is.
 			rec, err := decodeGrant(ext.payload)
 			if err != nil || !rec.live(now) {
 				continue

@@ -182,7 +182,7 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 // test is inline, compiled calls only: an interpreted call costs more.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 ||
-		(m.query && req.URL.RawQuery != "" && (strings.Contains(req.URL.RawQuery, "access_token") || strings.IndexByte(req.URL.RawQuery, '%') >= 0)) {
+		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) {
 		m.serveSlow(rw, req)
 		return
 	}
@@ -202,7 +202,9 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth []string) {
 	// The common form, "Bearer " and the token, is matched exactly; any
 	// other (another case, more blanks, several headers) goes the slow way.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' {
+	// A trailing blank goes the slow way too: HTTP/2 does not trim header
+	// values, and the upstream may see the token without it.
+	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
 		sum := sha256.Sum256([]byte(v[7:]))
 		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
 		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 {
@@ -226,6 +228,12 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		if path == s.tokenPath && s.tokenPath != "" {
 			form, answered := m.checkTokenRequest(rw, req)
 			if answered {
+				return
+			}
+			if s.trackGrants && form == nil {
+				// A token request the edge cannot read could refresh a
+				// grant it never learns of (RFC 6749 §3.2 asks for this type).
+				writeError(rw, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
 				return
 			}
 			if s.trackGrants {

@@ -138,6 +138,35 @@ func TestServeHTTP(t *testing.T) {
 			expStatus: 401, expAuthHdr: revokedChallenge,
 		},
 		{
+			desc: "query token named in another case (ASP.NET reads it)",
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?Access_Token=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc: "query pairs split on a semicolon (Rack reads it)",
+			build: func() *http.Request {
+				return httptest.NewRequest(http.MethodGet, "/api/things?x=1;access_token=revoked-token.abc_DEF~%2B%2F%3D%3D", nil)
+			},
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:      "form token named access.token (PHP reads it)",
+			build:     formRequest(http.MethodPost, "access.token=revoked-token.abc_DEF~%2B%2F%3D%3D"),
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:      "trailing blank after the token (HTTP/2 keeps it)",
+			build:     withAuthorization("Bearer " + revoked + " "),
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
+			desc:      "leading blank before the scheme",
+			build:     withAuthorization(" Bearer " + revoked),
+			expStatus: 401, expAuthHdr: revokedChallenge,
+		},
+		{
 			desc: "query without a token passes",
 			build: func() *http.Request {
 				return httptest.NewRequest(http.MethodGet, "/api/things?page=2&q=100%", nil)

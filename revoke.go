@@ -52,6 +52,14 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	if !m.admitRevocation(rw, req, form, rec) {
 		return
 	}
+	// Should the upstream handler panic before answering, the reservation
+	// is given back rather than held for good.
+	defer func() {
+		if !rec.wrote {
+			rec.wrote = true
+			rec.settle(false)
+		}
+	}()
 	m.next.ServeHTTP(rec, req)
 	if !rec.wrote {
 		// A handler that writes nothing has Go's server answer 200.

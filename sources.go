@@ -27,10 +27,7 @@ func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) ([
 		}
 	}
 	if s.fromQuery && mayCarryQueryToken(req.URL.RawQuery) {
-		// Parse errors are ignored as Go's own parsers ignore them: the
-		// pairs that parse are exactly those an app reading them would see.
-		values, _ := url.ParseQuery(req.URL.RawQuery)
-		tokens = appendNonEmpty(tokens, values["access_token"])
+		tokens = appendAccessTokens(tokens, req.URL.RawQuery)
 	}
 	if s.fromForm && req.ContentLength != 0 && isFormContentType(req.Header.Get("Content-Type")) {
 		body, ok := m.readBody(rw, req)
@@ -38,8 +35,7 @@ func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) ([
 			return nil, false
 		}
 		if len(body) > 0 {
-			values, _ := url.ParseQuery(string(body))
-			tokens = appendNonEmpty(tokens, values["access_token"])
+			tokens = appendAccessTokens(tokens, string(body))
 		}
 	}
 	for _, name := range s.tokenHeaders {
@@ -62,7 +58,46 @@ func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) ([
 // part of the name, so any escape sends the query to the parser. ServeHTTP
 // repeats it inline, on purpose: an interpreted call costs more there.
 func mayCarryQueryToken(rawQuery string) bool {
-	return rawQuery != "" && (strings.Contains(rawQuery, "access_token") || strings.IndexByte(rawQuery, '%') >= 0)
+	return rawQuery != "" && (strings.IndexByte(rawQuery, '%') >= 0 || strings.Contains(strings.ToLower(rawQuery), "access"))
+}
+
+// appendAccessTokens adds the values of every access_token parameter of an
+// application/x-www-form-urlencoded string, as lenient apps read them:
+// pairs split on '&' and ';' (Rack), names compared case-insensitively
+// (ASP.NET) with '.', ' ' and '[' read as '_' (PHP), and a value or name
+// that does not decode taken as it is. Reading more names than RFC 6750's
+// one costs nothing: only a revoked token's digest is ever rejected.
+func appendAccessTokens(tokens []string, encoded string) []string {
+	for encoded != "" {
+		var pair string
+		if i := strings.IndexAny(encoded, "&;"); i >= 0 {
+			pair, encoded = encoded[:i], encoded[i+1:]
+		} else {
+			pair, encoded = encoded, ""
+		}
+		name, value, _ := strings.Cut(pair, "=")
+		if decoded, err := url.QueryUnescape(name); err == nil {
+			name = decoded
+		}
+		if !isAccessTokenName(name) || value == "" {
+			continue
+		}
+		if decoded, err := url.QueryUnescape(value); err == nil {
+			value = decoded
+		}
+		tokens = append(tokens, value)
+	}
+	return tokens
+}
+
+// isAccessTokenName reports whether name reads as access_token: in any
+// case, with '.', ' ' or '[' in place of the '_'.
+func isAccessTokenName(name string) bool {
+	if len(name) != len("access_token") || !strings.EqualFold(name[:6], "access") || !strings.EqualFold(name[7:], "token") {
+		return false
+	}
+	c := name[6]
+	return c == '_' || c == '.' || c == ' ' || c == '['
 }
 
 // appendHeaderToken adds a custom header's value: the raw token, and also
@@ -76,15 +111,6 @@ func appendHeaderToken(tokens []string, value string) []string {
 	tokens = append(tokens, value)
 	if bearer := bearerToken(value); bearer != "" {
 		tokens = append(tokens, bearer)
-	}
-	return tokens
-}
-
-func appendNonEmpty(tokens, values []string) []string {
-	for _, v := range values {
-		if v != "" {
-			tokens = append(tokens, v)
-		}
 	}
 	return tokens
 }

@@ -53,6 +53,10 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 	if err != nil || total < 0 {
 		return nil, nil, "", 0, err
 	}
+	if total > readBatch {
+		// More than the COUNT asked for: not a reply to this XREAD.
+		return nil, nil, "", 0, fmt.Errorf("redis: XREAD returned %d entries", total)
+	}
 	recs := make([]revocation, 0, total)
 	var exts []extension
 	var ext extension
@@ -76,7 +80,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			next := incomplete
 			p := pos + 5
 			n := 0
-			for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' {
+			for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' && n < 1<<20 {
 				n = n*10 + int(buf[p]-'0')
 				p++
 			}
@@ -96,7 +100,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 				if err == nil && buf[p] == '\r' && buf[p+2] == '$' && buf[p+3] == '1' && buf[p+6] == 'e' && buf[p+9] == '$' {
 					p += len(expiryLayout)
 					m := 0
-					for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' {
+					for p < len(buf) && buf[p] >= '0' && buf[p] <= '9' && m < 1<<20 {
 						m = m*10 + int(buf[p]-'0')
 						p++
 					}

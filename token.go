@@ -18,6 +18,8 @@ import (
 // RFC cannot be used to slip a revoked token past the edge. Only a token whose
 // digest was revoked is ever rejected, so leniency cannot turn a good one away.
 func bearerToken(value string) string {
+	// HTTP/2 passes header values untrimmed; the upstream's HTTP/1.1 may not.
+	value = strings.Trim(value, " \t")
 	if len(value) < 8 || (value[6] != ' ' && value[6] != '\t') || !strings.EqualFold(value[:6], "Bearer") {
 		return ""
 	}

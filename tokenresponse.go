@@ -78,7 +78,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 		rec.family = d.grants.familyID(&digest)
 		// The presented token stays in the family: revoking it revokes the
 		// family, whether or not the identity service rotated it.
-		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: now.Add(s.refreshTokenTTL).UnixNano()})
+		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now)})
 	case resp.RefreshToken != "":
 		rec.family = rec.tokens[1].digest
 	default:
@@ -99,6 +99,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 		return
 	}
 	d.shareGrant(rec)
+	d.revokeIfRevoked(rec)
 	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
 		for i := range previous {
 			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry)); err != nil {
