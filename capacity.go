@@ -84,6 +84,19 @@ func (d *denylist) reserve(digest *[sha256.Size]byte, lifetime time.Duration) in
 	return -1
 }
 
+// reserveOrForce is reserve for a revocation that was confirmed elsewhere
+// and cannot be refused: when no lane has room it is counted in the lane
+// for its lifetime all the same (onRemove keeps whatever bigcache then
+// pushes out).
+func (d *denylist) reserveOrForce(digest *[sha256.Size]byte, lifetime time.Duration) int {
+	i := d.reserve(digest, lifetime)
+	if i < 0 {
+		i = d.laneFor(lifetime)
+		atomic.AddInt32(&d.lanes[i].live[shardOf(digest)], 1)
+	}
+	return i
+}
+
 // unreserve gives back a slot reserve took for a revocation that was not
 // confirmed.
 func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
@@ -95,7 +108,7 @@ func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
 // about (at most once per warnEvery), never dropped.
 func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) {
 	if len(key) >= 8 {
-		atomic.AddInt32(&l.live[binary.LittleEndian.Uint64([]byte(key[:8]))&(laneShards-1)], -1)
+		atomic.AddInt32(&l.live[(&digestHasher{}).Sum64(key)&(laneShards-1)], -1)
 	}
 	if reason != bigcache.NoSpace || len(entry) < expirySize {
 		return
@@ -108,8 +121,7 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 	}
 	d.keepOverflow(key, expiry)
 	n := atomic.AddInt64(&d.evictions, 1)
-	last := atomic.LoadInt64(&d.lastWarnNs)
-	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&d.lastWarnNs, last, now) {
+	if warnDue(&d.lastWarnNs, now) {
 		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", d.name, n)
 	}
 }
@@ -151,9 +163,7 @@ func (d *denylist) retryAfterFull(lifetime time.Duration) int {
 // warnRefusal logs, at most once per warnEvery, that revocations are being
 // refused for space.
 func (d *denylist) warnRefusal() {
-	now := d.now().UnixNano()
-	last := atomic.LoadInt64(&d.lastWarnNs)
-	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&d.lastWarnNs, last, now) {
+	if warnDue(&d.lastWarnNs, d.now().UnixNano()) {
 		log.Printf("tokenrevocation: WARN denylist %q is full: %d revoke calls refused with 503 so far; raise cacheSizeMB", d.name, atomic.LoadInt64(&d.refusedCapacity))
 	}
 }

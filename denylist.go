@@ -346,36 +346,24 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, rese
 // must be kept), and should bigcache push a live entry out for it, onRemove
 // keeps that entry in the overflow map.
 func (d *denylist) store(rec *revocation) {
-	lifetime := time.Duration(rec.expiry - d.now().UnixNano())
-	i := d.reserve(&rec.digest, lifetime)
-	if i < 0 {
-		i = d.laneFor(lifetime)
-		atomic.AddInt32(&d.lanes[i].live[shardOf(&rec.digest)], 1)
-	}
-	d.put(rec, i)
+	d.put(rec, d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-d.now().UnixNano())))
 }
 
-// putLoaded stores a loaded record whose bit is already set, with as few
-// interpreted calls as store, which the fill runs a million times.
+// putLoaded stores a loaded record whose bit is already set: store without
+// the bit, which the fill would set a million times for nothing.
 func (d *denylist) putLoaded(rec *revocation, now int64) {
-	i := d.reserve(&rec.digest, time.Duration(rec.expiry-now))
-	if i < 0 {
-		i = len(d.lanes) - 1
-		atomic.AddInt32(&d.lanes[i].live[binary.LittleEndian.Uint64(rec.digest[:8])&(laneShards-1)], 1)
-	}
-	l := d.lanes[i]
-	var value [expirySize]byte
-	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
-	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
-		atomic.AddInt32(&l.live[binary.LittleEndian.Uint64(rec.digest[:8])&(laneShards-1)], -1)
-		d.keepOverflow(string(rec.digest[:]), rec.expiry)
-	}
-	atomic.StoreInt32(&l.used, 1)
+	d.set(rec, d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-now)))
 }
 
 // put writes rec into lane i, whose slot is already counted, and marks the
 // bitset.
 func (d *denylist) put(rec *revocation, i int) {
+	d.set(rec, i)
+	d.markBit(&rec.digest)
+}
+
+// set writes rec into lane i, whose slot is already counted.
+func (d *denylist) set(rec *revocation, i int) {
 	l := d.lanes[i]
 	var value [expirySize]byte
 	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
@@ -386,7 +374,6 @@ func (d *denylist) put(rec *revocation, i int) {
 		d.keepOverflow(string(rec.digest[:]), rec.expiry)
 	}
 	atomic.StoreInt32(&l.used, 1)
-	d.markBit(&rec.digest)
 }
 
 // markBit sets digest's bit in the live bitset and, while loading stages a
@@ -502,7 +489,7 @@ func (d *denylist) stats() denylistStats {
 	for _, l := range d.lanes {
 		s.Entries += l.cache.Len()
 	}
-	s.Capacity = int(d.lanes[0].shardLimit) * laneShards
+	s.Capacity = d.capacity()
 	d.mu.Lock()
 	s.Overflow = len(d.overflow)
 	d.mu.Unlock()
@@ -549,6 +536,13 @@ func (d *denylist) close() {
 	for _, l := range d.lanes {
 		_ = l.cache.Close()
 	}
+}
+
+// warnDue reports whether a warning throttled by *last may be logged now,
+// at most once per warnEvery, and claims the slot when it may.
+func warnDue(last *int64, now int64) bool {
+	prev := atomic.LoadInt64(last)
+	return now-prev >= int64(warnEvery) && atomic.CompareAndSwapInt64(last, prev, now)
 }
 
 // releaseLoadGarbage returns to the OS the memory a bulk load churned

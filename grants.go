@@ -161,8 +161,7 @@ func hasToken(tokens []grantToken, digest *[sha256.Size]byte) bool {
 // once per warnEvery. The caller holds mu.
 func (g *grantStore) refuse(now int64) {
 	n := atomic.AddInt64(&g.untracked, 1)
-	if now-g.lastWarnNs >= int64(warnEvery) {
-		g.lastWarnNs = now
+	if warnDue(&g.lastWarnNs, now) {
 		log.Printf("tokenrevocation: WARN %d grant families tracked, the maxGrants limit: %d new grants not tracked so far; raise maxGrants", g.max, n)
 	}
 }

@@ -131,9 +131,7 @@ func backoff(n int) time.Duration {
 
 // warn logs a Redis problem at most once per warnEvery.
 func (r *replicator) warn(format string, args ...interface{}) {
-	now := time.Now().UnixNano()
-	last := atomic.LoadInt64(&r.lastWarnNs)
-	if now-last >= int64(warnEvery) && atomic.CompareAndSwapInt64(&r.lastWarnNs, last, now) {
+	if warnDue(&r.lastWarnNs, time.Now().UnixNano()) {
 		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.list.name, r.opts.address, fmt.Sprintf(format, args...))
 	}
 }

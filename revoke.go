@@ -106,15 +106,6 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 // and never later than maxTTL from now.
 func (m *middleware) expiryFor(token, hint string) time.Time {
 	s := m.settings
-	now := m.list.now()
-	limit := now.Add(s.maxTTL)
-	if exp, ok := jwtExpiry(token); ok {
-		expiry := exp.Add(s.leeway)
-		if expiry.After(limit) {
-			return limit
-		}
-		return expiry
-	}
 	ttl := s.refreshTokenTTL
 	switch {
 	case hint == "access_token":
@@ -122,10 +113,7 @@ func (m *middleware) expiryFor(token, hint string) time.Time {
 	case hint == "" && s.accessTokenTTL > ttl:
 		ttl = s.accessTokenTTL
 	}
-	if ttl > s.maxTTL {
-		ttl = s.maxTTL
-	}
-	return now.Add(ttl)
+	return time.Unix(0, m.issuedExpiry(token, "", ttl, m.list.now()))
 }
 
 // checkTokenRequest checks a POST to the token endpoint. A refresh grant
