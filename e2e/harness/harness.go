@@ -50,7 +50,7 @@ func TraefikBinary(root string) (string, error) {
 }
 
 // PluginTree copies the plugin's sources (non-test Go files, go.mod,
-// .traefik.yml and vendor/) from root into gopath's src tree, where Traefik's
+// .traefik.yml, vendor/ and the Go files of internal/) from root into gopath's src tree, where Traefik's
 // local-plugin loader and Yaegi's GoPath look for them.
 func PluginTree(root, gopath string) (string, error) {
 	dst := filepath.Join(gopath, "src", filepath.FromSlash(ModuleName))
@@ -74,17 +74,33 @@ func PluginTree(root, gopath string) (string, error) {
 			}
 		}
 	}
-	err = filepath.Walk(filepath.Join(root, "vendor"), func(path string, info os.FileInfo, err error) error {
+	for _, dir := range []string{"vendor", "internal"} {
+		if err := copyTree(root, dst, dir, dir == "internal"); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
+}
+
+// copyTree copies root/dir into dst/dir; sourcesOnly leaves out everything
+// but non-test Go files (the plugin's internal/ packages).
+func copyTree(root, dst, dir string, sourcesOnly bool) error {
+	return filepath.Walk(filepath.Join(root, dir), func(path string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
 		if info.IsDir() {
+			if sourcesOnly && info.Name() == "testdata" {
+				return filepath.SkipDir
+			}
 			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if sourcesOnly && (!strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go")) {
+			return nil
 		}
 		return copyFile(path, filepath.Join(dst, rel))
 	})
-	return dst, err
 }
 
 func copyFile(src, dst string) error {
