@@ -86,6 +86,8 @@ type denylist struct {
 	refusedClientLimit int64
 	limiter            *clientLimiter
 	grants             *grantStore
+	rules              *ruleStore
+	keys               *keySource // the last back-channel logout key source configured; guarded by mu
 }
 
 // A lane is one bigcache whose window bounds the lifetime of its entries.
@@ -168,6 +170,13 @@ type denylistStats struct {
 	// not tracked because maxGrants was reached.
 	Grants          int   `json:"grants"`
 	GrantsUntracked int64 `json:"grantsUntracked"`
+	// Logouts counts the back-channel logouts applied, received here or
+	// loaded; LogoutRules the live session and subject rules.
+	Logouts     int64 `json:"logouts"`
+	LogoutRules int   `json:"logoutRules"`
+	// JWKSKeys is how many signing keys of the OpenID provider are held
+	// for back-channel logout; 0 when none are (or logout is off).
+	JWKSKeys int `json:"jwksKeys"`
 	// State is "loading", "ready" or "degraded" (serving without every source loaded).
 	State string `json:"state"`
 	// Ready is true once every source (persistPath, the Redis stream) has loaded.
@@ -227,6 +236,7 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 		opts.maxGrants = 100000
 	}
 	d.grants = newGrantStore(opts.maxGrants, d.now)
+	d.rules = newRuleStore(d.now)
 	d.loadedCh = make(chan struct{})
 	d.closed = make(chan struct{})
 	d.startedAt = d.now()
@@ -499,9 +509,14 @@ func (d *denylist) stats() denylistStats {
 	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
 	s.Grants = d.grants.size()
 	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
+	s.LogoutRules, s.Logouts = d.rules.counts()
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
+	keys := d.keys
 	d.mu.Unlock()
+	if keys != nil {
+		s.JWKSKeys = int(atomic.LoadInt32(&keys.count))
+	}
 	switch atomic.LoadInt32(&d.state) {
 	case stateReady:
 		s.State, s.Ready = "ready", true

@@ -36,12 +36,15 @@ type grantToken struct {
 }
 
 // A grantFamily is the tokens of one grant, and the session and subject of
-// its ID token as digests of the claim values (zero when absent).
+// its ID token as digests of the claim values (zero when absent). offline
+// is set when the grant's scope holds offline_access: its refresh tokens
+// survive a back-channel logout (logout.go).
 type grantFamily struct {
 	id       string
 	tokens   []grantToken
 	sid, sub [sha256.Size]byte
 	expiry   int64
+	offline  bool
 }
 
 // A grantRecord is what one token response adds to a family; it is what
@@ -50,6 +53,7 @@ type grantRecord struct {
 	family   [sha256.Size]byte
 	sid, sub [sha256.Size]byte
 	tokens   []grantToken
+	offline  bool
 }
 
 const (
@@ -62,6 +66,10 @@ const (
 	// grantHeaderSize is an encoded record before its tokens: version,
 	// flags, family, sid, sub, token count.
 	grantHeaderSize = 1 + 1 + 3*sha256.Size + 1
+	// grantOffline is the flag of a grant whose scope holds offline_access.
+	// Records from before it have no flags: their refresh tokens are
+	// revoked by a logout, the safe way.
+	grantOffline = 1
 	// maxGrantTokens bounds the tokens of one record.
 	maxGrantTokens = 16
 	// grantSweepEvery spaces out the sweeps of expired families.
@@ -145,6 +153,9 @@ func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
 	if rec.sub != ([sha256.Size]byte{}) {
 		f.sub = rec.sub
 	}
+	if rec.offline {
+		f.offline = true
+	}
 	return previous, true
 }
 
@@ -216,6 +227,45 @@ func (g *grantStore) sweep(now int64) {
 	}
 }
 
+// revokeSession removes, from every family of the session sid or the
+// subject sub (each nil when not matched), the live tokens a logout
+// revokes, and returns them: all of them, or for a grant with
+// offline_access only its access tokens unless includeOffline (Back-Channel
+// Logout §2.7: such refresh tokens normally survive a logout). A family
+// with nothing left is forgotten. A logout is rare; the scan over every
+// family, under the lock, is what keeps each grant record small.
+func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline bool) []grantToken {
+	now := g.now().UnixNano()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var revoked []grantToken
+	for _, f := range g.families {
+		bySID, bySub := sid != nil && f.sid == *sid, sub != nil && f.sub == *sub
+		if !bySID && !bySub {
+			continue
+		}
+		keep := f.tokens[:0]
+		for i := range f.tokens {
+			t := f.tokens[i]
+			if t.refresh && f.offline && !includeOffline {
+				keep = append(keep, t)
+				continue
+			}
+			if g.byToken[string(t.digest[:])] == f {
+				delete(g.byToken, string(t.digest[:]))
+			}
+			if t.expiry > now {
+				revoked = append(revoked, t)
+			}
+		}
+		f.tokens = keep
+		if len(keep) == 0 {
+			delete(g.families, f.id)
+		}
+	}
+	return revoked
+}
+
 // revokeGrantOf revokes, when digest is the refresh token of a tracked
 // family, every live token of that family, as ordinary revocations:
 // persisted and replicated like any other, so every replica enforces them.
@@ -275,6 +325,9 @@ func (rec *grantRecord) encode() []byte {
 	}
 	buf := make([]byte, grantHeaderSize, grantHeaderSize+n*grantTokenSize)
 	buf[0] = grantRecordVersion
+	if rec.offline {
+		buf[1] = grantOffline
+	}
 	copy(buf[2:], rec.family[:])
 	copy(buf[2+sha256.Size:], rec.sid[:])
 	copy(buf[2+2*sha256.Size:], rec.sub[:])
@@ -304,7 +357,7 @@ func decodeGrant(buf []byte) (*grantRecord, error) {
 	if n > maxGrantTokens || len(buf) < grantHeaderSize+n*grantTokenSize {
 		return nil, errGrantRecord
 	}
-	rec := &grantRecord{tokens: make([]grantToken, n)}
+	rec := &grantRecord{tokens: make([]grantToken, n), offline: buf[1]&grantOffline != 0}
 	copy(rec.family[:], buf[2:])
 	copy(rec.sid[:], buf[2+sha256.Size:])
 	copy(rec.sub[:], buf[2+2*sha256.Size:])

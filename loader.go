@@ -139,8 +139,15 @@ func (d *denylist) stage(recs []revocation) {
 }
 
 // applyExtension applies a loaded record of another type than a revocation:
-// a grant joins its family. A record it cannot read is skipped.
+// a grant joins its family, a logout's rules apply. A record it cannot
+// read is skipped.
 func (d *denylist) applyExtension(ext *extension) {
+	if ext.typ == logoutRecordType {
+		if rec, err := decodeLogout(ext.payload); err == nil {
+			d.applyLogout(rec)
+		}
+		return
+	}
 	if ext.typ != grantRecordType {
 		return
 	}

@@ -113,6 +113,13 @@ func (p *persister) rewrite(set *frameSet) error {
 				continue
 			}
 		}
+		if ext.typ == logoutRecordType && ext.version == logoutRecordVersion {
+			// So is a logout whose rules have ended.
+			rec, err := decodeLogout(ext.payload)
+			if err != nil || rec.expiry <= now {
+				continue
+			}
+		}
 		_, _ = w.Write(encodeExtension(ext.typ, ext.version, ext.payload))
 	}
 	_, _ = w.Write(set.extensions)

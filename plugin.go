@@ -76,6 +76,42 @@ type Config struct {
 	// MaxGrants caps the grant families tracked; past it new grants are not
 	// tracked (counted and warned about). Default: 100000.
 	MaxGrants int `json:"maxGrants,omitempty"`
+	// BackchannelLogoutPath, when set, is answered by the edge itself: a POST
+	// with the form parameter logout_token, an OpenID Connect Back-Channel
+	// Logout 1.0 logout token, which is verified and then rejects the tokens
+	// of the session or subject it names (logout.go). Default: "" (off).
+	BackchannelLogoutPath string `json:"backchannelLogoutPath,omitempty"`
+	// Issuer is the OpenID provider's issuer, the iss a logout token must
+	// carry; with no jwksURL, OIDC discovery at Issuer +
+	// /.well-known/openid-configuration finds the keys. Default: "".
+	Issuer string `json:"issuer,omitempty"`
+	// JWKSURL is the provider's JWK Set, the keys logout tokens are signed
+	// with. Default: "" (from the issuer's discovery document).
+	JWKSURL string `json:"jwksURL,omitempty"`
+	// Audiences are the accepted aud values of a logout token: the client
+	// ids the provider sends logouts for. Default: [] (required with
+	// backchannelLogoutPath).
+	Audiences []string `json:"audiences,omitempty"`
+	// LogoutMatch is what a logout carrying both sid and sub rejects: sid,
+	// that session's tokens, or sub, every token of the user. A logout with
+	// only sub always rejects every token of the user. Default: sid.
+	LogoutMatch string `json:"logoutMatch,omitempty"`
+	// SessionClaim is the claim of JWT bearer tokens that holds the session
+	// id, a dotted path for a nested claim such as ext.sid. Default: sid.
+	SessionClaim string `json:"sessionClaim,omitempty"`
+	// LogoutOfflineAccess makes a logout also revoke the refresh tokens of
+	// tracked grants whose scope holds offline_access, which Back-Channel
+	// Logout §2.7 says normally survive a logout. Default: false.
+	LogoutOfflineAccess bool `json:"logoutOfflineAccess,omitempty"`
+	// LogoutRuleTTL is how long a logout's session or subject rule rejects
+	// JWT bearer tokens issued before it: set it to your longest JWT access
+	// token lifetime. Default: maxTTL.
+	LogoutRuleTTL string `json:"logoutRuleTTL,omitempty"`
+	// LogoutMaxAge is how old a logout token's iat may be. Default: 2m.
+	LogoutMaxAge string `json:"logoutMaxAge,omitempty"`
+	// JWKSRefresh is how often the provider's keys are fetched again; an
+	// unknown kid also fetches them, at most once every 5 s. Default: 15m.
+	JWKSRefresh string `json:"jwksRefresh,omitempty"`
 	// Redis, when its address is set, shares the denylist with every replica through a Redis Stream. Default: nil (off).
 	Redis *RedisConfig `json:"redis,omitempty"`
 }
@@ -122,6 +158,10 @@ func CreateConfig() *Config {
 		ClientBurst:        200,
 		ClientSharePercent: 50,
 		MaxGrants:          100000,
+		LogoutMatch:        "sid",
+		SessionClaim:       "sid",
+		LogoutMaxAge:       "2m",
+		JWKSRefresh:        "15m",
 		Realm:              "tokenrevocation",
 	}
 }
@@ -140,6 +180,11 @@ type middleware struct {
 	query  bool
 	filter []uint64
 	mask   uint64
+	// rules is the count of live logout rules (rules.go): while it is 0,
+	// a clear bit settles a bearer token.
+	rules *int32
+	// keys are the OpenID provider's keys, when backchannelLogoutPath is set.
+	keys *keySource
 }
 
 // retryAfterLoading is the Retry-After, in seconds, of a request turned away
@@ -159,11 +204,19 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
-	return newMiddleware(next, s, list), nil
+	m := newMiddleware(next, s, list)
+	if l := s.logout; l != nil {
+		// Fetched in the background: New never touches the network.
+		m.keys = sharedKeySource(l.issuer, l.jwksURL, l.jwksRefresh)
+		list.mu.Lock()
+		list.keys = m.keys
+		list.mu.Unlock()
+	}
+	return m, nil
 }
 
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
-	m := &middleware{next: next, settings: s, list: list}
+	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
 	m.filter = list.filter
@@ -207,7 +260,7 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
 		sum := sha256.Sum256([]byte(v[7:]))
 		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
-		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 {
+		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 && atomic.LoadInt32(m.rules) == 0 {
 			m.next.ServeHTTP(rw, req)
 			return
 		}
@@ -221,6 +274,10 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	path := req.URL.Path
 	var grantForm url.Values
 	if req.Method == http.MethodPost {
+		if s.logout != nil && path == s.logout.path {
+			m.serveLogout(rw, req)
+			return
+		}
 		if path == s.revokePath {
 			m.serveRevoke(rw, req)
 			return
@@ -258,8 +315,9 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		rejectLoading(rw)
 		return
 	}
+	rules := atomic.LoadInt32(m.rules) != 0
 	for _, token := range tokens {
-		if m.list.contains(token) {
+		if m.list.contains(token) || (rules && m.list.rules.rejects(token, s.sessionClaim)) {
 			m.rejectRevoked(rw)
 			return
 		}

@@ -20,7 +20,8 @@ import (
 // its record, byte 36 the record's frame count and byte 37 how many of the
 // frame's first 32 bytes carry the record's payload. A record's frames are
 // written together. A record of a type a release does not know is kept as
-// it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go).
+// it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go),
+// type 2 a back-channel logout (logout.go).
 //
 // In the stream an entry with the fields d (hex digest) and e (expiry in
 // Unix milliseconds) and no t field is a revocation, as every release so far
@@ -85,7 +86,7 @@ type frameSet struct {
 
 // knownExtension reports whether this release reads records of type typ.
 func knownExtension(typ byte) bool {
-	return typ == grantRecordType
+	return typ == grantRecordType || typ == logoutRecordType
 }
 
 // decodeFrames reads the frames of buf. A torn last frame is ignored.

@@ -18,17 +18,8 @@ import (
 // token only when the service answers 2xx.
 func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	s := m.settings
-	if !isFormContentType(req.Header.Get("Content-Type")) {
-		writeError(rw, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-		return
-	}
-	body, ok := m.readBody(rw, req)
+	form, ok := m.readForm(rw, req)
 	if !ok {
-		return
-	}
-	form, err := parseForm(body)
-	if err != nil {
-		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body is not a valid form: "+err.Error())
 		return
 	}
 	token := form.Get("token")
@@ -65,6 +56,25 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		// A handler that writes nothing has Go's server answer 200.
 		rec.WriteHeader(http.StatusOK)
 	}
+}
+
+// readForm reads the form body of a request the edge answers itself (a
+// revoke call, a logout); it reports false when it has answered an error.
+func (m *middleware) readForm(rw http.ResponseWriter, req *http.Request) (url.Values, bool) {
+	if !isFormContentType(req.Header.Get("Content-Type")) {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return nil, false
+	}
+	body, ok := m.readBody(rw, req)
+	if !ok {
+		return nil, false
+	}
+	form, err := parseForm(body)
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The request body is not a valid form: "+err.Error())
+		return nil, false
+	}
+	return form, true
 }
 
 // admitRevocation decides, before the identity service is called, whether

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -39,6 +40,21 @@ type settings struct {
 	basicChallenge    string
 	persistPath       string
 	redis             *redisOptions
+	logout            *logoutSettings // nil when backchannelLogoutPath is off
+	sessionClaim      []string        // the path of the session claim in a JWT bearer's payload
+}
+
+// logoutSettings are the back-channel logout options (logout.go).
+type logoutSettings struct {
+	path           string
+	issuer         string
+	jwksURL        string
+	audiences      []string
+	matchSub       bool
+	includeOffline bool
+	ruleTTL        time.Duration
+	maxAge         time.Duration
+	jwksRefresh    time.Duration
 }
 
 // validate checks every field and returns the parsed settings. Its errors
@@ -134,12 +150,76 @@ func (c *Config) validate(name string) (*settings, error) {
 	}
 	s.basicChallenge = `Basic realm="` + s.realm + `"`
 	s.persistPath = strings.TrimSpace(c.PersistPath)
+	if err := s.parseLogout(c); err != nil {
+		return nil, err
+	}
 	if c.Redis != nil && strings.TrimSpace(c.Redis.Address) != "" {
 		if s.redis, err = c.Redis.validate(); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// parseLogout reads the back-channel logout options. The session claim is
+// read even with backchannelLogoutPath off: rules replicated from another
+// router or replica are enforced by every middleware of the denylist.
+func (s *settings) parseLogout(c *Config) error {
+	claim := strings.TrimSpace(c.SessionClaim)
+	if claim == "" {
+		claim = "sid"
+	}
+	s.sessionClaim = strings.Split(claim, ".")
+	for _, part := range s.sessionClaim {
+		if part == "" {
+			return fieldError("sessionClaim", "must be a claim name or a dotted path such as ext.sid, got %q", c.SessionClaim)
+		}
+	}
+	match := strings.ToLower(strings.TrimSpace(c.LogoutMatch))
+	if match != "" && match != "sid" && match != "sub" {
+		return fieldError("logoutMatch", "must be sid or sub, got %q", c.LogoutMatch)
+	}
+	path := strings.TrimSpace(c.BackchannelLogoutPath)
+	if path == "" {
+		return nil
+	}
+	if !strings.HasPrefix(path, "/") || path == s.revokePath || path == s.tokenPath || path == s.statsPath {
+		return fieldError("backchannelLogoutPath", "must be empty or a path starting with / that differs from revokePath, tokenPath and statsPath, got %q", path)
+	}
+	l := &logoutSettings{path: path, issuer: strings.TrimSpace(c.Issuer), jwksURL: strings.TrimSpace(c.JWKSURL),
+		matchSub: match == "sub", includeOffline: c.LogoutOfflineAccess}
+	if !isHTTPURL(l.issuer) {
+		return fieldError("issuer", "must be the provider's issuer URL (http or https) when backchannelLogoutPath is set, got %q", c.Issuer)
+	}
+	if l.jwksURL != "" && !isHTTPURL(l.jwksURL) {
+		return fieldError("jwksURL", "must be empty or an http or https URL, got %q", c.JWKSURL)
+	}
+	for _, aud := range c.Audiences {
+		if aud = strings.TrimSpace(aud); aud != "" {
+			l.audiences = append(l.audiences, aud)
+		}
+	}
+	if len(l.audiences) == 0 {
+		return fieldError("audiences", "must list the client ids logout tokens are sent for when backchannelLogoutPath is set")
+	}
+	var err error
+	if l.ruleTTL, err = durationOr("logoutRuleTTL", c.LogoutRuleTTL, s.maxTTL); err != nil {
+		return err
+	}
+	if l.maxAge, err = durationOr("logoutMaxAge", c.LogoutMaxAge, 2*time.Minute); err != nil {
+		return err
+	}
+	if l.jwksRefresh, err = durationOr("jwksRefresh", c.JWKSRefresh, 15*time.Minute); err != nil {
+		return err
+	}
+	s.logout = l
+	return nil
+}
+
+// isHTTPURL reports whether value is an absolute http or https URL.
+func isHTTPURL(value string) bool {
+	u, err := url.Parse(value)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // denylistOptions are the settings a denylist is created with.

@@ -49,6 +49,17 @@ type tokenResponse struct {
 	RefreshToken string      `json:"refresh_token"`
 	IDToken      string      `json:"id_token"`
 	ExpiresIn    json.Number `json:"expires_in"`
+	Scope        string      `json:"scope"`
+}
+
+// hasScope reports whether the space-separated scope list holds want.
+func hasScope(scope, want string) bool {
+	for _, s := range strings.Fields(scope) {
+		if s == want {
+			return true
+		}
+	}
+	return false
 }
 
 // learnGrant records the grant of a successful token response: a new
@@ -84,6 +95,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	default:
 		rec.family = access.digest
 	}
+	rec.offline = hasScope(resp.Scope, "offline_access") || (resp.Scope == "" && hasScope(form.Get("scope"), "offline_access"))
 	if resp.IDToken != "" {
 		if claims, ok := jwtClaims(resp.IDToken); ok {
 			if sid, _ := claims["sid"].(string); sid != "" {

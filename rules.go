@@ -1,0 +1,177 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The session and subject rules of back-channel logouts (logout.go), and
+// the jti replay store. A rule rejects a JWT bearer token whose session
+// claim (sid rule) or sub (sub rule) hashes to the rule's digest and whose
+// iat is at or before the logout; a token with no iat is rejected too, as
+// it cannot show it was issued after. The payload is read without
+// verifying the signature: a forged token can only get itself rejected.
+//
+// The hot path tests live once per request with one atomic load; while no
+// rule is live, that is all a request pays. Opaque tokens (no two dots)
+// skip the rules.
+type ruleStore struct {
+	now func() time.Time
+
+	// live counts the rules held, expired ones not yet swept included.
+	live int32
+
+	mu         sync.RWMutex
+	sid, sub   map[string]rule  // by digest of the claim value
+	jtis       map[string]int64 // seen logout jtis (jtiDigest) until their expiry
+	nextExpiry int64            // the earliest expiry held; a sweep is due then
+	logouts    int64
+}
+
+// A rule is one logout's cut-off: tokens issued at or before at are
+// rejected until expiry.
+type rule struct {
+	at, expiry int64 // Unix nanoseconds
+}
+
+func newRuleStore(now func() time.Time) *ruleStore {
+	return &ruleStore{now: now, sid: map[string]rule{}, sub: map[string]rule{}, jtis: map[string]int64{}}
+}
+
+// claimJTI records a jti until expiry and reports whether it was new.
+func (r *ruleStore) claimJTI(jti *[sha256.Size]byte, expiry int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if until, ok := r.jtis[string(jti[:])]; ok && until > r.now().UnixNano() {
+		return false
+	}
+	r.jtis[string(jti[:])] = expiry
+	r.due(expiry)
+	return true
+}
+
+// add records a logout's rules and jti. The same logout applied twice (a
+// replica reads its own back from the stream) changes nothing.
+func (r *ruleStore) add(rec *logoutRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now().UnixNano()
+	if now >= r.nextExpiry && r.nextExpiry != 0 {
+		r.sweep(now)
+	}
+	if until, ok := r.jtis[string(rec.jti[:])]; !ok || until < rec.expiry {
+		r.jtis[string(rec.jti[:])] = rec.expiry
+	}
+	r.logouts++
+	if rec.flags&logoutRuleSID != 0 {
+		merge(r.sid, string(rec.sid[:]), rec)
+	}
+	if rec.flags&logoutRuleSub != 0 {
+		merge(r.sub, string(rec.sub[:]), rec)
+	}
+	r.due(rec.expiry)
+	atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+}
+
+// merge keeps, for one claim value, the latest cut-off and expiry.
+func merge(rules map[string]rule, key string, rec *logoutRecord) {
+	old, ok := rules[key]
+	if !ok {
+		rules[key] = rule{at: rec.at, expiry: rec.expiry}
+		return
+	}
+	if rec.at > old.at {
+		old.at = rec.at
+	}
+	if rec.expiry > old.expiry {
+		old.expiry = rec.expiry
+	}
+	rules[key] = old
+}
+
+// due notes an expiry for the next sweep. The caller holds mu.
+func (r *ruleStore) due(expiry int64) {
+	if r.nextExpiry == 0 || expiry < r.nextExpiry {
+		r.nextExpiry = expiry
+	}
+}
+
+// sweep forgets expired rules and jtis. The caller holds mu.
+func (r *ruleStore) sweep(now int64) {
+	r.nextExpiry = 0
+	for _, m := range []map[string]rule{r.sid, r.sub} {
+		for k, v := range m {
+			if v.expiry <= now {
+				delete(m, k)
+			} else {
+				r.due(v.expiry)
+			}
+		}
+	}
+	for k, v := range r.jtis {
+		if v <= now {
+			delete(r.jtis, k)
+		} else {
+			r.due(v)
+		}
+	}
+	atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+}
+
+// counts reports the live rules and the logouts applied, sweeping first.
+func (r *ruleStore) counts() (int, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep(r.now().UnixNano())
+	return len(r.sid) + len(r.sub), r.logouts
+}
+
+// rejects reports whether a live rule rejects token, a JWT bearer whose
+// session claim sits at path.
+func (r *ruleStore) rejects(token string, path []string) bool {
+	claims, ok := jwtClaims(token)
+	if !ok {
+		return false
+	}
+	issued := int64(math.MinInt64) // no iat: cannot show it came after a logout
+	if iat, ok := claims["iat"].(float64); ok && !math.IsNaN(iat) && iat < 1e11 {
+		issued = int64(iat * 1e9)
+	}
+	now := r.now().UnixNano()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.sid) > 0 {
+		if sid, ok := claimAt(claims, path).(string); ok && matches(r.sid, sid, issued, now) {
+			return true
+		}
+	}
+	if len(r.sub) > 0 {
+		if sub, ok := claims["sub"].(string); ok && matches(r.sub, sub, issued, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether a live rule for value covers a token issued at issued.
+func matches(rules map[string]rule, value string, issued, now int64) bool {
+	sum := sha256.Sum256([]byte(value))
+	ru, ok := rules[string(sum[:])]
+	return ok && ru.expiry > now && issued <= ru.at
+}
+
+// claimAt walks a dotted claim path such as ext.sid.
+func claimAt(claims map[string]interface{}, path []string) interface{} {
+	var v interface{} = claims
+	for _, name := range path {
+		obj, ok := v.(map[string]interface{})
+		if !ok {
+			return nil
+		}
+		v = obj[name]
+	}
+	return v
+}
