@@ -1,6 +1,7 @@
 package tokenrevocation
 
 import (
+	"crypto/sha256"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,45 @@ func FuzzDecodeGrant(f *testing.F) {
 		again, err := decodeGrant(got.encode())
 		if err != nil || again.family != got.family || len(again.tokens) != len(got.tokens) {
 			t.Fatalf("re-encoding changed the record: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeLogout(f *testing.F) {
+	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, at: 1, expiry: 2}
+	f.Add(rec.encode())
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		got, err := decodeLogout(buf)
+		if err != nil {
+			return
+		}
+		if again, err := decodeLogout(got.encode()); err != nil || *again != *got {
+			t.Fatalf("decodeLogout(%x) does not round-trip", buf)
+		}
+	})
+}
+
+// FuzzRuleRejects: whatever a bearer token holds, the rule check never
+// panics, and it rejects only a token whose session claim or subject has a
+// rule and whose iat (if any) is not after the logout.
+func FuzzRuleRejects(f *testing.F) {
+	f.Add(makeJWT(1767225600), int64(1767225600))
+	f.Fuzz(func(t *testing.T, token string, at int64) {
+		r := newRuleStore(func() time.Time { return time.Unix(0, 0) })
+		rec := &logoutRecord{flags: logoutRuleSID | logoutRuleSub, sid: sha256.Sum256([]byte("session-1")), sub: sha256.Sum256([]byte("user-1")), at: at, expiry: 1 << 62}
+		r.add(rec)
+		if !r.rejects(token, []string{"sid"}) {
+			return
+		}
+		claims, ok := jwtClaims(token)
+		if !ok {
+			t.Fatalf("rejects(%q) without a JWT payload", token)
+		}
+		if claims["sid"] != "session-1" && claims["sub"] != "user-1" {
+			t.Fatalf("rejects(%q): neither the session nor the subject of the rule", token)
+		}
+		if iat, ok := claims["iat"].(float64); ok && iat < 1e11 && int64(iat*1e9) > at {
+			t.Fatalf("rejects(%q): issued after the logout", token)
 		}
 	})
 }
