@@ -2,7 +2,10 @@ package tokenrevocation
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,48 +133,51 @@ func (r *ruleStore) counts() (int, int64) {
 }
 
 // rejects reports whether a live rule rejects token, a JWT bearer whose
-// session claim sits at path.
+// session claim sits at path. It runs on the hot path while a rule is
+// live, so it is one function: under Yaegi each interpreted call costs
+// about 5 µs, more than the compiled decoding it does.
 func (r *ruleStore) rejects(token string, path []string) bool {
-	claims, ok := jwtClaims(token)
-	if !ok {
+	first := strings.IndexByte(token, '.')
+	if first <= 0 {
 		return false
 	}
-	issued := int64(math.MinInt64) // no iat: cannot show it came after a logout
-	if iat, ok := claims["iat"].(float64); ok && !math.IsNaN(iat) && iat < 1e11 {
+	second := strings.IndexByte(token[first+1:], '.')
+	if second <= 0 {
+		return false // opaque, or no payload
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token[first+1:first+1+second], "="))
+	if err != nil {
+		return false
+	}
+	var claims map[string]interface{}
+	if json.Unmarshal(payload, &claims) != nil {
+		return false
+	}
+	issued := int64(math.MinInt64) // no iat: it cannot show it came after a logout
+	if iat, ok := claims["iat"].(float64); ok && iat < 1e11 && iat > -1e11 {
 		issued = int64(iat * 1e9)
 	}
+	var sid interface{} = claims
+	for _, name := range path {
+		obj, _ := sid.(map[string]interface{})
+		sid = obj[name]
+	}
+	sidValue, hasSID := sid.(string)
+	sub, hasSub := claims["sub"].(string)
 	now := r.now().UnixNano()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if len(r.sid) > 0 {
-		if sid, ok := claimAt(claims, path).(string); ok && matches(r.sid, sid, issued, now) {
+	if hasSID && len(r.sid) > 0 {
+		sum := sha256.Sum256([]byte(sidValue))
+		if ru, ok := r.sid[string(sum[:])]; ok && ru.expiry > now && issued <= ru.at {
 			return true
 		}
 	}
-	if len(r.sub) > 0 {
-		if sub, ok := claims["sub"].(string); ok && matches(r.sub, sub, issued, now) {
+	if hasSub && len(r.sub) > 0 {
+		sum := sha256.Sum256([]byte(sub))
+		if ru, ok := r.sub[string(sum[:])]; ok && ru.expiry > now && issued <= ru.at {
 			return true
 		}
 	}
 	return false
-}
-
-// matches reports whether a live rule for value covers a token issued at issued.
-func matches(rules map[string]rule, value string, issued, now int64) bool {
-	sum := sha256.Sum256([]byte(value))
-	ru, ok := rules[string(sum[:])]
-	return ok && ru.expiry > now && issued <= ru.at
-}
-
-// claimAt walks a dotted claim path such as ext.sid.
-func claimAt(claims map[string]interface{}, path []string) interface{} {
-	var v interface{} = claims
-	for _, name := range path {
-		obj, ok := v.(map[string]interface{})
-		if !ok {
-			return nil
-		}
-		v = obj[name]
-	}
-	return v
 }

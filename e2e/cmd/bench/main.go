@@ -8,6 +8,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -38,6 +39,7 @@ type options struct {
 	out         string
 	profile     string
 	coldStart   int
+	rules       int
 }
 
 // setup is one wrk target.
@@ -67,6 +69,7 @@ func main() {
 	flag.IntVar(&o.preload, "preload", 1000000, "revoked entries preloaded into the plugin's denylist")
 	flag.StringVar(&o.out, "out", "", "also write the report to this file")
 	flag.IntVar(&o.coldStart, "coldstart", 1000000, "revocations in the Redis stream for the cold-start measurement; 0 skips it")
+	flag.IntVar(&o.rules, "rules", 10000, "live back-channel logout rules in case (d)'s denylist")
 	flag.StringVar(&o.profile, "profile", "", "instead of the rounds, write a CPU profile of Traefik under case (b) load to this file")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -142,8 +145,9 @@ func run(o options) error {
 			Dir:            dir,
 			StaticTemplate: filepath.Join(root, "e2e", "testdata", "bench-traefik.yml.tmpl"),
 			Dynamic:        dynamic,
-			Env:            []string{"TOKENREVOCATION_BENCH_PRELOAD=" + strconv.Itoa(preload), "TOKENREVOCATION_BENCH_DENYLIST=" + denylists},
-			Prepare:        func(dir string) error { return prepareBenchPlugins(root, dir) },
+			Env: []string{"TOKENREVOCATION_BENCH_PRELOAD=" + strconv.Itoa(preload), "TOKENREVOCATION_BENCH_DENYLIST=" + denylists,
+				"TOKENREVOCATION_BENCH_RULES=" + strconv.Itoa(o.rules)},
+			Prepare: func(dir string) error { return prepareBenchPlugins(root, dir) },
 			// Preloading blocks Traefik's start: about 30 s per million
 			// entries per denylist under Yaegi.
 			ReadyTimeout: 10 * time.Minute,
@@ -174,7 +178,10 @@ func run(o options) error {
 		{name: "ForwardAuth to a local service", path: "/fa/x"},
 		{name: "(b) with Redis replication on", path: "/redis/x", header: "Authorization: Bearer " + unknown},
 		{name: "(e) plugin, query string, no token", path: "/plugin/x?page=2&sort=name"},
+		{name: fmt.Sprintf("(d) plugin, unknown JWT bearer, %d logout rules", o.rules), path: "/rules/x", header: "Authorization: Bearer " + sessionJWT("bench-session-unknown", time.Now())},
 	}
+	// A token of a logged-out session, to check that the rules are live.
+	loggedOut := "Authorization: Bearer " + sessionJWT("bench-session-7", time.Now().Add(-time.Hour))
 
 	// Memory: a Traefik whose in-memory denylist is empty, then one whose
 	// in-memory denylist holds the preload. Each is read idle (5 s after
@@ -213,7 +220,7 @@ func run(o options) error {
 	stats := preloadStats(preloadLog)
 
 	fmt.Printf("throughput: Traefik with %d entries in the in-memory and in the Redis-backed denylist\n", o.preload)
-	t, err := start(o.preload, "bench,bench-redis")
+	t, err := start(o.preload, "bench,bench-redis,bench-rules")
 	if err != nil {
 		return err
 	}
@@ -229,10 +236,13 @@ func run(o options) error {
 	for _, c := range []struct {
 		s    *setup
 		want int
-	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}, {setups[7], 200}} {
+	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}, {setups[7], 200}, {setups[8], 200}} {
 		if got := status(t.URL+c.s.path, c.s.header); got != c.want {
 			return fmt.Errorf("%s answered %d, not %d", c.s.name, got, c.want)
 		}
+	}
+	if got := status(t.URL+"/rules/x", loggedOut); o.rules > 7 && got != 401 {
+		return fmt.Errorf("a logged-out session's token answered %d on /rules/, not 401", got)
 	}
 	for _, s := range setups { // warm-up
 		if _, err := runWrk(o, t.URL+s.path, s.header, "", time.Second); err != nil {
@@ -575,7 +585,17 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 	fmt.Fprintf(&b, "| (c) no slower than (b) | %.2f | %s |\n", c/bb, check(c/bb >= 1.0))
 	withRedis := r(6)
 	fmt.Fprintf(&b, "| (b) with Redis within 2%% of (b) in memory | %.3f | %s |\n", withRedis/bb, check(withRedis/bb >= 0.98))
+	cpu := func(i int) float64 { return float64(med[setups[i].name].cpuPerReq) }
+	fmt.Fprintf(&b, "| (d) ≥ 0.75 of no-op by CPU per request | %.2f | %s |\n", cpu(1)/cpu(8), check(cpu(1)/cpu(8) >= 0.75))
 	fmt.Fprintf(&b, "| ≤ 100 bytes RSS per entry (idle) | %.0f | %s |\n", perEntry, check(perEntry <= 100))
 	fmt.Fprintf(&b, "| %d entries loaded in ≤ 10 s | %.1f s | %s |\n", o.preload, float64(loadMs)/1000, check(loadMs <= 10000))
 	return b.String()
+}
+
+// sessionJWT is an access token of a session, as case (d) sends it: the
+// plugin reads its payload (sid, sub, iat) and never its signature.
+func sessionJWT(sid string, iat time.Time) string {
+	enc := base64.RawURLEncoding
+	payload := fmt.Sprintf(`{"iss":"https://op.example","sub":"user-1","sid":%q,"iat":%d,"exp":%d,"jti":"%d"}`, sid, iat.Unix(), iat.Add(time.Hour).Unix(), iat.UnixNano())
+	return enc.EncodeToString([]byte(`{"alg":"RS256","typ":"at+jwt"}`)) + "." + enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(make([]byte, 256))
 }

@@ -29,6 +29,9 @@ func preloadForBench(d *denylist) {
 	for _, name := range strings.Split(os.Getenv("TOKENREVOCATION_BENCH_DENYLIST"), ",") {
 		named = named || name == d.name
 	}
+	if d.name == "bench-rules" {
+		preloadRules(d)
+	}
 	if n <= 0 || !named {
 		return
 	}
@@ -54,4 +57,18 @@ func preloadForBench(d *denylist) {
 	st := d.stats()
 	log.Printf("tokenrevocation: bench preload: %d entries in %d ms (denylist %q holds %d, evictions %d)",
 		n, time.Since(start).Milliseconds(), d.name, st.Entries, st.Evictions)
+}
+
+// preloadRules adds TOKENREVOCATION_BENCH_RULES session rules, as that many
+// back-channel logouts of the sessions "bench-session-<i>" would, an hour
+// after which every token of theirs issued before now is rejected.
+func preloadRules(d *denylist) {
+	n, _ := strconv.Atoi(os.Getenv("TOKENREVOCATION_BENCH_RULES"))
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		rec := &logoutRecord{flags: logoutRuleSID, sid: sha256.Sum256([]byte("bench-session-" + strconv.Itoa(i))),
+			jti: sha256.Sum256([]byte("bench-jti-" + strconv.Itoa(i))), at: now.UnixNano(), expiry: now.Add(24 * time.Hour).UnixNano()}
+		d.rules.add(rec)
+	}
+	log.Printf("tokenrevocation: bench preload: %d logout rules in denylist %q", n, d.name)
 }
