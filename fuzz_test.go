@@ -123,7 +123,7 @@ func FuzzRuleRejects(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token string, at int64) {
 		r := newRuleStore(func() time.Time { return time.Unix(0, 0) })
 		rec := &logoutRecord{flags: logoutRuleSID | logoutRuleSub, sid: sha256.Sum256([]byte("session-1")), sub: sha256.Sum256([]byte("user-1")), at: at, expiry: 1 << 62}
-		r.add(rec)
+		r.add(rec, true)
 		if !r.rejects(token, []string{"sid"}) {
 			return
 		}

@@ -88,6 +88,28 @@ func decodeLogout(buf []byte) (*logoutRecord, error) {
 	return rec, nil
 }
 
+// jtiKeep is how long after its iat a logout token's jti is remembered:
+// past logoutMaxAge (at most maxLogoutMaxAge) plus the allowed clock skew,
+// the token is refused as too old anyway.
+const (
+	maxLogoutMaxAge = time.Hour
+	jtiKeep         = maxLogoutMaxAge + jose.DefaultFutureSkew
+)
+
+// jtiExpiry is when the record's jti may be forgotten.
+func (rec *logoutRecord) jtiExpiry() int64 {
+	return rec.at + int64(jtiKeep)
+}
+
+// keepUntil is when the record may be dropped from persistPath: once both
+// its rules and its jti have ended.
+func (rec *logoutRecord) keepUntil() int64 {
+	if j := rec.jtiExpiry(); j > rec.expiry {
+		return j
+	}
+	return rec.expiry
+}
+
 // jtiDigest is what the replay store keeps of a logout token's jti: the
 // digest of its issuer and jti.
 func jtiDigest(iss, jti string) [sha256.Size]byte {
@@ -155,7 +177,7 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 		Issuer: l.issuer, Audiences: l.audiences, Now: now, MaxAge: l.maxAge,
 		SeenJTI: func(iss, id string) bool {
 			jti = jtiDigest(iss, id)
-			return !d.rules.claimJTI(&jti, now.Add(l.ruleTTL).UnixNano())
+			return !d.rules.claimJTI(&jti, now.Add(jtiKeep).UnixNano())
 		},
 	})
 	if err != nil {
@@ -191,7 +213,7 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 // grant families as ordinary revocations (persisted and replicated), then
 // the record itself, persisted and replicated.
 func (d *denylist) logout(rec *logoutRecord) error {
-	d.rules.add(rec)
+	d.rules.add(rec, true)
 	var err error
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
@@ -215,10 +237,10 @@ func (d *denylist) logout(rec *logoutRecord) error {
 // stream: its rules and jti always; its families, once loaded, locally
 // (the replica that received it replicated their tokens already).
 func (d *denylist) applyLogout(rec *logoutRecord) {
-	if rec.expiry <= d.now().UnixNano() {
+	if rec.keepUntil() <= d.now().UnixNano() {
 		return
 	}
-	d.rules.add(rec)
+	d.rules.add(rec, !d.rules.seen(&rec.jti))
 	if !d.isLoaded() {
 		return
 	}

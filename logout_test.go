@@ -398,12 +398,16 @@ func TestLogoutRuleEnds(t *testing.T) {
 	if status(m, token) != 401 || atomic.LoadInt32(m.rules) != 1 {
 		t.Fatal("rule not live")
 	}
-	// when the hour has passed, then the rule is gone and the hot path is back
+	// when the hour has passed, then the rule is gone and the hot path is
+	// back, with no other call than requests
 	clock.advance(time.Hour + time.Second)
 	if status(m, token) != 200 {
 		t.Fatal("an expired rule still rejects")
 	}
-	if st := m.list.stats(); st.LogoutRules != 0 || atomic.LoadInt32(m.rules) != 0 {
+	if atomic.LoadInt32(m.rules) != 0 {
+		t.Fatal("the hot path still checks rules after the last one expired")
+	}
+	if st := m.list.stats(); st.LogoutRules != 0 {
 		t.Fatalf("expired rule kept: %+v", st)
 	}
 }
@@ -582,6 +586,11 @@ func TestLogoutReplicates(t *testing.T) {
 	if rw := postLogout(onB, logout); rw.Code != 400 {
 		t.Fatalf("replay on B: %d", rw.Code)
 	}
+	// and each replica counts the logout once, A's own echo from the stream included
+	time.Sleep(time.Second) // A reads its own record back
+	if la, lb := a.stats().Logouts, b.stats().Logouts; la != 1 || lb != 1 {
+		t.Fatalf("logouts counted: A %d, B %d; want 1 and 1", la, lb)
+	}
 }
 
 func TestLogoutRecordEncoding(t *testing.T) {
@@ -643,6 +652,7 @@ func TestLogoutSettings(t *testing.T) {
 		{"sessionClaim", func(c *Config) { valid(c); c.SessionClaim = "ext..sid" }, "sessionClaim"},
 		{"logoutRuleTTL", func(c *Config) { valid(c); c.LogoutRuleTTL = "-1h" }, "logoutRuleTTL"},
 		{"logoutMaxAge", func(c *Config) { valid(c); c.LogoutMaxAge = "0s" }, "logoutMaxAge"},
+		{"logoutMaxAge over the replay memory", func(c *Config) { valid(c); c.LogoutMaxAge = "2h" }, "logoutMaxAge"},
 		{"jwksRefresh", func(c *Config) { valid(c); c.JWKSRefresh = "soon" }, "jwksRefresh"},
 	}
 	for _, tc := range tests {

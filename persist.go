@@ -116,7 +116,7 @@ func (p *persister) rewrite(set *frameSet) error {
 		if ext.typ == logoutRecordType && ext.version == logoutRecordVersion {
 			// So is a logout whose rules have ended.
 			rec, err := decodeLogout(ext.payload)
-			if err != nil || rec.expiry <= now {
+			if err != nil || rec.keepUntil() <= now {
 				continue
 			}
 		}

@@ -56,19 +56,32 @@ func (r *ruleStore) claimJTI(jti *[sha256.Size]byte, expiry int64) bool {
 	return true
 }
 
-// add records a logout's rules and jti. The same logout applied twice (a
-// replica reads its own back from the stream) changes nothing.
-func (r *ruleStore) add(rec *logoutRecord) {
+// seen reports whether a logout's jti is held.
+func (r *ruleStore) seen(jti *[sha256.Size]byte) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.jtis[string(jti[:])]
+	return ok
+}
+
+// add records a logout's rules and jti; counted says whether it counts as
+// a logout applied, which a replica reading its own back from the stream,
+// or a logout already loaded, does not. Applying one twice changes nothing.
+func (r *ruleStore) add(rec *logoutRecord, counted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now().UnixNano()
 	if now >= r.nextExpiry && r.nextExpiry != 0 {
 		r.sweep(now)
 	}
-	if until, ok := r.jtis[string(rec.jti[:])]; !ok || until < rec.expiry {
-		r.jtis[string(rec.jti[:])] = rec.expiry
+	jtiUntil := rec.jtiExpiry()
+	if until, ok := r.jtis[string(rec.jti[:])]; !ok || until < jtiUntil {
+		r.jtis[string(rec.jti[:])] = jtiUntil
 	}
-	r.logouts++
+	if counted {
+		r.logouts++
+	}
+	r.due(jtiUntil)
 	if rec.flags&logoutRuleSID != 0 {
 		merge(r.sid, string(rec.sid[:]), rec)
 	}
@@ -165,19 +178,26 @@ func (r *ruleStore) rejects(token string, path []string) bool {
 	sidValue, hasSID := sid.(string)
 	sub, hasSub := claims["sub"].(string)
 	now := r.now().UnixNano()
+	rejected := false
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if hasSID && len(r.sid) > 0 {
 		sum := sha256.Sum256([]byte(sidValue))
-		if ru, ok := r.sid[string(sum[:])]; ok && ru.expiry > now && issued <= ru.at {
-			return true
-		}
+		ru, ok := r.sid[string(sum[:])]
+		rejected = ok && ru.expiry > now && issued <= ru.at
 	}
-	if hasSub && len(r.sub) > 0 {
+	if !rejected && hasSub && len(r.sub) > 0 {
 		sum := sha256.Sum256([]byte(sub))
-		if ru, ok := r.sub[string(sum[:])]; ok && ru.expiry > now && issued <= ru.at {
-			return true
-		}
+		ru, ok := r.sub[string(sum[:])]
+		rejected = ok && ru.expiry > now && issued <= ru.at
 	}
-	return false
+	sweep := r.nextExpiry != 0 && now >= r.nextExpiry
+	r.mu.RUnlock()
+	if sweep {
+		// Expired rules are forgotten here too, so that once the last one
+		// has gone the hot path is back to its one atomic load.
+		r.mu.Lock()
+		r.sweep(now)
+		r.mu.Unlock()
+	}
+	return rejected
 }

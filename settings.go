@@ -209,6 +209,9 @@ func (s *settings) parseLogout(c *Config) error {
 	if l.maxAge, err = durationOr("logoutMaxAge", c.LogoutMaxAge, 2*time.Minute); err != nil {
 		return err
 	}
+	if l.maxAge > maxLogoutMaxAge {
+		return fieldError("logoutMaxAge", "must be at most %s (the replay store's memory), got %q", maxLogoutMaxAge, c.LogoutMaxAge)
+	}
 	if l.jwksRefresh, err = durationOr("jwksRefresh", c.JWKSRefresh, 15*time.Minute); err != nil {
 		return err
 	}

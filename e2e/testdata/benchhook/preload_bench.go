@@ -68,7 +68,7 @@ func preloadRules(d *denylist) {
 	for i := 0; i < n; i++ {
 		rec := &logoutRecord{flags: logoutRuleSID, sid: sha256.Sum256([]byte("bench-session-" + strconv.Itoa(i))),
 			jti: sha256.Sum256([]byte("bench-jti-" + strconv.Itoa(i))), at: now.UnixNano(), expiry: now.Add(24 * time.Hour).UnixNano()}
-		d.rules.add(rec)
+		d.rules.add(rec, true)
 	}
 	log.Printf("tokenrevocation: bench preload: %d logout rules in denylist %q", n, d.name)
 }
