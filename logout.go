@@ -234,8 +234,11 @@ func (d *denylist) logout(rec *logoutRecord) error {
 }
 
 // applyLogout applies a logout record loaded from persistPath or the
-// stream: its rules and jti always; its families, once loaded, locally
-// (the replica that received it replicated their tokens already).
+// stream: its rules and jti always; once loaded, its families too. The
+// replica that received the logout replicated their tokens before the
+// record, so they are normally held already; a family it did not know yet
+// (its grant record was still on its way) is revoked here, persisted and
+// replicated, so that no restart forgets it.
 func (d *denylist) applyLogout(rec *logoutRecord) {
 	if rec.keepUntil() <= d.now().UnixNano() {
 		return
@@ -246,9 +249,8 @@ func (d *denylist) applyLogout(rec *logoutRecord) {
 	}
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		r := revocation{digest: tokens[i].digest, expiry: tokens[i].expiry}
-		if !d.has(&r.digest) {
-			d.store(&r)
+		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry)); err != nil {
+			log.Printf("tokenrevocation: ERROR a logged-out grant's token was enforced but not persisted: %v", err)
 		}
 	}
 }

@@ -673,3 +673,25 @@ func TestLogoutSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLogoutFromAnotherReplicaRevokesFamiliesKnownHere(t *testing.T) {
+	// given a replica that tracks a grant of session-1, which the replica
+	// that received the logout did not know yet
+	stub := &identityStub{}
+	m := grantMiddleware(t, stub, nil)
+	stub.queueScoped("access-1", "refresh-1", idToken("session-1", "alice"), "openid")
+	tokenRequest(m, "grant_type=authorization_code&code=c")
+
+	// when that logout's record arrives through the stream
+	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, sid: sha256.Sum256([]byte("session-1")), at: time.Now().UnixNano()}
+	rec.expiry = rec.at + int64(time.Hour)
+	m.list.applyExtension(&extension{typ: logoutRecordType, version: logoutRecordVersion, payload: rec.encode()})
+
+	// then the grant's tokens are revoked here, as revocations of its own
+	if status(m, "access-1") != 401 {
+		t.Fatal("the grant's access token passes")
+	}
+	if st := m.list.stats(); st.Revokes != 2 || st.Logouts != 1 {
+		t.Fatalf("want the access and refresh tokens recorded and one logout: %+v", st)
+	}
+}
