@@ -170,9 +170,15 @@ func (r *ruleStore) rejects(token string, path []string) bool {
 	if iat, ok := claims["iat"].(float64); ok && iat < 1e11 && iat > -1e11 {
 		issued = int64(iat * 1e9)
 	}
+	// Under Yaegi a failed type assertion in a loop keeps the previous
+	// iteration's value, so obj is reset explicitly each time.
 	var sid interface{} = claims
+	var obj map[string]interface{}
 	for _, name := range path {
-		obj, _ := sid.(map[string]interface{})
+		obj = nil
+		if m, ok := sid.(map[string]interface{}); ok {
+			obj = m
+		}
 		sid = obj[name]
 	}
 	sidValue, hasSID := sid.(string)

@@ -385,10 +385,11 @@ func TestLogoutForgedTokensRefused(t *testing.T) {
 	}
 }
 
-// TestLogoutRefusalBody checks the refusal's body member names: a logout
-// refused is an OAuth 2.0 error response (RFC 6749 section 5.2, which
-// Back-Channel Logout 1.0 section 2.8 refers to), error and
-// error_description, and nothing else.
+// TestLogoutRefusalBody checks the refusal's body: the issue asks for the
+// seed's (the revoke endpoint contract's) error shape, error and
+// errorDescription, and nothing else. (OAuth 2.0 §5.2, which Back-Channel
+// Logout 1.0 §2.8 allows, names the second member error_description; the
+// edge keeps one error shape for every answer it writes.)
 func TestLogoutRefusalBody(t *testing.T) {
 	t.Parallel()
 	e, tr := startSingle(t, nil)
@@ -400,8 +401,8 @@ func TestLogoutRefusalBody(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &body); err != nil {
 		t.Fatalf("logout refusal body %q: %v", r.body, err)
 	}
-	if desc, _ := body["error_description"].(string); r.status != http.StatusBadRequest || body["error"] != "invalid_request" || desc == "" || len(body) != 2 {
-		t.Errorf("logout refusal: %d %s, want 400 {\"error\":\"invalid_request\",\"error_description\":...}", r.status, r.body)
+	if desc, _ := body["errorDescription"].(string); r.status != http.StatusBadRequest || body["error"] != "invalid_request" || desc == "" || len(body) != 2 {
+		t.Errorf("logout refusal: %d %s, want 400 {\"error\":\"invalid_request\",\"errorDescription\":...}", r.status, r.body)
 	}
 }
 
