@@ -33,8 +33,8 @@ import (
 
 // entryBytes is what one entry takes in a bigcache shard's byte queue: a
 // 1-byte length, bigcache's 18-byte header (timestamp, hash, key length),
-// the 32-byte digest and the 8-byte expiry.
-const entryBytes = 1 + 18 + sha256.Size + expirySize
+// the 32-byte digest and the 9-byte value (expiry and source).
+const entryBytes = 1 + 18 + sha256.Size + valueSize
 
 // shardLimit is how many entries one shard of a sizeMB lane admits: what
 // its byte queue holds (1 byte of left margin), less three entries of slack

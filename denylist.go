@@ -87,7 +87,17 @@ type denylist struct {
 	limiter            *clientLimiter
 	grants             *grantStore
 	rules              *ruleStore
-	keys               *keySource // the last back-channel logout key source configured; guarded by mu
+
+	// Counters for the metrics (metrics.go), never reset: a reload keeps
+	// the denylist.
+	recorded     [sourceCount]int64 // revocations recorded, by source
+	unrevoked    [sourceCount]int64 // un-revocations applied, by source
+	rejected     [rejectReasons]int64
+	adminCalls   [adminOps][adminOutcomes]int64
+	audit        atomic.Value // *auditor (audit.go); unset: no audit trail
+	auditDropped int64
+	syncLagNs    int64      // the age of the last stream entry read, when read
+	keys         *keySource // the last back-channel logout key source configured; guarded by mu
 }
 
 // A lane is one bigcache whose window bounds the lifetime of its entries.
@@ -102,19 +112,39 @@ type lane struct {
 	live       [laneShards]int32
 }
 
-// A revocation is one record: a token's digest and its expiry.
+// A revocation is one record: a token's digest and its expiry, and in
+// memory where this replica learned it (a source*; not persisted).
 type revocation struct {
 	digest [sha256.Size]byte
 	expiry int64 // Unix nanoseconds
+	source byte
 }
+
+// Where a revocation or un-revocation was learned, as the metrics, the
+// audit trail and the admin lookup name it.
+const (
+	sourceUnknown byte = iota
+	sourceRevoke       // the revoke endpoint
+	sourceGrant        // a token of a revoked grant (trackGrants)
+	sourceLogout       // a back-channel logout's grant families
+	sourceAdmin        // the admin API
+	sourceRedis        // the Redis stream: another replica
+	sourceFile         // persistPath, at start
+	sourceCount
+)
+
+// sourceNames are the sources' names, by source.
+var sourceNames = [sourceCount]string{"unknown", "revoke_endpoint", "grant", "logout", "admin", "redis", "file"}
 
 const (
 	// laneBase is the window of the shortest lane.
 	laneBase = 10 * time.Second
 	// laneShards is bigcache's shard count per lane (a power of two).
 	laneShards = 64
-	// expirySize is the length of a stored value: the expiry in Unix nanoseconds.
+	// expirySize is the length of the expiry, in Unix nanoseconds, that
+	// starts a stored value; valueSize the value: expiry and source.
 	expirySize = 8
+	valueSize  = expirySize + 1
 	// hotLimit bounds the cache of recently found revoked digests.
 	hotLimit = 4096
 	// warnEvery spaces out warnings.
@@ -313,10 +343,9 @@ func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
 	return l, nil
 }
 
-// add records a revocation the identity service confirmed, with no slot
-// reserved for it.
-func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
-	return d.addReserved(digest, expiry, -1)
+// add records a revocation learned from source, with no slot reserved for it.
+func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time, source byte) error {
+	return d.addReserved(digest, expiry, -1, source, nil)
 }
 
 // addReserved records a revocation the identity service confirmed: in
@@ -324,8 +353,8 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time) error {
 // the persistence file and the Redis replication queue when configured. A
 // past expiry, or a digest already revoked, records nothing and frees the
 // reservation.
-func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, reserved int) error {
-	rec := revocation{digest: *digest, expiry: expiry.UnixNano()}
+func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, reserved int, source byte, who *revokeInfo) error {
+	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source}
 	// A digest already held is not stored again: bigcache never frees an
 	// overwritten entry's slot (it calls no onRemove for it). Two revokes
 	// of one token in flight, or a grant's tokens revoked twice, end here.
@@ -348,6 +377,8 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, rese
 		d.replica.enqueue(rec)
 	}
 	atomic.AddInt64(&d.revokes, 1)
+	atomic.AddInt64(&d.recorded[source], 1)
+	d.auditRevocation(&rec, who)
 	return err
 }
 
@@ -375,8 +406,9 @@ func (d *denylist) put(rec *revocation, i int) {
 // set writes rec into lane i, whose slot is already counted.
 func (d *denylist) set(rec *revocation, i int) {
 	l := d.lanes[i]
-	var value [expirySize]byte
+	var value [valueSize]byte
 	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
+	value[expirySize] = rec.source
 	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
 		// Set fails only for an entry larger than a shard, which a 40-byte
 		// entry never is; keep it in the overflow map rather than lose it.
@@ -458,7 +490,7 @@ func (d *denylist) lookup(digest *[sha256.Size]byte) bool {
 			continue
 		}
 		value, err := l.cache.Get(key)
-		if err != nil || len(value) != expirySize {
+		if err != nil || len(value) < expirySize {
 			continue
 		}
 		if expiry := int64(binary.BigEndian.Uint64(value)); expiry > now {

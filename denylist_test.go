@@ -34,7 +34,7 @@ func TestDenylistExpiry(t *testing.T) {
 	// given a denylist on a fake clock holding a token for one minute
 	clock := newFakeClock()
 	d := newTestDenylist(t, denylistOptions{now: clock.now})
-	if err := d.add(digestOf("tok"), clock.now().Add(time.Minute)); err != nil {
+	if err := d.add(digestOf("tok"), clock.now().Add(time.Minute), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 
@@ -55,7 +55,7 @@ func TestDenylistPastExpiryRecordsNothing(t *testing.T) {
 	clock := newFakeClock()
 	d := newTestDenylist(t, denylistOptions{now: clock.now})
 
-	if err := d.add(digestOf("old"), clock.now().Add(-time.Second)); err != nil {
+	if err := d.add(digestOf("old"), clock.now().Add(-time.Second), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 
@@ -88,10 +88,10 @@ func TestDenylistShortEntryIsFreed(t *testing.T) {
 	}
 	// given a one-second lane and a long one, holding one entry each
 	d := newTestDenylist(t, denylistOptions{laneBase: time.Second, maxTTL: time.Hour})
-	if err := d.add(digestOf("short"), time.Now().Add(500*time.Millisecond)); err != nil {
+	if err := d.add(digestOf("short"), time.Now().Add(500*time.Millisecond), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.add(digestOf("long"), time.Now().Add(time.Hour)); err != nil {
+	if err := d.add(digestOf("long"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 	if got := d.stats().Entries; got != 2 {
@@ -119,7 +119,7 @@ func TestDenylistNeverDropsALiveRevocation(t *testing.T) {
 	// which cannot be refused)
 	const n = 22000
 	for i := 0; i < n; i++ {
-		if err := d.add(digestOf(fmt.Sprint("tok-", i)), time.Now().Add(time.Hour)); err != nil {
+		if err := d.add(digestOf(fmt.Sprint("tok-", i)), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -150,7 +150,7 @@ func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
 			continue
 		}
 		admitted++
-		if err := d.addReserved(digest, time.Now().Add(time.Hour), lane); err != nil {
+		if err := d.addReserved(digest, time.Now().Add(time.Hour), lane, sourceRevoke, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,7 +191,7 @@ func TestDenylistConcurrentAddAndContains(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 500; i++ {
 				token := fmt.Sprintf("w%d-%d", w, i)
-				if err := d.add(digestOf(token), time.Now().Add(time.Hour)); err != nil {
+				if err := d.add(digestOf(token), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 					t.Error(err)
 					return
 				}
@@ -241,7 +241,7 @@ func TestDigestHasher(t *testing.T) {
 func BenchmarkDenylistContains(b *testing.B) {
 	d := newTestDenylist(b, denylistOptions{sizeMB: 64})
 	for i := 0; i < 100000; i++ {
-		_ = d.add(digestOf(fmt.Sprint("revoked-", i)), time.Now().Add(time.Hour))
+		_ = d.add(digestOf(fmt.Sprint("revoked-", i)), time.Now().Add(time.Hour), sourceRevoke)
 	}
 	b.Run("unknown", func(b *testing.B) {
 		b.ReportAllocs()
@@ -261,7 +261,7 @@ func TestDenylistHotCacheIsBounded(t *testing.T) {
 	// given more revoked tokens found than the hot map keeps
 	d := newTestDenylist(t, denylistOptions{})
 	for i := 0; i < hotLimit+100; i++ {
-		if err := d.add(digestOf(fmt.Sprint("hot-", i)), time.Now().Add(time.Hour)); err != nil {
+		if err := d.add(digestOf(fmt.Sprint("hot-", i)), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -275,7 +275,7 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
 		if tokens[i].digest == *digest || d.has(&tokens[i].digest) {
 			continue
 		}
-		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry)); err != nil {
+		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceGrant); err != nil {
 			log.Printf("tokenrevocation: ERROR a revoked grant's token was enforced but not persisted: %v", err)
 		}
 	}

@@ -377,7 +377,7 @@ func TestGrantArrivingAfterItsRevocation(t *testing.T) {
 	// given a refresh token revoked before its grant record arrived (from
 	// another replica, or a refresh answered while the revocation went by)
 	d := newTestDenylist(t, denylistOptions{})
-	if err := d.add(digestOf("refresh-A"), time.Now().Add(time.Hour)); err != nil {
+	if err := d.add(digestOf("refresh-A"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 	rec := &grantRecord{family: *digestOf("refresh-A"), tokens: []grantToken{

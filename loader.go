@@ -85,9 +85,14 @@ func (d *denylist) loadFile() {
 		set, err = d.persist.load()
 	}
 	atomic.StoreInt32(&d.fileFailed, 0)
-	d.stage(set.recs)
+	d.stage(set.recs, sourceFile)
 	for i := range set.records {
-		d.applyExtension(&set.records[i])
+		// The file's tombstones canceled its own revocations in
+		// decodeFrames; applied here they could cancel a later
+		// re-revocation loaded from Redis.
+		if set.records[i].typ != tombstoneRecordType {
+			d.applyExtension(&set.records[i])
+		}
 	}
 	atomic.StoreInt32(&d.fileLoading, 0)
 	releaseLoadGarbage()
@@ -99,15 +104,16 @@ func (d *denylist) loadFile() {
 // overlay while filling, else straight into the store. Its loop makes no
 // interpreted call (each costs about 5 µs under Yaegi): the keys and bits
 // are computed inline.
-func (d *denylist) stage(recs []revocation) {
+func (d *denylist) stage(recs []revocation, source byte) {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	set := d.overlay
 	if set == nil {
 		d.mu.Unlock()
-		d.loadDirect(recs)
+		d.loadDirect(recs, source)
 		return
 	}
+	staged := 0
 	// While staging, nothing else reads the staging bitset: plain writes.
 	// While filling, the live one is read by the hot path: atomic writes.
 	staging := set.bits
@@ -124,7 +130,9 @@ func (d *denylist) stage(recs []revocation) {
 			continue
 		}
 		set.index[key] = int32(len(set.recs))
+		rec.source = source
 		set.recs = append(set.recs, *rec)
+		staged++
 		bit := key & d.mask // filterBit, inline
 		if staging != nil {
 			staging[bit>>6] |= uint64(1) << (bit & 63)
@@ -136,12 +144,17 @@ func (d *denylist) stage(recs []revocation) {
 	}
 	d.mu.Unlock()
 	atomic.AddInt64(&d.loaded, int64(len(recs)))
+	atomic.AddInt64(&d.recorded[source], int64(staged))
 }
 
 // applyExtension applies a loaded record of another type than a revocation:
 // a grant joins its family, a logout's rules apply. A record it cannot
 // read is skipped.
 func (d *denylist) applyExtension(ext *extension) {
+	if ext.typ == tombstoneRecordType {
+		d.applyTombstone(ext, sourceRedis)
+		return
+	}
 	if ext.typ == logoutRecordType {
 		if rec, err := decodeLogout(ext.payload); err == nil {
 			d.applyLogout(rec)
@@ -175,14 +188,18 @@ func (d *denylist) shareGrant(rec *grantRecord) {
 // replica's own revocations come back through the stream, so known ones
 // are skipped rather than stored twice (bigcache never reclaims a
 // rewritten entry). Every record read counts as loaded, echoes included.
-func (d *denylist) loadDirect(recs []revocation) {
+func (d *denylist) loadDirect(recs []revocation, source byte) {
 	now := d.now().UnixNano()
+	stored := int64(0)
 	for i := range recs {
 		if recs[i].expiry > now && !d.has(&recs[i].digest) {
+			recs[i].source = source
 			d.store(&recs[i])
+			stored++
 		}
 	}
 	atomic.AddInt64(&d.loaded, int64(len(recs)))
+	atomic.AddInt64(&d.recorded[source], stored)
 }
 
 // sourceLoaded marks one source as caught up. When it is the last, the

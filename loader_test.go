@@ -22,7 +22,7 @@ func TestLoadingHoldsTokensUntilLoaded(t *testing.T) {
 	// given a denylist loading a source that revoked "old"
 	next := &upstream{}
 	m := loadingMiddleware(t, next, 5*time.Second, false)
-	m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}})
+	m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
 
 	// when requests arrive before the load finishes
 	type result struct{ old, fresh int }
@@ -74,9 +74,9 @@ func TestLoadingStagesFastAndFillsExactly(t *testing.T) {
 	for i := range recs {
 		recs[i] = revocation{digest: *digestOf(fmt.Sprint("tok-", i)), expiry: time.Now().Add(time.Hour).UnixNano()}
 	}
-	m.list.stage(recs[:10000])
-	m.list.stage(recs[10000:])
-	m.list.stage(recs[:5]) // a duplicate is staged once
+	m.list.stage(recs[:10000], sourceRedis)
+	m.list.stage(recs[10000:], sourceRedis)
+	m.list.stage(recs[:5], sourceRedis) // a duplicate is staged once
 
 	// when the load finishes, then every one is enforced at once, from the
 	// overlay and then from bigcache, and a token never revoked passes
@@ -126,7 +126,7 @@ func TestLoadingUnreachableSource(t *testing.T) {
 			// given a denylist whose only source cannot load
 			next := &upstream{}
 			m := loadingMiddleware(t, next, 100*time.Millisecond, failClosed)
-			m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}})
+			m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
 			atomic.StoreInt32(&m.list.fileFailed, 1)
 			go m.list.watchLoad()
 

@@ -48,7 +48,8 @@ const (
 	logoutOffline                // families' offline_access refresh tokens too
 	logoutGrantsSID              // revoke the families of sid
 	logoutGrantsSub              // revoke the families of sub
-	logoutKnownFlags = logoutGrantsSub<<1 - 1
+	logoutDelete                 // an admin deletion of the rules flagged
+	logoutKnownFlags = logoutDelete<<1 - 1
 )
 
 // A logoutRecord is one validated logout.
@@ -213,11 +214,11 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 // grant families as ordinary revocations (persisted and replicated), then
 // the record itself, persisted and replicated.
 func (d *denylist) logout(rec *logoutRecord) error {
-	d.rules.add(rec, true)
+	d.rules.add(rec, rec.flags&logoutDelete == 0)
 	var err error
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		if e := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry)); e != nil && err == nil {
+		if e := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
 			err = e
 		}
 	}
@@ -249,7 +250,7 @@ func (d *denylist) applyLogout(rec *logoutRecord) {
 	}
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry)); err != nil {
+		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceLogout); err != nil {
 			log.Printf("tokenrevocation: ERROR a logged-out grant's token was enforced but not persisted: %v", err)
 		}
 	}

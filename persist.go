@@ -113,6 +113,11 @@ func (p *persister) rewrite(set *frameSet) error {
 				continue
 			}
 		}
+		if ext.typ == tombstoneRecordType && ext.version == tombstoneRecordVersion {
+			// Its revocations were left out above; a revocation after it
+			// would be canceled if it were written after them.
+			continue
+		}
 		if ext.typ == logoutRecordType && ext.version == logoutRecordVersion {
 			// So is a logout whose rules have ended.
 			rec, err := decodeLogout(ext.payload)
@@ -164,6 +169,8 @@ func (p *persister) append(rec *revocation) error {
 }
 
 // appendExtension writes one record of another type, such as a grant.
+//
+//nolint:unparam // each record type has its own version; all are 1 so far
 func (p *persister) appendExtension(typ, version byte, payload []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

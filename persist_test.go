@@ -17,10 +17,10 @@ func TestPersistRestart(t *testing.T) {
 	}
 	d := newTestDenylist(t, denylistOptions{now: clock.now})
 	d.persist = p
-	if err := d.add(digestOf("long"), clock.now().Add(time.Hour)); err != nil {
+	if err := d.add(digestOf("long"), clock.now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.add(digestOf("short"), clock.now().Add(time.Minute)); err != nil {
+	if err := d.add(digestOf("short"), clock.now().Add(time.Minute), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 
@@ -40,7 +40,7 @@ func TestPersistRestart(t *testing.T) {
 	if !restarted.contains("long") || restarted.contains("short") {
 		t.Fatal("wrong entries after restart")
 	}
-	if err := restarted.add(digestOf("after"), clock.now().Add(time.Hour)); err != nil {
+	if err := restarted.add(digestOf("after"), clock.now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 	if info, _ := os.Stat(path); info.Size() != 4*frameSize {

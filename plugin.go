@@ -112,6 +112,25 @@ type Config struct {
 	// JWKSRefresh is how often the provider's keys are fetched again; an
 	// unknown kid also fetches them, at most once every 5 s. Default: 15m.
 	JWKSRefresh string `json:"jwksRefresh,omitempty"`
+	// MetricsPath, when set, answers GET with Prometheus metrics of every
+	// denylist (text exposition format); route it from an internal
+	// entrypoint only. Default: "" (off).
+	MetricsPath string `json:"metricsPath,omitempty"`
+	// AuditLog, when set, writes one JSON line per state change (revocation,
+	// un-revocation, refusal, logout, admin call) to this file path, or to
+	// stdout or stderr. Writing never holds a request: lines the sink cannot
+	// take are dropped and counted. Default: "" (off).
+	AuditLog string `json:"auditLog,omitempty"`
+	// AdminPath, when set, serves the admin API under this path (revoke,
+	// lookup, unrevoke, export, import, rules), answered by the edge and
+	// authenticated by adminToken; route it from an internal entrypoint
+	// only. Default: "" (off).
+	AdminPath string `json:"adminPath,omitempty"`
+	// AdminToken is the admin API's bearer secret. Default: "".
+	AdminToken string `json:"adminToken,omitempty"`
+	// AdminTokenFile is a file holding the admin API's bearer secret, read
+	// on every admin call (a mounted Kubernetes secret). Default: "".
+	AdminTokenFile string `json:"adminTokenFile,omitempty"`
 	// Redis, when its address is set, shares the denylist with every replica through a Redis Stream. Default: nil (off).
 	Redis *RedisConfig `json:"redis,omitempty"`
 }
@@ -186,6 +205,12 @@ type middleware struct {
 	ruleStore *ruleStore
 	// keys are the OpenID provider's keys, when backchannelLogoutPath is set.
 	keys *keySource
+	// intercept is set when metricsPath or adminPath is: the requests to
+	// them, with or without a token, go to serveSlow, which answers them.
+	intercept   bool
+	metricsPath string
+	adminPath   string // adminPath, and adminPrefix the paths under it
+	adminPrefix string
 }
 
 // retryAfterLoading is the Retry-After, in seconds, of a request turned away
@@ -206,6 +231,9 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		return nil, err
 	}
 	m := newMiddleware(next, s, list)
+	if s.auditLog != "" {
+		list.audit.Store(sharedAuditor(s.auditLog))
+	}
 	if l := s.logout; l != nil {
 		// Fetched in the background: New never touches the network.
 		m.keys = sharedKeySource(l.issuer, l.jwksURL, l.jwksRefresh)
@@ -220,6 +248,11 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live, ruleStore: list.rules}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
+	m.metricsPath = s.metricsPath
+	if s.admin != nil {
+		m.adminPath, m.adminPrefix = s.admin.path, s.admin.path+"/"
+	}
+	m.intercept = m.metricsPath != "" || m.adminPath != ""
 	m.filter = list.filter
 	m.mask = list.mask
 	return m
@@ -236,7 +269,9 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 // test is inline, compiled calls only: an interpreted call costs more.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 ||
-		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) {
+		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) ||
+		(m.intercept && (req.URL.Path == m.metricsPath || req.URL.Path == m.adminPath ||
+			(len(req.URL.Path) > len(m.adminPrefix) && m.adminPrefix != "" && req.URL.Path[:len(m.adminPrefix)] == m.adminPrefix))) {
 		m.serveSlow(rw, req)
 		return
 	}
@@ -276,6 +311,16 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	s := m.settings
 	path := req.URL.Path
+	if m.intercept {
+		if path == m.metricsPath {
+			m.serveMetrics(rw, req)
+			return
+		}
+		if m.adminPath != "" && (path == m.adminPath || strings.HasPrefix(path, m.adminPrefix)) {
+			m.serveAdmin(rw, req)
+			return
+		}
+	}
 	var grantForm url.Values
 	if req.Method == http.MethodPost {
 		if s.logout != nil && path == s.logout.path {
@@ -321,7 +366,13 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	}
 	rules := atomic.LoadInt32(m.rules) != 0
 	for _, token := range tokens {
-		if m.list.contains(token) || (rules && m.list.rules.rejects(token, s.sessionClaim)) {
+		if m.list.contains(token) {
+			atomic.AddInt64(&m.list.rejected[rejectRevoked], 1)
+			m.rejectRevoked(rw)
+			return
+		}
+		if rules && m.list.rules.rejects(token, s.sessionClaim) {
+			atomic.AddInt64(&m.list.rejected[rejectLogoutRule], 1)
 			m.rejectRevoked(rw)
 			return
 		}

@@ -443,7 +443,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	m := newTestMiddleware(b, next, nil, func(c *Config) { c.CacheSizeMB = 64 })
 	for i := 0; i < 100000; i++ {
 		sum := sha256.Sum256([]byte("revoked-" + strconv.Itoa(i)))
-		if err := m.list.add(&sum, time.Now().Add(time.Hour)); err != nil {
+		if err := m.list.add(&sum, time.Now().Add(time.Hour), sourceRevoke); err != nil {
 			b.Fatal(err)
 		}
 	}

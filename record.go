@@ -21,7 +21,8 @@ import (
 // frame's first 32 bytes carry the record's payload. A record's frames are
 // written together. A record of a type a release does not know is kept as
 // it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go),
-// type 2 a back-channel logout (logout.go).
+// type 2 a back-channel logout (logout.go), type 3 a tombstone
+// (unrevoke.go), which cancels the revocations of its digest before it.
 //
 // In the stream an entry with the fields d (hex digest) and e (expiry in
 // Unix milliseconds) and no t field is a revocation, as every release so far
@@ -47,6 +48,9 @@ func encodeRevocation(rec *revocation) []byte {
 type extension struct {
 	typ, version byte
 	payload      []byte
+	// at is, in a stream batch, how many revocations came before it: a
+	// tombstone applies in stream order (unrevoke.go).
+	at int
 }
 
 // encodeExtension is the frames of one record of type typ.
@@ -86,7 +90,7 @@ type frameSet struct {
 
 // knownExtension reports whether this release reads records of type typ.
 func knownExtension(typ byte) bool {
-	return typ == grantRecordType || typ == logoutRecordType
+	return typ == grantRecordType || typ == logoutRecordType || typ == tombstoneRecordType
 }
 
 // decodeFrames reads the frames of buf. A torn last frame is ignored.
@@ -95,6 +99,9 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 	set := &frameSet{recs: make([]revocation, 0, len(buf)/frameSize)}
 	var open *extension
 	next := 0
+	// byDigest indexes the revocations read so far, from the first
+	// tombstone on: only a file with tombstones pays for it.
+	var byDigest map[[sha256.Size]byte][]int
 	for off := 0; off+frameSize <= len(buf); off += frameSize {
 		expiry := int64(binary.BigEndian.Uint64(buf[off+sha256.Size : off+frameSize]))
 		if expiry <= 0 {
@@ -116,6 +123,9 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			next++
 			if next == count {
 				set.records = append(set.records, *open)
+				if open.typ == tombstoneRecordType {
+					byDigest = cancelBefore(set, open.payload, byDigest)
+				}
 				open = nil
 			}
 			continue
@@ -127,8 +137,21 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			var rec revocation
 			copy(rec.digest[:], buf[off:off+sha256.Size])
 			rec.expiry = expiry
+			if byDigest != nil {
+				byDigest[rec.digest] = append(byDigest[rec.digest], len(set.recs))
+			}
 			set.recs = append(set.recs, rec)
 		}
+	}
+	if byDigest != nil {
+		// Drop what tombstones canceled (expiry 0).
+		kept := set.recs[:0]
+		for i := range set.recs {
+			if set.recs[i].expiry != 0 {
+				kept = append(kept, set.recs[i])
+			}
+		}
+		set.recs = kept
 	}
 	return set
 }

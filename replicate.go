@@ -181,6 +181,13 @@ func (r *replicator) writeLoop() {
 		}
 		cmds := make([][]string, 0, len(batch)+len(exts)+1)
 		for i := range batch {
+			if batch[i].source == sourceTombstone {
+				// In the revocations' queue, so that it keeps its place
+				// among them (unrevoke.go).
+				cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion),
+					"x", hex.EncodeToString(encodeTombstone(&batch[i].digest, batch[i].expiry))})
+				continue
+			}
 			cmds = append(cmds, []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)})
 		}
 		for i := range exts {
@@ -236,9 +243,14 @@ func (r *replicator) readLoop() {
 	// the other core meanwhile.
 	staged := make(chan []revocation, 4)
 	stagerDone := make(chan struct{})
+	stagerIdle := make(chan struct{})
 	go func() {
 		for recs := range staged {
-			r.list.stage(recs)
+			if recs == nil {
+				stagerIdle <- struct{}{}
+				continue
+			}
+			r.list.stage(recs, sourceRedis)
 		}
 		close(stagerDone)
 	}()
@@ -290,15 +302,25 @@ func (r *replicator) readLoop() {
 		if last != "" {
 			lastID = last
 		}
-		switch {
-		case len(recs) > 0 && !caughtUp:
-			staged <- recs
-		case len(recs) > 0:
-			r.list.stage(recs)
+		if last != "" {
+			r.noteLag(last)
 		}
+		// Records apply in stream order where it matters: a tombstone
+		// cancels the revocations before it, not those after it.
+		prev := 0
 		for i := range exts {
+			if exts[i].typ == tombstoneRecordType && exts[i].at > prev {
+				r.stageBatch(recs[prev:exts[i].at], caughtUp, staged)
+				prev = exts[i].at
+			}
+			if exts[i].typ == tombstoneRecordType && !caughtUp {
+				// Wait for the stager: the tombstone follows what it staged.
+				staged <- nil
+				<-stagerIdle
+			}
 			r.list.applyExtension(&exts[i])
 		}
+		r.stageBatch(recs[prev:], caughtUp, staged)
 		if !caughtUp && count < readBatch {
 			close(staged)
 			<-stagerDone
@@ -306,5 +328,29 @@ func (r *replicator) readLoop() {
 			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
 			r.list.sourceLoaded()
 		}
+	}
+}
+
+// stageBatch stages recs: on the stager goroutine while catching up, here
+// once caught up.
+func (r *replicator) stageBatch(recs []revocation, caughtUp bool, staged chan []revocation) {
+	switch {
+	case len(recs) == 0:
+	case !caughtUp:
+		staged <- recs
+	default:
+		r.list.stage(recs, sourceRedis)
+	}
+}
+
+// noteLag records how old the last entry read was: its ID's milliseconds
+// against now (the sync lag metric).
+func (r *replicator) noteLag(id string) {
+	ms := int64(0)
+	for i := 0; i < len(id) && id[i] >= '0' && id[i] <= '9'; i++ {
+		ms = ms*10 + int64(id[i]-'0')
+	}
+	if ms > 0 {
+		atomic.StoreInt64(&r.list.syncLagNs, time.Now().UnixNano()-ms*int64(time.Millisecond))
 	}
 }

@@ -37,7 +37,7 @@ func TestReplicatorPropagates(t *testing.T) {
 	other := newReplica(t, "other", srv.addr())
 
 	// when a revocation is recorded on A
-	if err := a.add(digestOf("tok-1"), time.Now().Add(time.Hour)); err != nil {
+	if err := a.add(digestOf("tok-1"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 
@@ -59,7 +59,7 @@ func TestReplicatorCatchesUpOnStart(t *testing.T) {
 	a := newReplica(t, "catchup", srv.addr())
 	for i := 0; i < 3000; i++ {
 		sum := sha256.Sum256([]byte(fmt.Sprint("tok-", i)))
-		if err := a.add(&sum, time.Now().Add(time.Hour)); err != nil {
+		if err := a.add(&sum, time.Now().Add(time.Hour), sourceRevoke); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,7 +89,7 @@ func TestReplicatorSurvivesRedisOutage(t *testing.T) {
 
 	// when Redis is down, A records a revocation
 	srv.stop()
-	if err := a.add(digestOf("during-outage"), time.Now().Add(time.Hour)); err != nil {
+	if err := a.add(digestOf("during-outage"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
 

@@ -38,7 +38,7 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1}
+	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1, hint: form.Get("token_type_hint")}
 	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
 	if !m.admitRevocation(rw, req, form, rec) {
 		return
@@ -93,6 +93,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	lane := d.reserve(&rec.digest, lifetime)
 	if lane < 0 {
 		atomic.AddInt64(&d.refusedCapacity, 1)
+		d.emit(&auditEvent{Event: "refusal", Reason: "capacity", Client: clientID(req.Header.Get("Authorization"), form), Digest: digestPrefix(&rec.digest)})
 		d.warnRefusal()
 		rw.Header().Set("Retry-After", strconv.Itoa(d.retryAfterFull(lifetime)))
 		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is full; retry later")
@@ -103,6 +104,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	if !decision.Allowed {
 		d.unreserve(lane, &rec.digest)
 		atomic.AddInt64(&d.refusedClientLimit, 1)
+		d.emit(&auditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 		rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
 		writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
 		return false
@@ -152,6 +154,7 @@ func (m *middleware) checkTokenRequest(rw http.ResponseWriter, req *http.Request
 			return nil, true
 		}
 		if token != "" && m.list.contains(token) {
+			atomic.AddInt64(&m.list.rejected[rejectRefreshGrant], 1)
 			writeError(rw, http.StatusBadRequest, "invalid_grant", "The refresh token has been revoked")
 			return nil, true
 		}
@@ -213,6 +216,7 @@ type revokeRecorder struct {
 	known  bool
 	lane   int
 	client string
+	hint   string
 }
 
 // WriteHeader records the revocation on the first final 2xx status, and
@@ -235,7 +239,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 	case r.known:
 		return
 	case confirmed:
-		if err := d.addReserved(&r.digest, r.expiry, r.lane); err != nil {
+		if err := d.addReserved(&r.digest, r.expiry, r.lane, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint}); err != nil {
 			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 		}
 		d.limiter.commit(r.client, r.lane)

@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"strings"
@@ -70,6 +71,16 @@ func (r *ruleStore) seen(jti *[sha256.Size]byte) bool {
 func (r *ruleStore) add(rec *logoutRecord, counted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if rec.flags&logoutDelete != 0 {
+		if rec.flags&logoutRuleSID != 0 {
+			delete(r.sid, string(rec.sid[:]))
+		}
+		if rec.flags&logoutRuleSub != 0 {
+			delete(r.sub, string(rec.sub[:]))
+		}
+		atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+		return
+	}
 	now := r.now().UnixNano()
 	if now >= r.nextExpiry && r.nextExpiry != 0 {
 		r.sweep(now)
@@ -206,4 +217,33 @@ func (r *ruleStore) rejects(token string, path []string) bool {
 		r.mu.Unlock()
 	}
 	return rejected
+}
+
+// A ruleView is one rule as the admin API lists it.
+type ruleView struct {
+	Claim       string `json:"claim"`
+	Digest      string `json:"digest"`
+	LoggedOutAt string `json:"loggedOutAt"`
+	ExpiresAt   string `json:"expiresAt"`
+}
+
+// list returns the live rules.
+func (r *ruleStore) list() []ruleView {
+	now := r.now().UnixNano()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := []ruleView{}
+	for _, kind := range []string{"sid", "sub"} {
+		rules := r.sid
+		if kind == "sub" {
+			rules = r.sub
+		}
+		for k, v := range rules {
+			if v.expiry > now {
+				out = append(out, ruleView{Claim: kind, Digest: hex.EncodeToString([]byte(k)),
+					LoggedOutAt: time.Unix(0, v.at).UTC().Format(time.RFC3339), ExpiresAt: time.Unix(0, v.expiry).UTC().Format(time.RFC3339)})
+			}
+		}
+	}
+	return out
 }

@@ -41,7 +41,17 @@ type settings struct {
 	persistPath       string
 	redis             *redisOptions
 	logout            *logoutSettings // nil when backchannelLogoutPath is off
-	sessionClaim      []string        // the path of the session claim in a JWT bearer's payload
+	metricsPath       string
+	auditLog          string
+	admin             *adminSettings // nil when adminPath is off
+	sessionClaim      []string       // the path of the session claim in a JWT bearer's payload
+}
+
+// adminSettings are the admin API's options (admin.go).
+type adminSettings struct {
+	path      string // without a trailing slash
+	token     string
+	tokenFile string
 }
 
 // logoutSettings are the back-channel logout options (logout.go).
@@ -153,6 +163,9 @@ func (c *Config) validate(name string) (*settings, error) {
 	if err := s.parseLogout(c); err != nil {
 		return nil, err
 	}
+	if err := s.parseOperations(c); err != nil {
+		return nil, err
+	}
 	if c.Redis != nil && strings.TrimSpace(c.Redis.Address) != "" {
 		if s.redis, err = c.Redis.validate(); err != nil {
 			return nil, err
@@ -216,6 +229,37 @@ func (s *settings) parseLogout(c *Config) error {
 		return err
 	}
 	s.logout = l
+	return nil
+}
+
+// parseOperations reads metricsPath, auditLog and the admin API's options.
+func (s *settings) parseOperations(c *Config) error {
+	taken := func(p string) bool {
+		return p == s.revokePath || p == s.tokenPath || p == s.statsPath || (s.logout != nil && p == s.logout.path)
+	}
+	s.metricsPath = strings.TrimSpace(c.MetricsPath)
+	if s.metricsPath != "" && (!strings.HasPrefix(s.metricsPath, "/") || taken(s.metricsPath)) {
+		return fieldError("metricsPath", "must be empty or a path starting with / that no other option uses, got %q", c.MetricsPath)
+	}
+	s.auditLog = strings.TrimSpace(c.AuditLog)
+	path := strings.TrimRight(strings.TrimSpace(c.AdminPath), "/")
+	if strings.TrimSpace(c.AdminPath) == "" {
+		return nil
+	}
+	if !strings.HasPrefix(path, "/") || taken(path) || path == s.metricsPath ||
+		strings.HasPrefix(s.revokePath, path+"/") || strings.HasPrefix(s.tokenPath, path+"/") {
+		return fieldError("adminPath", "must be a path starting with / (not /) that no other option uses or lies under, got %q", c.AdminPath)
+	}
+	a := &adminSettings{path: path, token: strings.TrimSpace(c.AdminToken), tokenFile: strings.TrimSpace(c.AdminTokenFile)}
+	switch {
+	case a.token == "" && a.tokenFile == "":
+		return fieldError("adminToken", "or adminTokenFile must be set with adminPath")
+	case a.token != "" && a.tokenFile != "":
+		return fieldError("adminToken", "and adminTokenFile are exclusive")
+	case a.token != "" && len(a.token) < 16:
+		return fieldError("adminToken", "must be at least 16 characters")
+	}
+	s.admin = a
 	return nil
 }
 

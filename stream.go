@@ -132,6 +132,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					recs = append(recs, rec)
 				}
 				if status == entryExtension {
+					ext.at = len(recs)
 					exts = append(exts, ext)
 				}
 				lastID = id

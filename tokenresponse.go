@@ -114,7 +114,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	d.revokeIfRevoked(rec)
 	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
 		for i := range previous {
-			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry)); err != nil {
+			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry), sourceGrant); err != nil {
 				log.Printf("tokenrevocation: ERROR a refreshed grant's access token was enforced but not persisted: %v", err)
 			}
 		}

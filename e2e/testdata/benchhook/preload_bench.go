@@ -45,7 +45,7 @@ func preloadForBench(d *denylist) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				sum := sha256.Sum256([]byte("bench-revoked-" + strconv.Itoa(i)))
-				if err := d.add(&sum, expiry); err != nil {
+				if err := d.add(&sum, expiry, sourceRevoke); err != nil {
 					log.Printf("tokenrevocation: bench preload: %v", err)
 					return
 				}

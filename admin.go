@@ -1,0 +1,366 @@
+package tokenrevocation
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The admin API (adminPath): incident response without waiting for a
+// client to call the revoke endpoint. Every call needs
+// "Authorization: Bearer <adminToken>" (or the content of adminTokenFile),
+// compared in constant time; every call is answered by the edge, never the
+// upstream. Each operation is replicated through Redis, kept in
+// persistPath, audited and counted like any other change:
+//
+//	POST   {adminPath}/revoke    {"token"|"digest", "expiresAt"|"ttl"}
+//	POST   {adminPath}/lookup    {"token"|"digest"}
+//	POST   {adminPath}/unrevoke  {"token"|"digest"}
+//	GET    {adminPath}/export    NDJSON {"digest","expiresAt"} lines
+//	POST   {adminPath}/import    NDJSON {"digest","expiresAt"} lines
+//	GET    {adminPath}/rules
+//	POST   {adminPath}/rules     {"sid"|"sub"|"claim"+"digest", "loggedOutAt", "expiresAt"|"ttl"}
+//	DELETE {adminPath}/rules     {"sid"|"sub"|"claim"+"digest"}
+
+// Admin operations and outcomes, for the metrics.
+const (
+	adminRevoke = iota
+	adminLookup
+	adminUnrevoke
+	adminExport
+	adminImport
+	adminRules
+	adminOps
+)
+
+const (
+	adminOK = iota
+	adminUnauthorized
+	adminBadRequest
+	adminOutcomes
+)
+
+var (
+	adminOpNames      = [adminOps]string{"revoke", "lookup", "unrevoke", "export", "import", "rules"}
+	adminOutcomeNames = [adminOutcomes]string{"ok", "unauthorized", "bad_request"}
+)
+
+// maxImportLine bounds one line of an import.
+const maxImportLine = 4096
+
+// An adminRequest is the JSON body of the admin operations; each reads the
+// fields it needs.
+type adminRequest struct {
+	Token       string `json:"token"`
+	Digest      string `json:"digest"`
+	ExpiresAt   string `json:"expiresAt"`
+	TTL         string `json:"ttl"`
+	SID         string `json:"sid"`
+	Sub         string `json:"sub"`
+	Claim       string `json:"claim"`
+	LoggedOutAt string `json:"loggedOutAt"`
+}
+
+// serveAdmin answers every request under adminPath.
+func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
+	d := m.list
+	op := strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, m.settings.admin.path), "/")
+	index := -1
+	for i, name := range adminOpNames {
+		if op == name {
+			index = i
+		}
+	}
+	if !m.adminAuthorized(req) {
+		if index >= 0 {
+			atomic.AddInt64(&d.adminCalls[index][adminUnauthorized], 1)
+		}
+		d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
+		rw.Header().Set("WWW-Authenticate", `Bearer realm="`+m.settings.realm+`-admin"`)
+		writeError(rw, http.StatusUnauthorized, "invalid_token", "The admin API needs Authorization: Bearer <adminToken>")
+		return
+	}
+	if index < 0 {
+		writeError(rw, http.StatusNotFound, "invalid_request", "Unknown admin operation; use revoke, lookup, unrevoke, export, import or rules")
+		return
+	}
+	status, body, digest := m.adminOperation(rw, req, index)
+	outcome := adminOK
+	if status >= 400 {
+		outcome = adminBadRequest
+	}
+	atomic.AddInt64(&d.adminCalls[index][outcome], 1)
+	d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
+	if body != nil {
+		writeJSON(rw, status, body)
+	}
+}
+
+// adminOperation runs one operation. It returns the status and JSON body
+// to answer (a nil body: already answered) and the digest prefix to audit.
+func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, op int) (int, []byte, string) {
+	d := m.list
+	switch {
+	case op == adminExport && req.Method == http.MethodGet:
+		m.adminExport(rw)
+		return http.StatusOK, nil, ""
+	case op == adminImport && req.Method == http.MethodPost:
+		return m.adminImport(req)
+	case op == adminRules && req.Method == http.MethodGet:
+		return http.StatusOK, mustJSON(map[string]interface{}{"rules": d.rules.list()}), ""
+	case op == adminExport || op == adminImport || (op != adminRules && req.Method != http.MethodPost) ||
+		(op == adminRules && req.Method != http.MethodPost && req.Method != http.MethodDelete):
+		return http.StatusMethodNotAllowed, errorBody("invalid_request", "Method not allowed for this admin operation"), ""
+	}
+	var in adminRequest
+	body, err := io.ReadAll(io.LimitReader(req.Body, m.settings.maxBodyBytes+1))
+	if err != nil || int64(len(body)) > m.settings.maxBodyBytes || json.Unmarshal(body, &in) != nil {
+		return http.StatusBadRequest, errorBody("invalid_request", "The body must be a JSON object of at most maxBodyBytes"), ""
+	}
+	if op == adminRules {
+		return m.adminRule(req, &in)
+	}
+	digest, err := in.digest()
+	if err != nil {
+		return http.StatusBadRequest, errorBody("invalid_request", err.Error()), ""
+	}
+	prefix := digestPrefix(&digest)
+	switch op {
+	case adminRevoke:
+		expiry, err := m.adminExpiry(&in)
+		if err != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), prefix
+		}
+		held := d.has(&digest)
+		if err := d.add(&digest, expiry, sourceAdmin); err != nil {
+			log.Printf("tokenrevocation: ERROR an admin revocation was enforced but not persisted: %v", err)
+		}
+		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "recorded": !held, "expiresAt": expiry.UTC().Format(time.RFC3339)}), prefix
+	case adminLookup:
+		out := map[string]interface{}{"digest": prefix, "revoked": false}
+		if expiry, source, ok := d.entry(&digest); ok {
+			out["revoked"], out["expiresAt"], out["source"] = true, expiry.UTC().Format(time.RFC3339), sourceNames[source]
+		}
+		if in.Token != "" && d.rules.rejects(in.Token, m.settings.sessionClaim) {
+			out["loggedOut"] = true
+		}
+		return http.StatusOK, mustJSON(out), prefix
+	default: // adminUnrevoke
+		held, err := d.unrevoke(&digest)
+		if err != nil {
+			logTombstoneError(err)
+		}
+		d.emit(&auditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
+		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "unrevoked": held}), prefix
+	}
+}
+
+// adminAuthorized compares the bearer credential with the admin secret in
+// constant time (digests of both, so that not even the length leaks).
+func (m *middleware) adminAuthorized(req *http.Request) bool {
+	secret := m.settings.admin.token
+	if file := m.settings.admin.tokenFile; file != "" {
+		// Read on every call, so that a rotated Kubernetes secret applies.
+		b, err := os.ReadFile(file) //nolint:gosec // the operator's adminTokenFile
+		if err != nil {
+			log.Printf("tokenrevocation: ERROR reading adminTokenFile: %v", err)
+			return false
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	given := bearerToken(req.Header.Get("Authorization"))
+	if secret == "" || given == "" {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// digest is the request's token digest: of "token", or "digest" as 64 hex.
+func (in *adminRequest) digest() ([sha256.Size]byte, error) {
+	var digest [sha256.Size]byte
+	switch {
+	case in.Token != "" && in.Digest != "":
+		return digest, fmt.Errorf("give token or digest, not both")
+	case in.Token != "":
+		return sha256.Sum256([]byte(in.Token)), nil
+	case len(in.Digest) == 2*sha256.Size:
+		if _, err := hex.Decode(digest[:], []byte(strings.ToLower(in.Digest))); err == nil {
+			return digest, nil
+		}
+	}
+	return digest, fmt.Errorf("give token, or digest as the 64 hex characters of the token's SHA-256")
+}
+
+// adminExpiry is when an admin revocation ends: expiresAt, else now + ttl,
+// else the revoke endpoint's rule for the token (a JWT's exp, else the
+// longer TTL), else maxTTL; never past maxTTL.
+func (m *middleware) adminExpiry(in *adminRequest) (time.Time, error) {
+	now := m.list.now()
+	limit := now.Add(m.settings.maxTTL)
+	var expiry time.Time
+	switch {
+	case in.ExpiresAt != "" && in.TTL != "":
+		return expiry, fmt.Errorf("give expiresAt or ttl, not both")
+	case in.ExpiresAt != "":
+		t, err := time.Parse(time.RFC3339, in.ExpiresAt)
+		if err != nil || !t.After(now) {
+			return expiry, fmt.Errorf("expiresAt must be an RFC 3339 time in the future")
+		}
+		expiry = t
+	case in.TTL != "":
+		ttl, err := time.ParseDuration(in.TTL)
+		if err != nil || ttl <= 0 {
+			return expiry, fmt.Errorf("ttl must be a duration above zero such as 1h")
+		}
+		expiry = now.Add(ttl)
+	case in.Token != "":
+		expiry = m.expiryFor(in.Token, "")
+	default:
+		expiry = limit
+	}
+	if expiry.After(limit) {
+		expiry = limit
+	}
+	return expiry, nil
+}
+
+// adminExport streams every live revocation as NDJSON.
+func (m *middleware) adminExport(rw http.ResponseWriter) {
+	rw.Header().Set("Content-Type", "application/x-ndjson")
+	rw.Header().Set("Cache-Control", "no-store")
+	rw.WriteHeader(http.StatusOK)
+	w := bufio.NewWriterSize(rw, 64<<10)
+	m.list.each(func(digest []byte, expiry int64) {
+		fmt.Fprintf(w, `{"digest":"%s","expiresAt":"%s"}`+"\n", hex.EncodeToString(digest), time.Unix(0, expiry).UTC().Format(time.RFC3339Nano))
+	})
+	_ = w.Flush()
+}
+
+// adminImport records each NDJSON line as an admin revocation.
+func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
+	d := m.list
+	scanner := bufio.NewScanner(req.Body)
+	scanner.Buffer(make([]byte, maxImportLine), maxImportLine)
+	imported, skipped, line := 0, 0, 0
+	limit := d.now().Add(m.settings.maxTTL)
+	for scanner.Scan() {
+		line++
+		text := strings.TrimSpace(scanner.Text())
+		if text == "" {
+			continue
+		}
+		var in adminRequest
+		if json.Unmarshal([]byte(text), &in) != nil || in.Token != "" {
+			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\":...,\"expiresAt\":...}", line)), ""
+		}
+		digest, err := in.digest()
+		expiry, terr := time.Parse(time.RFC3339Nano, in.ExpiresAt)
+		if err != nil || terr != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\":...,\"expiresAt\":...}", line)), ""
+		}
+		if expiry.After(limit) {
+			expiry = limit
+		}
+		if !expiry.After(d.now()) || d.has(&digest) {
+			skipped++
+			continue
+		}
+		if err := d.add(&digest, expiry, sourceAdmin); err != nil {
+			log.Printf("tokenrevocation: ERROR an imported revocation was enforced but not persisted: %v", err)
+		}
+		imported++
+	}
+	if err := scanner.Err(); err != nil {
+		return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("after line %d: %v", line, err)), ""
+	}
+	return http.StatusOK, mustJSON(map[string]int{"imported": imported, "skipped": skipped}), ""
+}
+
+// adminRule adds (POST) or deletes (DELETE) a session or subject rule,
+// as a logout record: replicated, persisted and applied like one.
+func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte, string) {
+	d := m.list
+	rec := &logoutRecord{}
+	var digest [sha256.Size]byte
+	claim := in.Claim
+	switch {
+	case in.SID != "" && in.Sub == "" && in.Digest == "":
+		claim, digest = "sid", sha256.Sum256([]byte(in.SID))
+	case in.Sub != "" && in.SID == "" && in.Digest == "":
+		claim, digest = "sub", sha256.Sum256([]byte(in.Sub))
+	case (claim == "sid" || claim == "sub") && len(in.Digest) == 2*sha256.Size && in.SID == "" && in.Sub == "":
+		if _, err := hex.Decode(digest[:], []byte(strings.ToLower(in.Digest))); err != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", "digest must be 64 hex characters"), ""
+		}
+	default:
+		return http.StatusBadRequest, errorBody("invalid_request", `give one of "sid", "sub", or "claim" (sid or sub) with "digest"`), ""
+	}
+	if claim == "sid" {
+		rec.flags, rec.sid = logoutRuleSID|logoutGrantsSID, digest
+	} else {
+		rec.flags, rec.sub = logoutRuleSub|logoutGrantsSub, digest
+	}
+	now := d.now()
+	rec.at = now.UnixNano()
+	if in.LoggedOutAt != "" {
+		t, err := time.Parse(time.RFC3339, in.LoggedOutAt)
+		if err != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", "loggedOutAt must be an RFC 3339 time"), ""
+		}
+		rec.at = t.UnixNano()
+	}
+	ttl := m.settings.maxTTL
+	if m.settings.logout != nil {
+		ttl = m.settings.logout.ruleTTL
+	}
+	rec.expiry = rec.at + int64(ttl)
+	if in.ExpiresAt != "" || in.TTL != "" {
+		expiry, err := m.adminExpiry(in)
+		if err != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), ""
+		}
+		rec.expiry = expiry.UnixNano()
+	}
+	if m.settings.logout != nil && m.settings.logout.includeOffline {
+		rec.flags |= logoutOffline
+	}
+	// A jti of its own, so that the record's replay memory never matches a
+	// provider's logout token.
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	rec.jti = sha256.Sum256(append([]byte("admin\n"), nonce[:]...))
+	if req.Method == http.MethodDelete {
+		rec.flags = rec.flags&(logoutRuleSID|logoutRuleSub) | logoutDelete
+	}
+	if err := d.logout(rec); err != nil {
+		log.Printf("tokenrevocation: ERROR an admin rule change was applied but not persisted: %v", err)
+	}
+	prefix := hex.EncodeToString(digest[:4])
+	out := map[string]interface{}{"claim": claim, "digest": hex.EncodeToString(digest[:]), "deleted": req.Method == http.MethodDelete}
+	if req.Method != http.MethodDelete {
+		out["loggedOutAt"] = time.Unix(0, rec.at).UTC().Format(time.RFC3339)
+		out["expiresAt"] = time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)
+	}
+	return http.StatusOK, mustJSON(out), prefix
+}
+
+// mustJSON encodes v, which is always encodable.
+func mustJSON(v interface{}) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return errorBody("server_error", "internal error")
+	}
+	return b
+}

@@ -1,0 +1,87 @@
+package tokenrevocation
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// scrape returns the metrics exposition of m.
+func scrape(t *testing.T, m http.Handler) string {
+	t.Helper()
+	rw := serve(m, httptest.NewRequest(http.MethodGet, "/_metrics", nil))
+	if rw.Code != 200 || !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("scrape: %d %q", rw.Code, rw.Header().Get("Content-Type"))
+	}
+	return rw.Body.String()
+}
+
+// sample returns the value of the series line that starts with prefix.
+func sample(t *testing.T, text, prefix string) string {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, prefix+" ") {
+			return strings.TrimPrefix(line, prefix+" ")
+		}
+	}
+	t.Fatalf("no series %s in:\n%s", prefix, text)
+	return ""
+}
+
+func TestMetricsCountWhatHappens(t *testing.T) {
+	// given an edge with metrics on
+	stub := &identityStub{}
+	m := adminMiddleware(t, stub, nil)
+	name := m.list.name
+	series := func(metric, label string) string {
+		return metric + `{denylist="` + name + `"` + label + `}`
+	}
+
+	// when a token is revoked, then used, and an admin revokes another
+	revoke(t, m, "metric-token", "")
+	status(m, "metric-token")
+	admin(m, http.MethodPost, "revoke", testAdminToken, `{"token":"other"}`)
+	admin(m, http.MethodPost, "lookup", "wrong-secret-0123456789", `{"token":"other"}`)
+	stub.queue("a", "", "")
+	tokenRequest(m, "grant_type=refresh_token&refresh_token=metric-token")
+	text := scrape(t, m)
+
+	// then the counters show it
+	for _, c := range []struct{ series, want string }{
+		{series("tokenrevocation_revocations_total", `,source="revoke_endpoint"`), "1"},
+		{series("tokenrevocation_revocations_total", `,source="admin"`), "1"},
+		{series("tokenrevocation_revocations_total", `,source="redis"`), "0"},
+		{series("tokenrevocation_rejected_requests_total", `,reason="revoked_token"`), "1"},
+		{series("tokenrevocation_rejected_requests_total", `,reason="refresh_grant"`), "1"},
+		{series("tokenrevocation_admin_requests_total", `,operation="revoke",outcome="ok"`), "1"},
+		{series("tokenrevocation_admin_requests_total", `,operation="lookup",outcome="unauthorized"`), "1"},
+		{series("tokenrevocation_entries", ""), "2"},
+		{series("tokenrevocation_ready", ""), "1"},
+	} {
+		if got := sample(t, text, c.series); got != c.want {
+			t.Errorf("%s = %s, want %s", c.series, got, c.want)
+		}
+	}
+	// and every family is announced once, with HELP and TYPE
+	for _, f := range metricFamilies {
+		if strings.Count(text, "# TYPE "+f.name+" ") != 1 || strings.Count(text, "# HELP "+f.name+" ") != 1 {
+			t.Errorf("%s: HELP/TYPE not exactly once", f.name)
+		}
+		if (f.typ == "counter") != strings.HasSuffix(f.name, "_total") {
+			t.Errorf("%s: counters and only counters end in _total", f.name)
+		}
+	}
+	// and the metrics path never reaches the upstream, with or without a token
+	req := httptest.NewRequest(http.MethodGet, "/_metrics", nil)
+	req.Header.Set("Authorization", "Bearer whatever")
+	if rw := serve(m, req); rw.Code != 200 || !strings.Contains(rw.Body.String(), "# TYPE") {
+		t.Fatalf("metrics with a bearer token: %d", rw.Code)
+	}
+}
+
+func TestMetricsLabelEscaping(t *testing.T) {
+	if got := escapeLabel("a\"b\\c\nd"); got != `a\"b\\c\nd` {
+		t.Fatalf("escapeLabel: %s", got)
+	}
+}
