@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs besides Go on a Debian or Ubuntu machine:
 # make, git, gcc (cgo, for the Ory Hydra build), redis-server (the Redis
-# tests start their own servers) and wrk (make bench). It installs only what
-# is missing, with apt-get, as root or through sudo. `make test` runs it.
+# tests start their own servers), wrk (make bench) and promtool (Debian's
+# prometheus package; the e2e tests check and unit-test examples/prometheus).
+# It installs only what is missing, with apt-get, as root or through sudo.
+# `make test` runs it.
 set -euo pipefail
 
 need=()
-for pair in make:make git:git gcc:gcc redis-server:redis-server wrk:wrk; do
+for pair in make:make git:git gcc:gcc redis-server:redis-server wrk:wrk promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -24,4 +26,9 @@ export DEBIAN_FRONTEND=noninteractive
 # servers on free ports and need none.
 if [[ " ${need[*]} " == *" redis-server "* ]]; then
   ("${sudo[@]}" service redis-server stop || true) >/dev/null 2>&1
+fi
+# Likewise Debian's prometheus package starts a system Prometheus on 9090;
+# only its promtool is needed.
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+  ("${sudo[@]}" service prometheus stop || true) >/dev/null 2>&1
 fi
