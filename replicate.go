@@ -302,8 +302,12 @@ func (r *replicator) readLoop() {
 		if last != "" {
 			lastID = last
 		}
-		if last != "" {
+		switch {
+		case last != "":
 			r.noteLag(last)
+		case caughtUp:
+			// A blocking read that returned nothing: in sync.
+			atomic.StoreInt64(&r.list.syncLagNs, 0)
 		}
 		// Records apply in stream order where it matters: a tombstone
 		// cancels the revocations before it, not those after it.
