@@ -220,7 +220,7 @@ func run(o options) error {
 	stats := preloadStats(preloadLog)
 
 	fmt.Printf("throughput: Traefik with %d entries in the in-memory and in the Redis-backed denylist\n", o.preload)
-	t, err := start(o.preload, "bench,bench-redis,bench-rules")
+	t, err := start(o.preload, "bench,bench-redis")
 	if err != nil {
 		return err
 	}
