@@ -113,6 +113,7 @@ func run(o options) error {
 		"BackendURL": "http://" + backend.Addr().String(),
 		"AuthURL":    "http://" + auth.Addr().String(),
 		"RedisAddr":  redis.Addr(),
+		"AuditLog":   filepath.Join(redisDir, "audit.log"),
 	})
 	if err != nil {
 		return err
@@ -179,6 +180,8 @@ func run(o options) error {
 		{name: "(b) with Redis replication on", path: "/redis/x", header: "Authorization: Bearer " + unknown},
 		{name: "(e) plugin, query string, no token", path: "/plugin/x?page=2&sort=name"},
 		{name: fmt.Sprintf("(d) plugin, unknown JWT bearer, %d logout rules", o.rules), path: "/rules/x", header: "Authorization: Bearer " + sessionJWT("bench-session-unknown", time.Now())},
+		{name: "(a) with metricsPath, adminPath and auditLog on", path: "/ops/x"},
+		{name: "(b) with metricsPath, adminPath and auditLog on", path: "/ops/x", header: "Authorization: Bearer " + unknown},
 	}
 	// A token of a logged-out session, to check that the rules are live.
 	loggedOut := "Authorization: Bearer " + sessionJWT("bench-session-7", time.Now().Add(-time.Hour))
@@ -236,7 +239,7 @@ func run(o options) error {
 	for _, c := range []struct {
 		s    *setup
 		want int
-	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}, {setups[7], 200}, {setups[8], 200}} {
+	}{{setups[0], 200}, {setups[1], 200}, {setups[2], 200}, {setups[3], 200}, {setups[4], 401}, {setups[5], 200}, {setups[6], 200}, {setups[7], 200}, {setups[8], 200}, {setups[9], 200}, {setups[10], 200}} {
 		if got := status(t.URL+c.s.path, c.s.header); got != c.want {
 			return fmt.Errorf("%s answered %d, not %d", c.s.name, got, c.want)
 		}
@@ -587,6 +590,8 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 	fmt.Fprintf(&b, "| (b) with Redis within 2%% of (b) in memory | %.3f | %s |\n", withRedis/bb, check(withRedis/bb >= 0.98))
 	cpu := func(i int) float64 { return float64(med[setups[i].name].cpuPerReq) }
 	fmt.Fprintf(&b, "| (d) ≥ 0.75 of no-op by CPU per request | %.2f | %s |\n", cpu(1)/cpu(8), check(cpu(1)/cpu(8) >= 0.75))
+	fmt.Fprintf(&b, "| (a) with metrics, admin and audit on within 3%% of (a), CPU per request | %.3f | %s |\n", cpu(9)/cpu(2), check(cpu(9)/cpu(2) <= 1.03))
+	fmt.Fprintf(&b, "| (b) with metrics, admin and audit on within 3%% of (b), CPU per request | %.3f | %s |\n", cpu(10)/cpu(3), check(cpu(10)/cpu(3) <= 1.03))
 	fmt.Fprintf(&b, "| ≤ 100 bytes RSS per entry (idle) | %.0f | %s |\n", perEntry, check(perEntry <= 100))
 	fmt.Fprintf(&b, "| %d entries loaded in ≤ 10 s | %.1f s | %s |\n", o.preload, float64(loadMs)/1000, check(loadMs <= 10000))
 	return b.String()
