@@ -149,3 +149,19 @@ func (d *denylist) auditRevocation(rec *revocation, who *revokeInfo) {
 type revokeInfo struct {
 	client, hint string
 }
+
+// auditLogout records a logout, or an admin rule change, applied here.
+func (d *denylist) auditLogout(rec *logoutRecord) {
+	if d.auditor() == nil {
+		return
+	}
+	ev := &auditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.sid),
+		ExpiresAt: time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)}
+	if rec.flags&logoutRuleSub != 0 && rec.flags&logoutRuleSID == 0 {
+		ev.Reason, ev.Digest = "sub", digestPrefix(&rec.sub)
+	}
+	if rec.flags&logoutDelete != 0 {
+		ev.Event = "rule_deleted"
+	}
+	d.emit(ev)
+}

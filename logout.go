@@ -215,6 +215,7 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 // the record itself, persisted and replicated.
 func (d *denylist) logout(rec *logoutRecord) error {
 	d.rules.add(rec, rec.flags&logoutDelete == 0)
+	d.auditLogout(rec)
 	var err error
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {

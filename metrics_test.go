@@ -1,6 +1,7 @@
 package tokenrevocation
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,5 +84,34 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 func TestMetricsLabelEscaping(t *testing.T) {
 	if got := escapeLabel("a\"b\\c\nd"); got != `a\"b\\c\nd` {
 		t.Fatalf("escapeLabel: %s", got)
+	}
+}
+
+func TestMetricsSurviveAReload(t *testing.T) {
+	// given a middleware of a shared denylist that counted a revocation
+	cfg := CreateConfig()
+	cfg.CacheSizeMB = 1
+	cfg.MetricsPath = "/_metrics"
+	name := uniqueName(t)
+	first, err := New(context.Background(), &upstream{}, cfg, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		registryMu.Lock()
+		delete(registry, name)
+		registryMu.Unlock()
+		first.(*middleware).list.close()
+	})
+	revoke(t, first, "reload-token", "")
+	// when Traefik reloads its configuration (New again, same name)
+	second, err := New(context.Background(), &upstream{}, cfg, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// then the new instance reports the same counters
+	text := scrape(t, second)
+	if got := sample(t, text, `tokenrevocation_revocations_total{denylist="`+name+`",source="revoke_endpoint"}`); got != "1" {
+		t.Fatalf("after a reload the counter reads %s", got)
 	}
 }
