@@ -271,7 +271,7 @@ func (rec *logoutRecord) grantsSub() *[sha256.Size]byte {
 
 // revokeIfLoggedOut revokes a new grant of a session or subject a live
 // logout rule covers: an authorization code issued before the logout and
-// redeemed after it (Ory Hydra still honours it) carries the dead session's
+// redeemed after it (Ory Hydra still honors it) carries the dead session's
 // sid. The tokens of a refresh grant are not checked: an offline_access
 // grant survives a logout by design.
 func (d *denylist) revokeIfLoggedOut(rec *grantRecord, includeOffline bool) {
