@@ -270,3 +270,23 @@ func (rec *logoutRecord) grantsSub() *[sha256.Size]byte {
 	}
 	return &rec.sub
 }
+
+// revokeIfLoggedOut revokes a new grant of a session or subject a live
+// logout rule covers: an authorization code issued before the logout and
+// redeemed after it (Ory Hydra still honors it) carries the dead session's
+// sid. The tokens of a refresh grant are not checked: an offline_access
+// grant survives a logout by design.
+func (d *denylist) revokeIfLoggedOut(rec *grantRecord, includeOffline bool) {
+	if !d.rules.covers(&rec.sid, &rec.sub) {
+		return
+	}
+	for i := range rec.tokens {
+		t := rec.tokens[i]
+		if t.refresh && rec.offline && !includeOffline {
+			continue
+		}
+		if err := d.add(&t.digest, time.Unix(0, t.expiry), sourceLogout); err != nil {
+			log.Printf("tokenrevocation: ERROR a logged-out session's new grant was enforced but not persisted: %v", err)
+		}
+	}
+}

@@ -695,3 +695,27 @@ func TestLogoutFromAnotherReplicaRevokesFamiliesKnownHere(t *testing.T) {
 		t.Fatalf("want the access and refresh tokens recorded and one logout: %+v", st)
 	}
 }
+
+func TestLogoutCatchesACodeRedeemedAfterIt(t *testing.T) {
+	// given a logged-out session
+	p := newProvider(t)
+	stub := &identityStub{}
+	m := logoutMiddleware(t, stub, p, nil, func(c *Config) { c.TrackGrants = true })
+	if rw := postLogout(m, p.logoutToken(time.Now(), false, nil)); rw.Code != 200 {
+		t.Fatalf("logout: %d %s", rw.Code, rw.Body)
+	}
+	// when a code of that session, issued before the logout, is redeemed
+	// after it, and the provider still answers with the session's tokens
+	stub.queueScoped("late-access", "late-refresh", idToken("session-1", "alice"), "openid offline")
+	stub.queueScoped("other-access", "other-refresh", idToken("session-2", "alice"), "openid offline")
+	tokenRequest(m, "grant_type=authorization_code&code=late")
+	tokenRequest(m, "grant_type=authorization_code&code=other")
+	// then the new grant's tokens are rejected, another session's are not
+	if status(m, "late-access") != 401 || status(m, "other-access") != 200 {
+		t.Fatalf("late grant: %d, other session: %d", status(m, "late-access"), status(m, "other-access"))
+	}
+	stub.queue("x", "", "")
+	if got := tokenRequest(m, "grant_type=refresh_token&refresh_token=late-refresh").Code; got != 400 {
+		t.Fatalf("the late grant's refresh token: %d, want 400", got)
+	}
+}

@@ -247,3 +247,25 @@ func (r *ruleStore) list() []ruleView {
 	}
 	return out
 }
+
+// covers reports whether a live rule names the session sid or the subject
+// sub (zero digests name nothing).
+func (r *ruleStore) covers(sid, sub *[sha256.Size]byte) bool {
+	if atomic.LoadInt32(&r.live) == 0 {
+		return false
+	}
+	now := r.now().UnixNano()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if *sid != ([sha256.Size]byte{}) {
+		if ru, ok := r.sid[string(sid[:])]; ok && ru.expiry > now {
+			return true
+		}
+	}
+	if *sub != ([sha256.Size]byte{}) {
+		if ru, ok := r.sub[string(sub[:])]; ok && ru.expiry > now {
+			return true
+		}
+	}
+	return false
+}

@@ -112,6 +112,9 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	d.shareGrant(rec)
 	d.revokeIfRevoked(rec)
+	if form.Get("grant_type") != "refresh_token" {
+		d.revokeIfLoggedOut(rec, s.logout != nil && s.logout.includeOffline)
+	}
 	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
 		for i := range previous {
 			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry), sourceGrant); err != nil {

@@ -25,6 +25,11 @@ const hydraRevokePath = "/oauth2/revoke"
 type hydraData struct {
 	HydraURL, APIURL, RedisAddress, PersistPath string
 	RevokeOnRefresh                             bool
+	// BackchannelLogoutPath turns back-channel logout on, for logout
+	// tokens from Issuer to one of Audiences (hydra_logout_test.go).
+	BackchannelLogoutPath, Issuer string
+	Audiences                     []string
+	LogoutOfflineAccess           bool
 }
 
 // hydraEdge is what one strategy's scenarios share: a Hydra, and the

@@ -202,7 +202,32 @@ func startHydra(bin, dir string, o HydraOptions) (*Hydra, error) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	if err := h.createKeys(); err != nil {
+		h.Stop()
+		return nil, err
+	}
 	return h, nil
+}
+
+// createKeys has Hydra create its signing keys, which it does on first use.
+// Its JWKS endpoint creates a missing key set without the lock the signers
+// take: two first fetches at once (two replicas starting) can leave two key
+// pairs in a set, and Hydra then signs JWT access tokens with one and
+// verifies them with the other ("token_signature_mismatch" at
+// introspection). One fetch creates every published set first. New RSA
+// keys take seconds on a busy machine, hence a timeout of its own.
+func (h *Hydra) createKeys() error {
+	client := &http.Client{Timeout: 90 * time.Second}
+	resp, err := client.Get(h.PublicURL + "/.well-known/jwks.json")
+	if err != nil {
+		return fmt.Errorf("harness: Hydra's JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("harness: Hydra's JWKS: %d %s", resp.StatusCode, body)
+	}
+	return nil
 }
 
 // withoutProxyEnv drops the proxy settings from env.
@@ -312,6 +337,18 @@ func (h *Hydra) CreateClient(t testing.TB, o ClientOptions) Client {
 	return c
 }
 
+// SetBackchannelLogout points c's back-channel logout at uri through the
+// admin API (a JSON Patch of the client; its secret is kept), for a client
+// registered before the URI's server was up.
+func (h *Hydra) SetBackchannelLogout(t testing.TB, c Client, uri string, sessionRequired bool) {
+	t.Helper()
+	patch := []map[string]any{
+		{"op": "replace", "path": "/backchannel_logout_uri", "value": uri},
+		{"op": "replace", "path": "/backchannel_logout_session_required", "value": sessionRequired},
+	}
+	h.adminJSON(t, http.MethodPatch, "/admin/clients/"+url.PathEscape(c.ID), patch, http.StatusOK, nil)
+}
+
 // TokenSet is a token endpoint's successful answer.
 type TokenSet struct {
 	AccessToken  string `json:"access_token"`
@@ -412,8 +449,33 @@ type AuthCodeOptions struct {
 	// Subject is who logs in; empty means HydraSubject.
 	Subject string
 	// Remember keeps the login session in Hydra (remember: true on the
-	// login and consent accepts), as a browser login would.
+	// login and consent accepts), as a browser login would. Only a
+	// remembered login session can be revoked by its sid
+	// (RevokeLoginSession), and only that sends back-channel logouts.
 	Remember bool
+	// Browser is the user agent whose cookies carry the login session:
+	// remembered logins through one Browser share one login session (Hydra
+	// skips the later logins), while every Browser has a session of its
+	// own. Nil means a new Browser.
+	Browser *Browser
+	// Scope is the space-separated scopes to ask for; empty means c.Scope.
+	Scope string
+}
+
+// Browser is a headless user agent: a cookie jar, and redirects read, never
+// followed.
+type Browser struct {
+	client *http.Client
+}
+
+// NewBrowser returns a Browser with no cookies.
+func NewBrowser() *Browser {
+	jar, _ := cookiejar.New(nil)
+	return &Browser{client: &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 }
 
 // AuthCode runs the authorization code flow for HydraSubject, see
@@ -424,27 +486,28 @@ func (h *Hydra) AuthCode(t testing.TB, c Client, baseURL string) TokenSet {
 }
 
 // AuthCodeWith runs the authorization code flow headless: it starts at
-// Hydra's /oauth2/auth with c's scope, follows Hydra's redirects with a
-// cookie jar, accepts the login and consent challenges through the admin API
-// (granting every requested scope), stops at c's redirect URI to read the
-// code, and redeems it at baseURL's /oauth2/token (empty: PublicURL).
+// Hydra's /oauth2/auth with o's (or c's) scope, follows Hydra's redirects
+// with o's Browser, accepts the login and consent challenges through the
+// admin API (granting every requested scope), stops at c's redirect URI to
+// read the code, and redeems it at baseURL's /oauth2/token (empty:
+// PublicURL).
 func (h *Hydra) AuthCodeWith(t testing.TB, c Client, baseURL string, o AuthCodeOptions) TokenSet {
 	t.Helper()
 	if o.Subject == "" {
 		o.Subject = HydraSubject
 	}
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	if o.Browser == nil {
+		o.Browser = NewBrowser()
+	}
+	if o.Scope == "" {
+		o.Scope = c.Scope
 	}
 	state := randomString(16)
 	next := h.PublicURL + "/oauth2/auth?" + url.Values{
 		"response_type": {"code"},
 		"client_id":     {c.ID},
 		"redirect_uri":  {c.RedirectURI},
-		"scope":         {c.Scope},
+		"scope":         {o.Scope},
 		"state":         {state},
 		"nonce":         {randomString(16)},
 	}.Encode()
@@ -474,7 +537,7 @@ func (h *Hydra) AuthCodeWith(t testing.TB, c Client, baseURL string, o AuthCodeO
 		if err != nil {
 			t.Fatalf("auth code flow: %v", err)
 		}
-		resp, err := browser.Do(req)
+		resp, err := o.Browser.client.Do(req)
 		if err != nil {
 			t.Fatalf("auth code flow: GET %s: %v", next, err)
 		}
@@ -549,6 +612,31 @@ func (h *Hydra) acceptConsent(t testing.TB, consentChallenge string, o AuthCodeO
 		"remember":                    o.Remember,
 	}, http.StatusOK, &out)
 	return out.RedirectTo, request.LoginSessionID
+}
+
+// RevokeLoginSession revokes the remembered login session sid through the
+// admin API (DELETE /admin/oauth2/auth/sessions/login?sid=...), and fails t
+// unless Hydra answers 204. Hydra then sends a logout token to the
+// back-channel logout URI of every client the session logged in to, each in
+// a goroutine of its own: the deliveries may still be on their way when
+// this returns. Hydra's tokens stay active.
+func (h *Hydra) RevokeLoginSession(t testing.TB, sid string) {
+	t.Helper()
+	if sid == "" {
+		t.Fatal("RevokeLoginSession: no sid")
+	}
+	h.adminJSON(t, http.MethodDelete, "/admin/oauth2/auth/sessions/login?"+url.Values{"sid": {sid}}.Encode(),
+		nil, http.StatusNoContent, nil)
+}
+
+// RevokeSubjectSessions revokes every login session of subject through the
+// admin API (DELETE /admin/oauth2/auth/sessions/login?subject=...), and
+// fails t unless Hydra answers 204. Hydra sends no back-channel logout for
+// these.
+func (h *Hydra) RevokeSubjectSessions(t testing.TB, subject string) {
+	t.Helper()
+	h.adminJSON(t, http.MethodDelete, "/admin/oauth2/auth/sessions/login?"+url.Values{"subject": {subject}}.Encode(),
+		nil, http.StatusNoContent, nil)
 }
 
 // adminJSON sends in (nil: no body) as JSON to the admin API and decodes
