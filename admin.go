@@ -150,7 +150,11 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 	case adminLookup:
 		out := map[string]interface{}{"digest": prefix, "revoked": false}
 		if expiry, source, ok := d.entry(&digest); ok {
-			out["revoked"], out["expiresAt"], out["source"] = true, expiry.UTC().Format(time.RFC3339), sourceNames[source]
+			// One assignment each: Yaegi v0.16.1 can lose a constant in a
+			// multiple assignment that also holds a call.
+			out["revoked"] = true
+			out["expiresAt"] = expiry.UTC().Format(time.RFC3339)
+			out["source"] = sourceNames[source]
 		}
 		if in.Token != "" && d.rules.rejects(in.Token, m.settings.sessionClaim) {
 			out["loggedOut"] = true
@@ -297,9 +301,13 @@ func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte
 	claim := in.Claim
 	switch {
 	case in.SID != "" && in.Sub == "" && in.Digest == "":
-		claim, digest = "sid", sha256.Sum256([]byte(in.SID))
+		// One assignment each: Yaegi v0.16.1 loses the constant of
+		// `claim, digest = "sid", sha256.Sum256(...)`.
+		claim = "sid"
+		digest = sha256.Sum256([]byte(in.SID))
 	case in.Sub != "" && in.SID == "" && in.Digest == "":
-		claim, digest = "sub", sha256.Sum256([]byte(in.Sub))
+		claim = "sub"
+		digest = sha256.Sum256([]byte(in.Sub))
 	case (claim == "sid" || claim == "sub") && len(in.Digest) == 2*sha256.Size && in.SID == "" && in.Sub == "":
 		if _, err := hex.Decode(digest[:], []byte(strings.ToLower(in.Digest))); err != nil {
 			return http.StatusBadRequest, errorBody("invalid_request", "digest must be 64 hex characters"), ""
@@ -308,9 +316,11 @@ func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte
 		return http.StatusBadRequest, errorBody("invalid_request", `give one of "sid", "sub", or "claim" (sid or sub) with "digest"`), ""
 	}
 	if claim == "sid" {
-		rec.flags, rec.sid = logoutRuleSID|logoutGrantsSID, digest
+		rec.flags = logoutRuleSID | logoutGrantsSID
+		rec.sid = digest
 	} else {
-		rec.flags, rec.sub = logoutRuleSub|logoutGrantsSub, digest
+		rec.flags = logoutRuleSub | logoutGrantsSub
+		rec.sub = digest
 	}
 	now := d.now()
 	rec.at = now.UnixNano()

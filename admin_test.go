@@ -67,6 +67,14 @@ func TestAdminNeedsTheSecret(t *testing.T) {
 	if rw := admin(m, http.MethodPost, "nothing", testAdminToken, "{}"); rw.Code != 404 {
 		t.Errorf("unknown operation: %d", rw.Code)
 	}
+	// The admin path itself, with a trailing slash, on the hot path's GET.
+	for _, path := range []string{"/_admin/", "/_admin"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		if rw := serve(m, req); rw.Code != 404 {
+			t.Errorf("GET %s: %d", path, rw.Code)
+		}
+	}
 	if up.calls() != 0 {
 		t.Fatalf("admin requests reached the upstream %d times", up.calls())
 	}
@@ -175,6 +183,11 @@ func TestAdminExportImport(t *testing.T) {
 func TestAdminRules(t *testing.T) {
 	newProvider(t) // the signing keys of accessJWT
 	m := adminMiddleware(t, &upstream{}, nil)
+	session := accessJWT(t, map[string]interface{}{"sub": "alice", "sid": "s-1", "iat": time.Now().Add(-time.Minute).Unix()})
+	rw := admin(m, http.MethodPost, "rules", testAdminToken, `{"sid":"s-1"}`)
+	if rw.Code != 200 || decode(t, rw)["claim"] != "sid" || status(m, session) != 401 {
+		t.Fatalf("sid rule: %d %s, token %d", rw.Code, rw.Body, status(m, session))
+	}
 	token := accessJWT(t, map[string]interface{}{"sub": "mallory", "sid": "s-9", "iat": time.Now().Add(-time.Minute).Unix()})
 	if rw := admin(m, http.MethodPost, "rules", testAdminToken, `{"sub":"mallory"}`); rw.Code != 200 {
 		t.Fatalf("add rule: %d %s", rw.Code, rw.Body)
@@ -184,7 +197,7 @@ func TestAdminRules(t *testing.T) {
 	}
 	list := decode(t, admin(m, http.MethodGet, "rules", testAdminToken, ""))
 	rules, _ := list["rules"].([]interface{})
-	if len(rules) != 1 {
+	if len(rules) != 2 {
 		t.Fatalf("rules: %v", list)
 	}
 	if rw := admin(m, http.MethodDelete, "rules", testAdminToken, `{"sub":"mallory"}`); rw.Code != 200 {

@@ -140,7 +140,8 @@ func (d *denylist) auditRevocation(rec *revocation, who *revokeInfo) {
 	ev := &auditEvent{Event: "revocation", Source: sourceNames[rec.source], Digest: digestPrefix(&rec.digest),
 		ExpiresAt: time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)}
 	if who != nil {
-		ev.Client, ev.Hint = who.client, who.hint
+		ev.Client = who.client
+		ev.Hint = who.hint
 	}
 	d.emit(ev)
 }
@@ -158,7 +159,8 @@ func (d *denylist) auditLogout(rec *logoutRecord) {
 	ev := &auditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.sid),
 		ExpiresAt: time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)}
 	if rec.flags&logoutRuleSub != 0 && rec.flags&logoutRuleSID == 0 {
-		ev.Reason, ev.Digest = "sub", digestPrefix(&rec.sub)
+		ev.Reason = "sub" // one assignment each: see adminRule
+		ev.Digest = digestPrefix(&rec.sub)
 	}
 	if rec.flags&logoutDelete != 0 {
 		ev.Event = "rule_deleted"

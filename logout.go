@@ -64,7 +64,8 @@ var errLogoutRecord = errors.New("malformed logout record")
 
 func (rec *logoutRecord) encode() []byte {
 	buf := make([]byte, logoutRecordSize)
-	buf[0], buf[1] = logoutRecordVersion, rec.flags
+	buf[0] = logoutRecordVersion
+	buf[1] = rec.flags
 	copy(buf[2:], rec.sid[:])
 	copy(buf[2+sha256.Size:], rec.sub[:])
 	copy(buf[2+2*sha256.Size:], rec.jti[:])

@@ -250,7 +250,8 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m.query = s.fromQuery
 	m.metricsPath = s.metricsPath
 	if s.admin != nil {
-		m.adminPath, m.adminPrefix = s.admin.path, s.admin.path+"/"
+		m.adminPath = s.admin.path
+		m.adminPrefix = s.admin.path + "/"
 	}
 	m.intercept = m.metricsPath != "" || m.adminPath != ""
 	m.filter = list.filter
@@ -271,7 +272,7 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 ||
 		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) ||
 		(m.intercept && (req.URL.Path == m.metricsPath || req.URL.Path == m.adminPath ||
-			(len(req.URL.Path) > len(m.adminPrefix) && m.adminPrefix != "" && req.URL.Path[:len(m.adminPrefix)] == m.adminPrefix))) {
+			(len(req.URL.Path) >= len(m.adminPrefix) && m.adminPrefix != "" && req.URL.Path[:len(m.adminPrefix)] == m.adminPrefix))) {
 		m.serveSlow(rw, req)
 		return
 	}
