@@ -143,7 +143,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), prefix
 		}
 		held := d.has(&digest)
-		if err := d.add(&digest, expiry, sourceAdmin); err != nil {
+		if err := d.addKeyed(&digest, keyOf(in.Token), expiry, sourceAdmin); err != nil {
 			log.Printf("tokenrevocation: ERROR an admin revocation was enforced but not persisted: %v", err)
 		}
 		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "recorded": !held, "expiresAt": expiry.UTC().Format(time.RFC3339)}), prefix

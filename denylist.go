@@ -87,6 +87,7 @@ type denylist struct {
 	limiter            *clientLimiter
 	grants             *grantStore
 	rules              *ruleStore
+	pre                *precheck
 
 	// Counters for the metrics (metrics.go), never reset: a reload keeps
 	// the denylist.
@@ -118,6 +119,13 @@ type revocation struct {
 	digest [sha256.Size]byte
 	expiry int64 // Unix nanoseconds
 	source byte
+	keyN   uint8        // the length of key; 0: no pre-check key known (precheck.go)
+	key    [keyLen]byte // the token's pre-check key
+}
+
+// setKey stores a pre-check key in the record.
+func (rec *revocation) setKey(key string) {
+	rec.keyN = uint8(copy(rec.key[:], key))
 }
 
 // Where a revocation or un-revocation was learned, as the metrics, the
@@ -267,8 +275,11 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	}
 	d.grants = newGrantStore(opts.maxGrants, d.now)
 	d.rules = newRuleStore(d.now)
+	d.pre = newPrecheck(d.now)
+	d.rules.onLive = d.pre.setRules
 	d.loadedCh = make(chan struct{})
 	d.closed = make(chan struct{})
+	go d.tickPrecheck()
 	d.startedAt = d.now()
 	d.state = stateReady
 	close(d.loadedCh)
@@ -344,8 +355,15 @@ func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
 }
 
 // add records a revocation learned from source, with no slot reserved for it.
+// Without the token, no pre-check key is known: the pre-check stays open
+// until the revocation expires (precheck.go).
 func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time, source byte) error {
-	return d.addReserved(digest, expiry, -1, source, nil)
+	return d.addReserved(digest, "", expiry, -1, source, nil)
+}
+
+// addKeyed is add with the token's pre-check key (keyOf).
+func (d *denylist) addKeyed(digest *[sha256.Size]byte, key string, expiry time.Time, source byte) error {
+	return d.addReserved(digest, key, expiry, -1, source, nil)
 }
 
 // addReserved records a revocation the identity service confirmed: in
@@ -353,8 +371,9 @@ func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time, source byte)
 // the persistence file and the Redis replication queue when configured. A
 // past expiry, or a digest already revoked, records nothing and frees the
 // reservation.
-func (d *denylist) addReserved(digest *[sha256.Size]byte, expiry time.Time, reserved int, source byte, who *revokeInfo) error {
+func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) error {
 	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source}
+	rec.setKey(key)
 	// A digest already held is not stored again: bigcache never frees an
 	// overwritten entry's slot (it calls no onRemove for it). Two revokes
 	// of one token in flight, or a grant's tokens revoked twice, end here.
@@ -399,6 +418,8 @@ func (d *denylist) putLoaded(rec *revocation, now int64) {
 // put writes rec into lane i, whose slot is already counted, and marks the
 // bitset.
 func (d *denylist) put(rec *revocation, i int) {
+	// The pre-check first: from here on it answers "maybe" for the token.
+	d.pre.add(string(rec.key[:rec.keyN]), rec.expiry)
 	d.set(rec, i)
 	d.markBit(&rec.digest)
 }

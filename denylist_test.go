@@ -150,7 +150,7 @@ func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
 			continue
 		}
 		admitted++
-		if err := d.addReserved(digest, time.Now().Add(time.Hour), lane, sourceRevoke, nil); err != nil {
+		if err := d.addReserved(digest, "", time.Now().Add(time.Hour), lane, sourceRevoke, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

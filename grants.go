@@ -33,6 +33,7 @@ type grantToken struct {
 	digest  [sha256.Size]byte
 	expiry  int64 // Unix nanoseconds
 	refresh bool
+	key     string // the token's pre-check key (precheck.go); "" when unknown
 }
 
 // A grantFamily is the tokens of one grant, and the session and subject of
@@ -70,6 +71,10 @@ const (
 	// Records from before it have no flags: their refresh tokens are
 	// revoked by a logout, the safe way.
 	grantOffline = 1
+	// grantKeys is the flag of a record whose tokens' pre-check keys follow
+	// them, keyLen bytes each (a zero byte first for a key unknown). A
+	// release that does not know it reads the tokens and ignores the rest.
+	grantKeys = 2
 	// maxGrantTokens bounds the tokens of one record.
 	maxGrantTokens = 16
 	// grantSweepEvery spaces out the sweeps of expired families.
@@ -275,7 +280,7 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
 		if tokens[i].digest == *digest || d.has(&tokens[i].digest) {
 			continue
 		}
-		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceGrant); err != nil {
+		if err := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceGrant); err != nil {
 			log.Printf("tokenrevocation: ERROR a revoked grant's token was enforced but not persisted: %v", err)
 		}
 	}
@@ -342,6 +347,15 @@ func (rec *grantRecord) encode() []byte {
 		}
 		buf = append(buf, tok[:]...)
 	}
+	buf[1] |= grantKeys
+	for i := 0; i < n; i++ {
+		var key [1 + keyLen]byte
+		if len(rec.tokens[i].key) == keyLen {
+			key[0] = 1
+			copy(key[1:], rec.tokens[i].key)
+		}
+		buf = append(buf, key[:]...)
+	}
 	return buf
 }
 
@@ -366,6 +380,14 @@ func decodeGrant(buf []byte) (*grantRecord, error) {
 		copy(rec.tokens[i].digest[:], tok[:sha256.Size])
 		rec.tokens[i].expiry = int64(binary.BigEndian.Uint64(tok[sha256.Size:]))
 		rec.tokens[i].refresh = tok[grantTokenSize-1] == 1
+	}
+	keys := buf[grantHeaderSize+n*grantTokenSize:]
+	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+keyLen) {
+		for i := 0; i < n; i++ {
+			if k := keys[i*(1+keyLen):]; k[0] == 1 {
+				rec.tokens[i].key = string(k[1 : 1+keyLen])
+			}
+		}
 	}
 	return rec, nil
 }

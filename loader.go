@@ -60,6 +60,7 @@ func (d *denylist) startLoading(n int) {
 	}
 	d.overlay = &loadSet{index: map[uint64]int32{}, bits: make([]uint64, len(d.filter))}
 	d.staging = 1
+	d.pre.setLoading(true)
 	d.state = stateLoading
 	d.loadingSources = int32(n)
 	d.loadedCh = make(chan struct{})
@@ -114,6 +115,7 @@ func (d *denylist) stage(recs []revocation, source byte) {
 		return
 	}
 	staged := 0
+	fresh := make([]revocation, 0, 1024) // for the pre-check
 	// While staging, nothing else reads the staging bitset: plain writes.
 	// While filling, the live one is read by the hot path: atomic writes.
 	staging := set.bits
@@ -126,6 +128,11 @@ func (d *denylist) stage(recs []revocation, source byte) {
 		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
 			if rec.expiry > set.recs[at].expiry {
 				set.recs[at].expiry = rec.expiry
+				if rec.keyN > 0 {
+					set.recs[at].key, set.recs[at].keyN = rec.key, rec.keyN
+				}
+				// The pre-check must cover the longer life too.
+				fresh = append(fresh, set.recs[at])
 			}
 			continue
 		}
@@ -133,6 +140,11 @@ func (d *denylist) stage(recs []revocation, source byte) {
 		rec.source = source
 		set.recs = append(set.recs, *rec)
 		staged++
+		if len(fresh) == cap(fresh) {
+			d.pre.addBatch(fresh)
+			fresh = fresh[:0]
+		}
+		fresh = append(fresh, *rec)
 		bit := key & d.mask // filterBit, inline
 		if staging != nil {
 			staging[bit>>6] |= uint64(1) << (bit & 63)
@@ -142,6 +154,7 @@ func (d *denylist) stage(recs []revocation, source byte) {
 			orBit(&d.filter[bit>>6], uint64(1)<<(bit&63))
 		}
 	}
+	d.pre.addBatch(fresh)
 	d.mu.Unlock()
 	atomic.AddInt64(&d.loaded, int64(len(recs)))
 	atomic.AddInt64(&d.recorded[source], int64(staged))
@@ -231,6 +244,7 @@ func (d *denylist) finishLoad(state int32) {
 		go d.fill(set)
 	}
 	atomic.StoreInt32(&d.state, state)
+	d.pre.setLoading(false)
 	if previous == stateLoading {
 		d.loadTook = d.now().Sub(d.startedAt)
 		close(d.loadedCh)

@@ -220,7 +220,7 @@ func (d *denylist) logout(rec *logoutRecord) error {
 	var err error
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		if e := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
+		if e := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
 			err = e
 		}
 	}
@@ -252,7 +252,7 @@ func (d *denylist) applyLogout(rec *logoutRecord) {
 	}
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		if err := d.add(&tokens[i].digest, time.Unix(0, tokens[i].expiry), sourceLogout); err != nil {
+		if err := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); err != nil {
 			log.Printf("tokenrevocation: ERROR a logged-out grant's token was enforced but not persisted: %v", err)
 		}
 	}
@@ -286,7 +286,7 @@ func (d *denylist) revokeIfLoggedOut(rec *grantRecord, includeOffline bool) {
 		if t.refresh && rec.offline && !includeOffline {
 			continue
 		}
-		if err := d.add(&t.digest, time.Unix(0, t.expiry), sourceLogout); err != nil {
+		if err := d.addKeyed(&t.digest, t.key, time.Unix(0, t.expiry), sourceLogout); err != nil {
 			log.Printf("tokenrevocation: ERROR a logged-out session's new grant was enforced but not persisted: %v", err)
 		}
 	}

@@ -113,6 +113,11 @@ func (p *persister) rewrite(set *frameSet) error {
 				continue
 			}
 		}
+		if ext.typ == keyRecordType {
+			// A key no longer after its revocation: the revocation, read
+			// without it, keeps the pre-check open; the key is useless.
+			continue
+		}
 		if ext.typ == tombstoneRecordType && ext.version == tombstoneRecordVersion {
 			// Its revocations were left out above; a revocation after it
 			// would be canceled if it were written after them.

@@ -203,6 +203,8 @@ type middleware struct {
 	// a clear bit settles a bearer token.
 	rules     *int32
 	ruleStore *ruleStore
+	// pre is the denylist's pre-check set (precheck.go).
+	pre *atomic.Value
 	// keys are the OpenID provider's keys, when backchannelLogoutPath is set.
 	keys *keySource
 	// intercept is set when metricsPath or adminPath is: the requests to
@@ -245,7 +247,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 }
 
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
-	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live, ruleStore: list.rules}
+	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live, ruleStore: list.rules, pre: &list.pre.cur}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
 	m.metricsPath = s.metricsPath
@@ -280,6 +282,21 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if len(auth) == 0 {
 		m.next.ServeHTTP(rw, req)
 		return
+	}
+	// The pre-check (precheck.go), inline: a bearer token whose last
+	// keyLen characters no revocation has was never revoked. Everything
+	// else, and every "maybe", takes serveBearer's exact path.
+	if v := auth[0]; len(auth) == 1 && len(v) >= 7+keyLen && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
+		if p := m.pre.Load().(*precheckSet); !p.open && p.keys[v[len(v)-keyLen:]] == 0 {
+			if p.delta == nil {
+				m.next.ServeHTTP(rw, req)
+				return
+			}
+			if _, maybe := p.delta.Load(v[len(v)-keyLen:]); !maybe {
+				m.next.ServeHTTP(rw, req)
+				return
+			}
+		}
 	}
 	m.serveBearer(rw, req, auth)
 }

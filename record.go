@@ -36,13 +36,30 @@ const (
 	extensionMarker = 0xFF
 )
 
-// encodeRevocation is the frame of one revocation.
+// encodeRevocation is the frame of one revocation, followed, when its
+// pre-check key is known, by the key's frame.
 func encodeRevocation(rec *revocation) []byte {
-	var buf [frameSize]byte
+	var buf [2 * frameSize]byte
 	copy(buf[:], rec.digest[:])
 	binary.BigEndian.PutUint64(buf[sha256.Size:], uint64(rec.expiry))
+	if rec.keyN != keyLen {
+		return buf[:frameSize]
+	}
+	var payload [keyRecordSize]byte
+	copy(payload[:], rec.key[:])
+	copy(payload[keyLen:], rec.digest[:8])
+	copy(buf[frameSize:], encodeExtension(keyRecordType, keyRecordVersion, payload[:]))
 	return buf[:]
 }
+
+// A key record (type keyRecordType) is a revocation's pre-check key
+// (precheck.go): the key, then the first 8 bytes of the digest, in one
+// extension frame right after the revocation's frame.
+const (
+	keyRecordType    = 4
+	keyRecordVersion = 1
+	keyRecordSize    = keyLen + 8
+)
 
 // An extension is one record of another type than a revocation.
 type extension struct {
@@ -90,7 +107,7 @@ type frameSet struct {
 
 // knownExtension reports whether this release reads records of type typ.
 func knownExtension(typ byte) bool {
-	return typ == grantRecordType || typ == logoutRecordType || typ == tombstoneRecordType
+	return typ == grantRecordType || typ == logoutRecordType || typ == tombstoneRecordType || typ == keyRecordType
 }
 
 // decodeFrames reads the frames of buf. A torn last frame is ignored.
@@ -102,10 +119,22 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 	// byDigest indexes the revocations read so far, from the first
 	// tombstone on: only a file with tombstones pays for it.
 	var byDigest map[[sha256.Size]byte][]int
+	prev := -1 // the revocation the previous frame appended, for its key frame
 	for off := 0; off+frameSize <= len(buf); off += frameSize {
 		expiry := int64(binary.BigEndian.Uint64(buf[off+sha256.Size : off+frameSize]))
 		if expiry <= 0 {
 			frame := buf[off : off+frameSize]
+			if frame[32] == extensionMarker && frame[33] == keyRecordType && frame[34] == keyRecordVersion && frame[36] == 1 {
+				// A revocation's pre-check key: it counts only right after
+				// the revocation whose digest it names (a release that
+				// does not know it may have moved it on a rewrite).
+				if prev >= 0 && frame[37] >= keyRecordSize && string(frame[keyLen:keyLen+8]) == string(set.recs[prev].digest[:8]) {
+					set.recs[prev].setKey(string(frame[:keyLen]))
+				}
+				prev = -1
+				continue
+			}
+			prev = -1
 			if frame[32] != extensionMarker || !knownExtension(frame[33]) {
 				set.extensions = append(set.extensions, frame...)
 				continue
@@ -140,7 +169,10 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			if byDigest != nil {
 				byDigest[rec.digest] = append(byDigest[rec.digest], len(set.recs))
 			}
+			prev = len(set.recs)
 			set.recs = append(set.recs, rec)
+		} else {
+			prev = -1
 		}
 	}
 	if byDigest != nil {

@@ -188,7 +188,13 @@ func (r *replicator) writeLoop() {
 					"x", hex.EncodeToString(encodeTombstone(&batch[i].digest, batch[i].expiry))})
 				continue
 			}
-			cmds = append(cmds, []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)})
+			cmd := []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)}
+			if batch[i].keyN == keyLen {
+				// The pre-check key (precheck.go); the previous release
+				// reads d and e and ignores k.
+				cmd = append(cmd, "k", hex.EncodeToString(batch[i].key[:]))
+			}
+			cmds = append(cmds, cmd)
 		}
 		for i := range exts {
 			// Typed entries (record.go): t and v name the type and version,

@@ -38,7 +38,7 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1, hint: form.Get("token_type_hint")}
+	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1, hint: form.Get("token_type_hint"), key: keyOf(token)}
 	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
 	if !m.admitRevocation(rw, req, form, rec) {
 		return
@@ -217,6 +217,7 @@ type revokeRecorder struct {
 	lane   int
 	client string
 	hint   string
+	key    string // the token's pre-check key
 }
 
 // WriteHeader records the revocation on the first final 2xx status, and
@@ -239,7 +240,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 	case r.known:
 		return
 	case confirmed:
-		if err := d.addReserved(&r.digest, r.expiry, r.lane, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint}); err != nil {
+		if err := d.addReserved(&r.digest, r.key, r.expiry, r.lane, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint}); err != nil {
 			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 		}
 		d.limiter.commit(r.client, r.lane)

@@ -33,6 +33,16 @@ type ruleStore struct {
 	jtis       map[string]int64 // seen logout jtis (jtiDigest) until their expiry
 	nextExpiry int64            // the earliest expiry held; a sweep is due then
 	logouts    int64
+	onLive     func(bool) // told whether any rule is live (the pre-check)
+}
+
+// setLive publishes the count of rules, to the hot path and the pre-check.
+// The caller holds mu.
+func (r *ruleStore) setLive(n int32) {
+	atomic.StoreInt32(&r.live, n)
+	if r.onLive != nil {
+		r.onLive(n > 0)
+	}
 }
 
 // A rule is one logout's cut-off: tokens issued at or before at are
@@ -78,7 +88,7 @@ func (r *ruleStore) add(rec *logoutRecord, counted bool) {
 		if rec.flags&logoutRuleSub != 0 {
 			delete(r.sub, string(rec.sub[:]))
 		}
-		atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+		r.setLive(int32(len(r.sid) + len(r.sub)))
 		return
 	}
 	now := r.now().UnixNano()
@@ -100,7 +110,7 @@ func (r *ruleStore) add(rec *logoutRecord, counted bool) {
 		merge(r.sub, string(rec.sub[:]), rec)
 	}
 	r.due(rec.expiry)
-	atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+	r.setLive(int32(len(r.sid) + len(r.sub)))
 }
 
 // merge keeps, for one claim value, the latest cut-off and expiry.
@@ -145,7 +155,7 @@ func (r *ruleStore) sweep(now int64) {
 			r.due(v)
 		}
 	}
-	atomic.StoreInt32(&r.live, int32(len(r.sid)+len(r.sub)))
+	r.setLive(int32(len(r.sid) + len(r.sub)))
 }
 
 // counts reports the live rules and the logouts applied, sweeping first.

@@ -88,9 +88,12 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			p = start + n + 2
 			// The layout "*4\r\n$1\r\nd\r\n$64\r\n" is checked at the bytes
 			// that tell it from any other: cheaper than a compiled call.
+			// *6 adds the pre-check key: $1 k $16 <hex>.
+			keyed := p+1 < len(buf) && buf[p+1] == '6'
+			rec.keyN = 0
 			if pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
-				buf[p] == '*' && buf[p+1] == '4' && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
+				buf[p] == '*' && (buf[p+1] == '4' || keyed) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
 				buf[p+8] == 'd' && buf[p+11] == '$' && buf[p+12] == '6' && buf[p+13] == '4' && buf[p+14] == '\r' {
 				p += len(revocationLayout)
 				_, err := hex.Decode(rec.digest[:], buf[p:p+2*sha256.Size])
@@ -107,10 +110,23 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					end := p + 2 + m
 					if m > 0 && m < 19 && end+2 <= len(buf) && buf[end] == '\r' {
 						ms, err := strconv.ParseInt(string(buf[p+2:end]), 10, 64)
+						after := end + 2
+						// Then, keyed: $1\r\nk\r\n$16\r\n<16 hex>\r\n.
+						if keyed {
+							k := after + len(keyLayout)
+							if err == nil && k+2*keyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
+								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*keyLen] == '\r' {
+								_, err = hex.Decode(rec.key[:], buf[k:k+2*keyLen])
+								rec.keyN = keyLen
+								after = k + 2*keyLen + 2
+							} else {
+								err = errIncompleteKey
+							}
+						}
 						if err == nil && ms > 0 {
 							rec.expiry = ms * int64(time.Millisecond)
 							recs = append(recs, rec)
-							next = end + 2
+							next = after
 							idStart, idEnd = start, start+n
 						}
 					}
@@ -165,6 +181,10 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 var (
 	revocationLayout = []byte("*4\r\n$1\r\nd\r\n$64\r\n")
 	expiryLayout     = []byte("\r\n$1\r\ne\r\n$")
+	keyLayout        = []byte("$1\r\nk\r\n$16\r\n")
+	// errIncompleteKey sends a keyed entry the fast path cannot read whole
+	// to parseStreamEntry.
+	errIncompleteKey = errors.New("incomplete key")
 )
 
 // arrayHeader reads an array header line and returns its length (-1 for a
@@ -222,6 +242,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 		return framing(p, -1), "", entryMalformed
 	}
 	haveDigest, haveExpiry, typed := false, false, false
+	rec.keyN = 0
 	var typ, version, payload []byte
 	for f := 0; f < fields; f += 2 {
 		n, p = respHeader(buf, p, '$')
@@ -263,6 +284,13 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 			version = value
 		case 'x':
 			payload = value
+		case 'k':
+			rec.keyN = 0
+			if len(value) == 2*keyLen {
+				if _, err := hex.Decode(rec.key[:], value); err == nil {
+					rec.keyN = keyLen
+				}
+			}
 		}
 	}
 	status := entryMalformed

@@ -74,11 +74,11 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	d := m.list
 	now := d.now()
 	rec := &grantRecord{}
-	access := grantToken{digest: sha256.Sum256([]byte(resp.AccessToken))}
+	access := grantToken{digest: sha256.Sum256([]byte(resp.AccessToken)), key: keyOf(resp.AccessToken)}
 	access.expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)
 	rec.tokens = append(rec.tokens, access)
 	if resp.RefreshToken != "" {
-		refresh := grantToken{digest: sha256.Sum256([]byte(resp.RefreshToken)), refresh: true}
+		refresh := grantToken{digest: sha256.Sum256([]byte(resp.RefreshToken)), refresh: true, key: keyOf(resp.RefreshToken)}
 		refresh.expiry = m.issuedExpiry(resp.RefreshToken, "", s.refreshTokenTTL, now)
 		rec.tokens = append(rec.tokens, refresh)
 	}
@@ -89,7 +89,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 		rec.family = d.grants.familyID(&digest)
 		// The presented token stays in the family: revoking it revokes the
 		// family, whether or not the identity service rotated it.
-		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now)})
+		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now), key: keyOf(presented)})
 	case resp.RefreshToken != "":
 		rec.family = rec.tokens[1].digest
 	default:
@@ -117,7 +117,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
 		for i := range previous {
-			if err := d.add(&previous[i].digest, time.Unix(0, previous[i].expiry), sourceGrant); err != nil {
+			if err := d.addKeyed(&previous[i].digest, previous[i].key, time.Unix(0, previous[i].expiry), sourceGrant); err != nil {
 				log.Printf("tokenrevocation: ERROR a refreshed grant's access token was enforced but not persisted: %v", err)
 			}
 		}

@@ -1,0 +1,226 @@
+package tokenrevocation
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The pre-check: the hot path's first question, "was this bearer token
+// ever revoked?", answered by the last keyLen characters of the raw token,
+// with no hashing and no []byte conversion. Under Yaegi a SHA-256 of a
+// 250-byte token through []byte, and every extra interpreted call, cost
+// microseconds; a map index keyed by a slice of the header's string costs a
+// fraction of one.
+//
+// It never says "not revoked" for a revoked token: every revocation either
+// adds its key (the last keyLen characters of the token), or, when its
+// source knows only the digest (a record of the previous release, an admin
+// revocation by digest), holds the pre-check open until that revocation
+// expires. A key present only means "maybe": the request takes the exact
+// path (SHA-256, bitset, bigcache) as before. So a poor key (tokens whose
+// tails are a fixed suffix or a checksum) costs speed, never correctness.
+//
+// Race-free for the hot path: it reads one immutable set through an
+// atomic.Value. Writers add keys to a small sync.Map (delta), which the hot
+// path consults only while it is not empty; a writer folds the delta into
+// a new immutable map once it holds a sixteenth of the base (at least
+// 1024), and the background sweep folds it after at most mergeAfter, so a
+// revoke never copies the map and a bulk load of 1,000,000 builds it once.
+//
+// A key is a short fragment of the token: keyLen characters out of
+// hundreds. It cannot rebuild the token, and a fragment is not a token:
+// presenting it authenticates nothing. It is stored next to the digest in
+// the stream and persistPath so that replicas and restarts keep the
+// pre-check closed.
+
+// keyLen is the length of a pre-check key.
+const keyLen = 8
+
+// mergeAfter bounds how long keys wait in the delta.
+const mergeAfter = time.Minute
+
+// A precheckSet is what the hot path reads.
+type precheckSet struct {
+	keys  map[string]int64 // key: the latest expiry of a revocation with it
+	delta *sync.Map        // keys added since; nil when none
+	open  bool             // cannot settle: loading, a logout rule, or a keyless revocation is live
+}
+
+// A precheck is a denylist's pre-check.
+type precheck struct {
+	now func() time.Time
+	cur atomic.Value // *precheckSet
+
+	mu          sync.Mutex
+	base        map[string]int64
+	delta       *sync.Map
+	deltaN      int
+	deltaSince  int64
+	keylessTill int64 // latest expiry of a live revocation without a key
+	loading     bool
+	loaded      map[string]int64 // the keys bulk-loaded while loading
+	rules       bool
+}
+
+func newPrecheck(now func() time.Time) *precheck {
+	p := &precheck{now: now, base: map[string]int64{}}
+	p.publish()
+	return p
+}
+
+// publish makes the current state the one the hot path reads. The caller
+// holds mu (or owns p).
+func (p *precheck) publish() {
+	open := p.loading || p.rules || p.keylessTill > p.now().UnixNano()
+	p.cur.Store(&precheckSet{keys: p.base, delta: p.delta, open: open})
+}
+
+// keyOf is the pre-check key of a token: its last keyLen characters, or ""
+// for a token too short to take the hot path.
+func keyOf(token string) string {
+	if len(token) < keyLen {
+		return ""
+	}
+	return token[len(token)-keyLen:]
+}
+
+// add records a revocation's key, or, for key "", holds the pre-check open
+// until expiry.
+func (p *precheck) add(key string, expiry int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.addLocked(key, expiry)
+	p.publish()
+}
+
+func (p *precheck) addLocked(key string, expiry int64) {
+	if key == "" {
+		if expiry > p.keylessTill {
+			p.keylessTill = expiry
+		}
+		return
+	}
+	if old, ok := p.base[key]; ok && old >= expiry {
+		return
+	}
+	if p.delta == nil {
+		p.delta = &sync.Map{}
+		p.deltaSince = p.now().UnixNano()
+	}
+	if old, ok := p.delta.Load(key); !ok || old.(int64) < expiry {
+		p.delta.Store(key, expiry)
+		p.deltaN++
+	}
+	if p.deltaN >= 1024 && p.deltaN >= len(p.base)/16 {
+		p.merge()
+	}
+}
+
+// addBatch records many revocations at once. While loading they go into
+// a map of their own, never published until loading ends (one map for a
+// bulk load of any size); afterwards into the delta.
+func (p *precheck) addBatch(recs []revocation) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range recs {
+		rec := &recs[i]
+		if rec.keyN == 0 || !p.loading {
+			p.addLocked(string(rec.key[:rec.keyN]), rec.expiry)
+			continue
+		}
+		key := string(rec.key[:rec.keyN])
+		if p.loaded[key] < rec.expiry {
+			p.loaded[key] = rec.expiry
+		}
+	}
+	p.publish()
+}
+
+// merge folds the delta into a new base map, leaving out expired keys.
+// The caller holds mu.
+func (p *precheck) merge() {
+	now := p.now().UnixNano()
+	next := make(map[string]int64, len(p.base)+p.deltaN)
+	for k, v := range p.base {
+		if v > now {
+			next[k] = v
+		}
+	}
+	if p.delta != nil {
+		p.delta.Range(func(k, v interface{}) bool {
+			key, expiry := k.(string), v.(int64)
+			if expiry > now && next[key] < expiry {
+				next[key] = expiry
+			}
+			return true
+		})
+	}
+	p.base = next
+	p.delta = nil
+	p.deltaN = 0
+}
+
+// setLoading and setRules open or close the pre-check for loading at start
+// and for live logout rules.
+func (p *precheck) setLoading(loading bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if loading && !p.loading {
+		p.loaded = map[string]int64{}
+	}
+	if !loading && p.loading {
+		// The loaded keys join the base: a map of its own before, so
+		// that the hot path never read a map being written.
+		for k, v := range p.base {
+			if p.loaded[k] < v {
+				p.loaded[k] = v
+			}
+		}
+		p.base = p.loaded
+		p.loaded = nil
+	}
+	p.loading = loading
+	p.publish()
+}
+
+func (p *precheck) setRules(live bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rules != live {
+		p.rules = live
+		p.publish()
+	}
+}
+
+// tick folds a delta older than mergeAfter and closes the pre-check once
+// the last keyless revocation has expired; the denylist's sweeper calls it
+// every second.
+func (p *precheck) tick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now().UnixNano()
+	if p.delta != nil && now-p.deltaSince >= int64(mergeAfter) {
+		p.merge()
+		p.publish()
+		return
+	}
+	if set, _ := p.cur.Load().(*precheckSet); set != nil && set.open && !p.loading && !p.rules && p.keylessTill <= now {
+		p.publish()
+	}
+}
+
+// tickPrecheck runs the pre-check's tick every second until the denylist
+// is closed.
+func (d *denylist) tickPrecheck() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.closed:
+			return
+		case <-t.C:
+			d.pre.tick()
+		}
+	}
+}

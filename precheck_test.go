@@ -1,0 +1,254 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"math/rand"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setOf is the pre-check set the hot path reads.
+func setOf(m *middleware) *precheckSet {
+	return m.pre.Load().(*precheckSet)
+}
+
+// randomToken is a token of 8 to 300 characters; with a fixed tail when
+// suffix is set (a checksum or a constant suffix, the pre-check's worst case).
+func randomToken(r *rand.Rand, suffix string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/="
+	n := 8 + r.Intn(293)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.Intn(len(alphabet))]
+	}
+	token := string(b)
+	if suffix != "" && len(token) > len(suffix) {
+		token = token[:len(token)-len(suffix)] + suffix
+	}
+	return token
+}
+
+// TestPrecheckNeverHidesARevocation is a property test: whatever the
+// tokens and their tails, and whichever way a revocation arrives (the revoke
+// endpoint, the admin API, a bulk load with keys; then keyless records of
+// the previous release), every revoked token is rejected and every other
+// passes, first with the pre-check closed, then open.
+func TestPrecheckNeverHidesARevocation(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for _, suffix := range []string{"", "CRC32sum", "==", "_v1"} {
+		t.Run("suffix="+suffix, func(t *testing.T) {
+			m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 100 })
+			revoked := map[string]bool{}
+			var tokens []string
+			for i := 0; i < 600; i++ {
+				tokens = append(tokens, randomToken(r, suffix))
+			}
+			check := func(phase string) {
+				t.Helper()
+				for _, token := range tokens {
+					want := 200
+					if revoked[token] {
+						want = 401
+					}
+					if got := status(m, token); got != want {
+						t.Fatalf("%s: token %q: %d, want %d", phase, token, got, want)
+					}
+				}
+			}
+			expiry := time.Now().Add(time.Hour)
+			var bulk []revocation
+			for i, token := range tokens {
+				digest := sha256.Sum256([]byte(token))
+				switch i % 6 {
+				case 0:
+					revoke(t, m, url.QueryEscape(token), "")
+				case 1:
+					if err := m.list.addKeyed(&digest, keyOf(token), expiry, sourceAdmin); err != nil {
+						t.Fatal(err)
+					}
+				case 2:
+					rec := revocation{digest: digest, expiry: expiry.UnixNano()}
+					rec.setKey(keyOf(token))
+					bulk = append(bulk, rec)
+				default:
+					continue
+				}
+				revoked[token] = true
+			}
+			m.list.stage(bulk, sourceRedis)
+			if setOf(m).open {
+				t.Fatal("the pre-check is open though every revocation had its key")
+			}
+			check("keyed, pre-check closed")
+			for i, token := range tokens {
+				digest := sha256.Sum256([]byte(token))
+				if i%6 == 3 {
+					if err := m.list.add(&digest, expiry, sourceRedis); err != nil {
+						t.Fatal(err)
+					}
+					revoked[token] = true
+				}
+				if i%6 == 4 {
+					m.list.stage([]revocation{{digest: digest, expiry: expiry.UnixNano()}}, sourceFile)
+					revoked[token] = true
+				}
+			}
+			check("with keyless records, pre-check open")
+		})
+	}
+}
+
+func TestPrecheckSettlesUnknownTokens(t *testing.T) {
+	// given revocations that all came with their keys
+	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 100 })
+	for i := 0; i < 3000; i++ {
+		revoke(t, m, "revoked-token-number-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('A'+i/26%26))+string(rune('0'+i/676%10)), "")
+	}
+	// then the pre-check is closed and holds their keys (merged or in the delta)
+	set := setOf(m)
+	if set.open {
+		t.Fatal("the pre-check is open though every revocation had a key")
+	}
+	if len(set.keys) == 0 {
+		t.Fatal("no delta was ever merged")
+	}
+	// and an unknown token is settled by it
+	if k := keyOf("a-token-nobody-revoked"); set.keys[k] != 0 {
+		t.Fatal("unexpected key")
+	}
+	if status(m, "a-token-nobody-revoked") != 200 {
+		t.Fatal("unknown token refused")
+	}
+}
+
+func TestPrecheckOpenWhileKeylessRecordsLive(t *testing.T) {
+	// given a revocation whose source knew only the digest (the previous
+	// release's stream entry, or an admin revocation by digest)
+	clock := newFakeClock()
+	m := newTestMiddleware(t, &upstream{}, clock, nil)
+	digest := sha256.Sum256([]byte("old-release-token"))
+	if err := m.list.add(&digest, clock.now().Add(time.Minute), sourceRedis); err != nil {
+		t.Fatal(err)
+	}
+	// then the pre-check is open, and the token is rejected
+	if !setOf(m).open || status(m, "old-release-token") != 401 {
+		t.Fatal("a keyless revocation is not enforced through an open pre-check")
+	}
+	// when it has expired, then the pre-check closes again
+	clock.advance(time.Minute + time.Second)
+	m.list.pre.tick()
+	if setOf(m).open {
+		t.Fatal("the pre-check stays open after the last keyless revocation expired")
+	}
+}
+
+func TestPrecheckOpenWhileLoadingAndWithRules(t *testing.T) {
+	d := newTestDenylist(t, denylistOptions{})
+	d.startLoading(1)
+	if !d.pre.cur.Load().(*precheckSet).open {
+		t.Fatal("closed while loading")
+	}
+	d.finishLoad(stateReady)
+	if d.pre.cur.Load().(*precheckSet).open {
+		t.Fatal("open after loading")
+	}
+	rec := &logoutRecord{flags: logoutRuleSID, at: time.Now().UnixNano(), expiry: time.Now().Add(time.Hour).UnixNano()}
+	d.rules.add(rec, true)
+	if !d.pre.cur.Load().(*precheckSet).open {
+		t.Fatal("closed while a logout rule is live")
+	}
+}
+
+func TestPrecheckKeysInTheFile(t *testing.T) {
+	// given a file written by this release (keys after their revocations)
+	// and revocations in the previous release's format (no keys)
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), "denylist.bin")
+	first := restartFromFile(t, path, clock)
+	keyed := sha256.Sum256([]byte("keyed-token-0001"))
+	if err := first.addKeyed(&keyed, keyOf("keyed-token-0001"), clock.now().Add(time.Hour), sourceRevoke); err != nil {
+		t.Fatal(err)
+	}
+	// when it restarts, then the key is back and the pre-check is closed
+	second := restartFromFile(t, path, clock)
+	if set := second.pre.cur.Load().(*precheckSet); set.open || set.keys["ken-0001"] == 0 && set.keys[keyOf("keyed-token-0001")] == 0 {
+		t.Fatalf("key not loaded: open %t, %d keys", set.open, len(set.keys))
+	}
+	// and an old-format frame loads keyless: open until it expires
+	old := sha256.Sum256([]byte("old-format-token"))
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write(encodeRevocation(&revocation{digest: old, expiry: clock.now().Add(time.Hour).UnixNano()}))
+	_ = f.Close()
+	third := restartFromFile(t, path, clock)
+	if !third.pre.cur.Load().(*precheckSet).open || !third.has(&old) || !third.has(&keyed) {
+		t.Fatal("an old-format revocation is not kept behind an open pre-check")
+	}
+}
+
+func TestPrecheckKeyFrameOnlyAfterItsRevocation(t *testing.T) {
+	// A key frame moved away from its revocation (a rewrite by a release
+	// that does not know it) attaches to nothing.
+	a := revocation{digest: sha256.Sum256([]byte("a")), expiry: 10}
+	a.setKey("aaaaaaaa")
+	b := revocation{digest: sha256.Sum256([]byte("b")), expiry: 10}
+	frames := encodeRevocation(&a)
+	var file []byte
+	file = append(file, frames[:frameSize]...)   // a's revocation
+	file = append(file, encodeRevocation(&b)...) // b's, keyless
+	file = append(file, frames[frameSize:]...)   // a's key, moved after b
+	set := decodeFrames(file, 0)
+	if len(set.recs) != 2 || set.recs[0].keyN != 0 || set.recs[1].keyN != 0 {
+		t.Fatalf("a moved key frame was attached: %+v", set.recs)
+	}
+	set = decodeFrames(frames, 0)
+	if len(set.recs) != 1 || string(set.recs[0].key[:set.recs[0].keyN]) != "aaaaaaaa" {
+		t.Fatalf("a key frame was not attached: %+v", set.recs)
+	}
+}
+
+func TestPrecheckKeysThroughTheStream(t *testing.T) {
+	// given two replicas, a revocation with its key on A
+	srv := startRedis(t)
+	a, b := newReplica(t, "precheck", srv.addr()), newReplica(t, "precheck", srv.addr())
+	onB := newMiddleware(&upstream{}, grantSettings(t), b)
+	digest := sha256.Sum256([]byte("replicated-token-1"))
+	if err := a.addKeyed(&digest, keyOf("replicated-token-1"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
+		t.Fatal(err)
+	}
+	// then B rejects it with its pre-check closed: the key came along
+	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "replicated-token-1") == 401 }) {
+		t.Fatal("B accepts the token")
+	}
+	if setOf(onB).open {
+		t.Fatal("B's pre-check is open: the key did not come through the stream")
+	}
+	// and an old-format entry (no k) keeps B's pre-check open
+	conn, err := dialRedis(testRedisOptions(srv.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.close()
+	old := sha256.Sum256([]byte("old-entry-token"))
+	if _, err := conn.pipeline([][]string{{"XADD", "test:precheck", "*", "d", hexOf(old[:]), "e", "4102444800000"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "old-entry-token") == 401 }) || !setOf(onB).open {
+		t.Fatal("an old-format entry is not enforced behind an open pre-check")
+	}
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
