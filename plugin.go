@@ -203,6 +203,8 @@ type middleware struct {
 	// a clear bit settles a bearer token.
 	rules     *int32
 	ruleStore *ruleStore
+	// sessionClaim is the settings' session claim path, one field away.
+	sessionClaim []string
 	// pre is the denylist's pre-check set (precheck.go).
 	pre *atomic.Value
 	// keys are the OpenID provider's keys, when backchannelLogoutPath is set.
@@ -250,6 +252,7 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live, ruleStore: list.rules, pre: &list.pre.cur}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
+	m.sessionClaim = s.sessionClaim
 	m.metricsPath = s.metricsPath
 	if s.admin != nil {
 		m.adminPath = s.admin.path
@@ -288,11 +291,12 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	// else, and every "maybe", takes serveBearer's exact path.
 	if v := auth[0]; len(auth) == 1 && len(v) >= 7+keyLen && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
 		if p := m.pre.Load().(*precheckSet); !p.open && p.keys[v[len(v)-keyLen:]] == 0 {
-			if p.delta == nil {
-				m.next.ServeHTTP(rw, req)
-				return
+			maybe := false
+			if p.delta != nil {
+				_, maybe = p.delta.Load(v[len(v)-keyLen:])
 			}
-			if _, maybe := p.delta.Load(v[len(v)-keyLen:]); !maybe {
+			// Never revoked; with logout rules live, it must pass them too.
+			if !maybe && (!p.rules || !m.ruleStore.rejects(v[7:], m.sessionClaim)) {
 				m.next.ServeHTTP(rw, req)
 				return
 			}

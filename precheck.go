@@ -44,7 +44,8 @@ const mergeAfter = time.Minute
 type precheckSet struct {
 	keys  map[string]int64 // key: the latest expiry of a revocation with it
 	delta *sync.Map        // keys added since; nil when none
-	open  bool             // cannot settle: loading, a logout rule, or a keyless revocation is live
+	open  bool             // cannot settle: loading, or a keyless revocation is live
+	rules bool             // logout rules are live: a token the keys settle must pass them too
 }
 
 // A precheck is a denylist's pre-check.
@@ -72,8 +73,8 @@ func newPrecheck(now func() time.Time) *precheck {
 // publish makes the current state the one the hot path reads. The caller
 // holds mu (or owns p).
 func (p *precheck) publish() {
-	open := p.loading || p.rules || p.keylessTill > p.now().UnixNano()
-	p.cur.Store(&precheckSet{keys: p.base, delta: p.delta, open: open})
+	open := p.loading || p.keylessTill > p.now().UnixNano()
+	p.cur.Store(&precheckSet{keys: p.base, delta: p.delta, open: open, rules: p.rules})
 }
 
 // keyOf is the pre-check key of a token: its last keyLen characters, or ""
@@ -205,7 +206,7 @@ func (p *precheck) tick() {
 		p.publish()
 		return
 	}
-	if set, _ := p.cur.Load().(*precheckSet); set != nil && set.open && !p.loading && !p.rules && p.keylessTill <= now {
+	if set, _ := p.cur.Load().(*precheckSet); set != nil && set.open && !p.loading && p.keylessTill <= now {
 		p.publish()
 	}
 }
