@@ -479,13 +479,15 @@ func TestLateReplicaLoadsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// What A wrote is the format written below: d, the hex SHA-256 of the
-	// token, and e, its expiry in Unix ms (the JWT's exp, leeway 0s).
+	// What A wrote is the format written below, which the previous release
+	// wrote: d, the hex SHA-256 of the token, and e, its expiry in Unix ms
+	// (the JWT's exp, leeway 0s); then k, the hex of the token's last 8
+	// characters, the pre-check key, which the previous release ignores.
 	first, err := conn.Do("XRANGE", replicaStream, "-", "+", "COUNT", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10)}
+	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", hex.EncodeToString([]byte(tokens[0][len(tokens[0])-8:]))}
 	if entries, ok := first.([]any); !ok || len(entries) != 1 || !reflect.DeepEqual(entries[0].([]any)[1], wantFields) {
 		t.Fatalf("A's first stream entry: got %v, want fields %v", first, wantFields)
 	}
