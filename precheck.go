@@ -23,10 +23,11 @@ import (
 //
 // Race-free for the hot path: it reads one immutable set through an
 // atomic.Value. Writers add keys to a small sync.Map (delta), which the hot
-// path consults only while it is not empty; a writer folds the delta into
-// a new immutable map once it holds a sixteenth of the base (at least
-// 1024), and the background sweep folds it after at most mergeAfter, so a
-// revoke never copies the map and a bulk load of 1,000,000 builds it once.
+// path consults only while it is not empty; a background tick, every
+// second, folds the delta into a new immutable map once it holds a
+// sixteenth of the base (at least 1024 keys) or is older than mergeAfter.
+// So a revoke never copies the map, the copy holds no lock a revoke waits
+// on, and a bulk load of 1,000,000 at start builds one map.
 //
 // A key is a short fragment of the token: keyLen characters out of
 // hundreds. It cannot rebuild the token, and a fragment is not a token:
@@ -113,9 +114,6 @@ func (p *precheck) addLocked(key string, expiry int64) {
 		p.delta.Store(key, expiry)
 		p.deltaN++
 	}
-	if p.deltaN >= 1024 && p.deltaN >= len(p.base)/16 {
-		p.merge()
-	}
 }
 
 // addBatch records many revocations at once. While loading they go into
@@ -139,27 +137,53 @@ func (p *precheck) addBatch(recs []revocation) {
 }
 
 // merge folds the delta into a new base map, leaving out expired keys.
-// The caller holds mu.
+// The copy, O(n), is made without the lock, so that revocations go on
+// meanwhile (into the same delta, which is read again under the lock at
+// the end); only the swap holds it.
 func (p *precheck) merge() {
+	p.mu.Lock()
+	base, delta := p.base, p.delta
+	p.mu.Unlock()
+	if delta == nil {
+		return
+	}
 	now := p.now().UnixNano()
-	next := make(map[string]int64, len(p.base)+p.deltaN)
-	for k, v := range p.base {
+	next := make(map[string]int64, len(base)+p.deltaCount())
+	for k, v := range base {
 		if v > now {
 			next[k] = v
 		}
 	}
-	if p.delta != nil {
-		p.delta.Range(func(k, v interface{}) bool {
-			key, expiry := k.(string), v.(int64)
-			if expiry > now && next[key] < expiry {
-				next[key] = expiry
-			}
-			return true
-		})
+	fold := func(k, v interface{}) bool {
+		key, expiry := k.(string), v.(int64)
+		if expiry > now && next[key] < expiry {
+			next[key] = expiry
+		}
+		return true
+	}
+	delta.Range(fold)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delta.Range(fold) // what was added during the copy
+	for k, v := range p.base {
+		// A bulk load may have replaced the base meanwhile.
+		if next[k] < v {
+			next[k] = v
+		}
 	}
 	p.base = next
-	p.delta = nil
-	p.deltaN = 0
+	if p.delta == delta {
+		p.delta = nil
+		p.deltaN = 0
+	}
+	p.publish()
+}
+
+// deltaCount is the number of keys added since the last merge.
+func (p *precheck) deltaCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deltaN
 }
 
 // setLoading and setRules open or close the pre-check for loading at start
@@ -194,20 +218,20 @@ func (p *precheck) setRules(live bool) {
 	}
 }
 
-// tick folds a delta older than mergeAfter and closes the pre-check once
+// tick folds the delta once it holds a sixteenth of the base (at least
+// 1024 keys) or is older than mergeAfter, and closes the pre-check once
 // the last keyless revocation has expired; the denylist's sweeper calls it
 // every second.
 func (p *precheck) tick() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now().UnixNano()
-	if p.delta != nil && now-p.deltaSince >= int64(mergeAfter) {
-		p.merge()
-		p.publish()
-		return
-	}
+	due := p.delta != nil && (now-p.deltaSince >= int64(mergeAfter) || (p.deltaN >= 1024 && p.deltaN >= len(p.base)/16))
 	if set, _ := p.cur.Load().(*precheckSet); set != nil && set.open && !p.loading && p.keylessTill <= now {
 		p.publish()
+	}
+	p.mu.Unlock()
+	if due {
+		p.merge()
 	}
 }
 
