@@ -92,21 +92,27 @@ func keyOf(token string) string {
 func (p *precheck) add(key string, expiry int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.addLocked(key, expiry)
-	p.publish()
+	if p.addLocked(key, expiry) {
+		p.publish()
+	}
 }
 
-func (p *precheck) addLocked(key string, expiry int64) {
+// addLocked records one key, and reports whether what the hot path reads
+// must be published again: a new delta, or a keyless revocation that opens
+// the pre-check. A key stored in the published delta needs no new set.
+func (p *precheck) addLocked(key string, expiry int64) bool {
 	if key == "" {
+		opened := p.keylessTill <= p.now().UnixNano()
 		if expiry > p.keylessTill {
 			p.keylessTill = expiry
 		}
-		return
+		return opened
 	}
 	if old, ok := p.base[key]; ok && old >= expiry {
-		return
+		return false
 	}
-	if p.delta == nil {
+	fresh := p.delta == nil
+	if fresh {
 		p.delta = &sync.Map{}
 		p.deltaSince = p.now().UnixNano()
 	}
@@ -114,6 +120,7 @@ func (p *precheck) addLocked(key string, expiry int64) {
 		p.delta.Store(key, expiry)
 		p.deltaN++
 	}
+	return fresh
 }
 
 // addBatch records many revocations at once. While loading they go into
