@@ -120,7 +120,7 @@ type revocation struct {
 	expiry int64 // Unix nanoseconds
 	source byte
 	keyN   uint8        // the length of key; 0: no pre-check key known (precheck.go)
-	key    [keyLen]byte // the token's pre-check key
+	key    pkey  // the token's pre-check key
 }
 
 // setKey stores a pre-check key in the record.

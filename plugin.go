@@ -290,10 +290,12 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	// keyLen characters no revocation has was never revoked. Everything
 	// else, and every "maybe", takes serveBearer's exact path.
 	if v := auth[0]; len(auth) == 1 && len(v) >= 7+keyLen && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
-		if p := m.pre.Load().(*precheckSet); !p.open && p.keys[v[len(v)-keyLen:]] == 0 {
+		var k pkey
+		copy(k[:], v[len(v)-keyLen:])
+		if p := m.pre.Load().(*precheckSet); !p.open && p.keys[k] == 0 {
 			maybe := false
 			if p.delta != nil {
-				_, maybe = p.delta.Load(v[len(v)-keyLen:])
+				_, maybe = p.delta.Load(k)
 			}
 			// Never revoked; with logout rules live, it must pass them too.
 			if !maybe && (!p.rules || !m.ruleStore.rejects(v[7:], m.sessionClaim)) {

@@ -38,12 +38,18 @@ import (
 // keyLen is the length of a pre-check key.
 const keyLen = 8
 
+// A pkey is a pre-check key as the maps hold it: an array, not a string,
+// so that the maps hold no pointer and the garbage collector never scans
+// their million entries (with string keys, every GC cycle walked them, and
+// the cost landed on every request).
+type pkey [keyLen]byte
+
 // mergeAfter bounds how long keys wait in the delta.
 const mergeAfter = time.Minute
 
 // A precheckSet is what the hot path reads.
 type precheckSet struct {
-	keys  map[string]int64 // key: the latest expiry of a revocation with it
+	keys  map[pkey]int64   // key: the latest expiry of a revocation with it
 	delta *sync.Map        // keys added since; nil when none
 	open  bool             // cannot settle: loading, or a keyless revocation is live
 	rules bool             // logout rules are live: a token the keys settle must pass them too
@@ -55,18 +61,18 @@ type precheck struct {
 	cur atomic.Value // *precheckSet
 
 	mu          sync.Mutex
-	base        map[string]int64
+	base        map[pkey]int64
 	delta       *sync.Map
 	deltaN      int
 	deltaSince  int64
 	keylessTill int64 // latest expiry of a live revocation without a key
 	loading     bool
-	loaded      map[string]int64 // the keys bulk-loaded while loading
+	loaded      map[pkey]int64 // the keys bulk-loaded while loading
 	rules       bool
 }
 
 func newPrecheck(now func() time.Time) *precheck {
-	p := &precheck{now: now, base: map[string]int64{}}
+	p := &precheck{now: now, base: map[pkey]int64{}}
 	p.publish()
 	return p
 }
@@ -101,14 +107,16 @@ func (p *precheck) add(key string, expiry int64) {
 // must be published again: a new delta, or a keyless revocation that opens
 // the pre-check. A key stored in the published delta needs no new set.
 func (p *precheck) addLocked(key string, expiry int64) bool {
-	if key == "" {
+	if len(key) != keyLen {
 		opened := p.keylessTill <= p.now().UnixNano()
 		if expiry > p.keylessTill {
 			p.keylessTill = expiry
 		}
 		return opened
 	}
-	if old, ok := p.base[key]; ok && old >= expiry {
+	var k pkey
+	copy(k[:], key)
+	if old, ok := p.base[k]; ok && old >= expiry {
 		return false
 	}
 	fresh := p.delta == nil
@@ -116,8 +124,8 @@ func (p *precheck) addLocked(key string, expiry int64) bool {
 		p.delta = &sync.Map{}
 		p.deltaSince = p.now().UnixNano()
 	}
-	if old, ok := p.delta.Load(key); !ok || old.(int64) < expiry {
-		p.delta.Store(key, expiry)
+	if old, ok := p.delta.Load(k); !ok || old.(int64) < expiry {
+		p.delta.Store(k, expiry)
 		p.deltaN++
 	}
 	return fresh
@@ -135,9 +143,12 @@ func (p *precheck) addBatch(recs []revocation) {
 			p.addLocked(string(rec.key[:rec.keyN]), rec.expiry)
 			continue
 		}
-		key := string(rec.key[:rec.keyN])
-		if p.loaded[key] < rec.expiry {
-			p.loaded[key] = rec.expiry
+		if rec.keyN != keyLen {
+			p.addLocked("", rec.expiry)
+			continue
+		}
+		if p.loaded[rec.key] < rec.expiry {
+			p.loaded[rec.key] = rec.expiry
 		}
 	}
 	p.publish()
@@ -155,14 +166,14 @@ func (p *precheck) merge() {
 		return
 	}
 	now := p.now().UnixNano()
-	next := make(map[string]int64, len(base)+p.deltaCount())
+	next := make(map[pkey]int64, len(base)+p.deltaCount())
 	for k, v := range base {
 		if v > now {
 			next[k] = v
 		}
 	}
 	fold := func(k, v interface{}) bool {
-		key, expiry := k.(string), v.(int64)
+		key, expiry := k.(pkey), v.(int64)
 		if expiry > now && next[key] < expiry {
 			next[key] = expiry
 		}
@@ -199,7 +210,7 @@ func (p *precheck) setLoading(loading bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if loading && !p.loading {
-		p.loaded = map[string]int64{}
+		p.loaded = map[pkey]int64{}
 	}
 	if !loading && p.loading {
 		// The loaded keys join the base: a map of its own before, so

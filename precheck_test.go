@@ -129,7 +129,7 @@ func TestPrecheckSettlesUnknownTokens(t *testing.T) {
 		t.Fatal("a revocation lost in the merge")
 	}
 	// and an unknown token is settled by it
-	if k := keyOf("a-token-nobody-revoked"); set.keys[k] != 0 {
+	if set.keys[pkeyOf("a-token-nobody-revoked")] != 0 {
 		t.Fatal("unexpected key")
 	}
 	if status(m, "a-token-nobody-revoked") != 200 {
@@ -187,7 +187,7 @@ func TestPrecheckKeysInTheFile(t *testing.T) {
 	}
 	// when it restarts, then the key is back and the pre-check is closed
 	second := restartFromFile(t, path, clock)
-	if set := second.pre.cur.Load().(*precheckSet); set.open || set.keys["ken-0001"] == 0 && set.keys[keyOf("keyed-token-0001")] == 0 {
+	if set := second.pre.cur.Load().(*precheckSet); set.open || set.keys[pkeyOf("keyed-token-0001")] == 0 {
 		t.Fatalf("key not loaded: open %t, %d keys", set.open, len(set.keys))
 	}
 	// and an old-format frame loads keyless: open until it expires
@@ -300,4 +300,11 @@ func TestPrecheckWriteCost(t *testing.T) {
 	if len(p.cur.Load().(*precheckSet).keys) != n+adds {
 		t.Fatal("keys lost")
 	}
+}
+
+// pkeyOf is a token's pre-check key as the maps hold it.
+func pkeyOf(token string) pkey {
+	var k pkey
+	copy(k[:], keyOf(token))
+	return k
 }
