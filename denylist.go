@@ -119,7 +119,7 @@ type revocation struct {
 	digest [sha256.Size]byte
 	expiry int64 // Unix nanoseconds
 	source byte
-	keyN   uint8        // the length of key; 0: no pre-check key known (precheck.go)
+	keyN   uint8 // the length of key; 0: no pre-check key known (precheck.go)
 	key    pkey  // the token's pre-check key
 }
 

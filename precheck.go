@@ -49,10 +49,10 @@ const mergeAfter = time.Minute
 
 // A precheckSet is what the hot path reads.
 type precheckSet struct {
-	keys  map[pkey]int64   // key: the latest expiry of a revocation with it
-	delta *sync.Map        // keys added since; nil when none
-	open  bool             // cannot settle: loading, or a keyless revocation is live
-	rules bool             // logout rules are live: a token the keys settle must pass them too
+	keys  map[pkey]int64 // key: the latest expiry of a revocation with it
+	delta *sync.Map      // keys added since; nil when none
+	open  bool           // cannot settle: loading, or a keyless revocation is live
+	rules bool           // logout rules are live: a token the keys settle must pass them too
 }
 
 // A precheck is a denylist's pre-check.
