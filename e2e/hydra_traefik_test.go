@@ -73,16 +73,7 @@ func TestHydraTraefik(t *testing.T) {
 func (e *hydraEdge) startEdge(t *testing.T, data hydraData) *harness.Traefik {
 	t.Helper()
 	data.HydraURL, data.APIURL = e.hydra.PublicURL, e.api.URL
-	dynamic, err := harness.Render(filepath.Join("testdata", "hydra-dynamic.yml.tmpl"), data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := harness.Start(harness.Options{Binary: e.bin, Root: e.root, Dir: t.TempDir(),
-		StaticTemplate: filepath.Join("testdata", "traefik.yml.tmpl"), Dynamic: dynamic})
-	if err != nil {
-		t.Fatalf("starting Traefik: %v", err)
-	}
-	t.Cleanup(tr.Stop)
+	tr := e.startFrom(t, t.TempDir(), "hydra-dynamic.yml.tmpl", data, replicaStatsPath)
 	e.waitReady(t, tr, 60*time.Second)
 	return tr
 }

@@ -35,18 +35,6 @@ type logoutData struct {
 	Options map[string]string
 }
 
-// logoutStats is the part of the stats JSON these tests read; Raw is the
-// whole document, for failure messages.
-type logoutStats struct {
-	Ready       bool   `json:"ready"`
-	Redis       string `json:"redis"`
-	Queued      int    `json:"queued"`
-	Logouts     int64  `json:"logouts"`
-	LogoutRules int    `json:"logoutRules"`
-	JWKSKeys    int    `json:"jwksKeys"`
-	Raw         string `json:"-"`
-}
-
 // logoutEnv is one test's provider stand-in, with the replica
 // environment's Traefik binary, API and client.
 type logoutEnv struct {
@@ -74,20 +62,7 @@ func (e *logoutEnv) config(redisAddress, persistPath string) logoutData {
 func (e *logoutEnv) startEdge(t *testing.T, dir string, data logoutData) *harness.Traefik {
 	t.Helper()
 	data.APIURL = e.api.URL
-	dynamic, err := harness.Render(filepath.Join("testdata", "logout-dynamic.yml.tmpl"), data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := harness.Start(harness.Options{Binary: e.bin, Root: e.root, Dir: dir,
-		StaticTemplate: filepath.Join("testdata", "traefik.yml.tmpl"), Dynamic: dynamic})
-	if err != nil {
-		t.Fatalf("starting Traefik: %v", err)
-	}
-	t.Cleanup(tr.Stop)
-	if err := harness.WaitStatus(tr.URL+replicaStatsPath, nil, http.StatusOK, 60*time.Second); err != nil {
-		t.Fatalf("Traefik's routers are not live: %v\n%s", err, logTail(tr))
-	}
-	return tr
+	return e.startFrom(t, dir, "logout-dynamic.yml.tmpl", data, replicaStatsPath)
 }
 
 // startUsable is startEdge, then waits until the denylist is ready and
@@ -95,7 +70,7 @@ func (e *logoutEnv) startEdge(t *testing.T, dir string, data logoutData) *harnes
 func (e *logoutEnv) startUsable(t *testing.T, dir string, data logoutData) *harness.Traefik {
 	t.Helper()
 	tr := e.startEdge(t, dir, data)
-	e.waitLogoutStats(t, tr, "denylist ready and both keys cached", 30*time.Second, func(st logoutStats) bool {
+	e.waitStats(t, tr, "denylist ready and both keys cached", 30*time.Second, func(st replicaStats) bool {
 		return st.Ready && st.JWKSKeys == 2
 	})
 	return tr
@@ -119,38 +94,6 @@ func (e *logoutEnv) startPair(t *testing.T) (a, b *harness.Traefik) {
 	t.Helper()
 	rds := startRedis(t)
 	return e.startUsable(t, t.TempDir(), e.config(rds.Addr(), "")), e.startUsable(t, t.TempDir(), e.config(rds.Addr(), ""))
-}
-
-func (e *logoutEnv) logoutStats(tr *harness.Traefik) (logoutStats, error) {
-	var st logoutStats
-	resp, err := e.client.Get(tr.URL + replicaStatsPath)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	st.Raw = string(body)
-	if err == nil {
-		err = json.Unmarshal(body, &st)
-	}
-	return st, err
-}
-
-// waitLogoutStats polls tr's stats until ok accepts them; after timeout it
-// fails the test with the last stats and Traefik's log.
-func (e *logoutEnv) waitLogoutStats(t *testing.T, tr *harness.Traefik, what string, timeout time.Duration, ok func(logoutStats) bool) logoutStats {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st, err := e.logoutStats(tr)
-		if err == nil && ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s: not within %s; last stats %s, error %v\n%s", tr.URL, what, timeout, st.Raw, err, logTail(tr))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // postLogout sends token to tr's back-channel logout path as the OpenID
@@ -268,7 +211,7 @@ func TestLogoutSessionOnReplicas(t *testing.T) {
 		})
 	}
 	for _, tr := range []*harness.Traefik{a, b} {
-		st := e.waitLogoutStats(t, tr, "two session rules", 5*time.Second, func(st logoutStats) bool { return st.LogoutRules == 2 })
+		st := e.waitStats(t, tr, "two session rules", 5*time.Second, func(st replicaStats) bool { return st.LogoutRules == 2 })
 		// Two logouts, each applied once on each replica: one received
 		// there, one replicated from the other.
 		if st.Logouts != 2 {
@@ -379,7 +322,7 @@ func TestLogoutForgedTokensRefused(t *testing.T) {
 		assertAccepted(t, tr, victimTokens)
 	})
 
-	st, err := e.logoutStats(tr)
+	st, err := e.stats(tr)
 	if err != nil || st.Logouts != 1 || st.LogoutRules != 1 {
 		t.Errorf("stats after %d refused logouts and one applied: %s (%v), want logouts 1, logoutRules 1", len(cases)+2, st.Raw, err)
 	}
@@ -508,11 +451,11 @@ func TestLogoutRulesSurviveRestart(t *testing.T) {
 		loggedOut, kept, iat := logOutSessionAndUser(t, e, a)
 		// Every rule has left A for Redis; then A goes, so only Redis can
 		// tell the new replica.
-		e.waitLogoutStats(t, a, "A's queue flushed", 20*time.Second, func(st logoutStats) bool { return st.Queued == 0 })
+		e.waitStats(t, a, "A's queue flushed", 20*time.Second, func(st replicaStats) bool { return st.Queued == 0 })
 		a.Stop()
 
 		b := e.startEdge(t, t.TempDir(), e.config(rds.Addr(), ""))
-		e.waitLogoutStats(t, b, "new replica ready", 30*time.Second, func(st logoutStats) bool { return st.Ready })
+		e.waitStats(t, b, "new replica ready", 30*time.Second, func(st replicaStats) bool { return st.Ready })
 		checkRestored(t, e, b, loggedOut, kept, iat)
 	})
 	t.Run("PersistPathWithoutRedis", func(t *testing.T) {
@@ -525,7 +468,7 @@ func TestLogoutRulesSurviveRestart(t *testing.T) {
 
 		second := e.startEdge(t, t.TempDir(), e.config("", persist))
 		checkRestored(t, e, second, loggedOut, kept, iat)
-		if st, _ := e.logoutStats(second); st.Redis != "off" {
+		if st, _ := e.stats(second); st.Redis != "off" {
 			t.Errorf("stats after restart: %s, want redis off", st.Raw)
 		}
 	})
@@ -561,14 +504,14 @@ func checkRestored(t *testing.T, e *logoutEnv, tr *harness.Traefik, loggedOut, k
 	t.Helper()
 	for _, token := range loggedOut {
 		if status, challenge, err := e.call(tr, token); err != nil || status != http.StatusUnauthorized || challenge != revokedWWW {
-			st, _ := e.logoutStats(tr)
+			st, _ := e.stats(tr)
 			t.Errorf("%s: a logged-out token got %d %q %v at the first request; stats %s", tr.URL, status, challenge, err, st.Raw)
 			t.Logf("rejected %s later", e.waitRejected(t, tr, token, 10*time.Second))
 		}
 	}
 	assertAllRevoked(t, tr, loggedOut)
 	assertAccepted(t, tr, kept)
-	if st, _ := e.logoutStats(tr); st.LogoutRules != 2 || st.Logouts != 2 {
+	if st, _ := e.stats(tr); st.LogoutRules != 2 || st.Logouts != 2 {
 		t.Errorf("%s: stats %s, want the two logouts loaded: logoutRules 2, logouts 2", tr.URL, st.Raw)
 	}
 	sleepPastSecond(iat)
@@ -608,7 +551,7 @@ func TestLogoutKeyRotation(t *testing.T) {
 	// The new EC key came with the same document; the old RSA key is gone.
 	e.mustLogout(t, tr, e.op.Logout(harness.ES256, logoutAudience, "kate-2", "kate"))
 	t.Logf("old key refused: %s", e.mustRefuse(t, tr, oldKey.Sign("logout+jwt", e.op.LogoutClaims(logoutAudience, "kate-3", "kate"))))
-	if st, _ := e.logoutStats(tr); st.JWKSKeys != 2 || st.Logouts != 3 {
+	if st, _ := e.stats(tr); st.JWKSKeys != 2 || st.Logouts != 3 {
 		t.Errorf("stats: %s, want jwksKeys 2 and logouts 3", st.Raw)
 	}
 }
@@ -624,7 +567,7 @@ func retryLogout(t *testing.T, e *logoutEnv, tr *harness.Traefik, token string, 
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			st, _ := e.logoutStats(tr)
+			st, _ := e.stats(tr)
 			t.Fatalf("%s: logout still %d %q after %s of retries; stats %s\n%s", tr.URL, r.status, r.body, timeout, st.Raw, logTail(tr))
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -648,7 +591,7 @@ func TestLogoutProviderDownAtStart(t *testing.T) {
 			// Connection refused while Traefik starts.
 			e.op.Stop()
 			tr := e.startEdge(t, t.TempDir(), data)
-			e.waitLogoutStats(t, tr, "denylist ready", 30*time.Second, func(st logoutStats) bool { return st.Ready })
+			e.waitStats(t, tr, "denylist ready", 30*time.Second, func(st replicaStats) bool { return st.Ready })
 
 			tokens := []string{e.op.AccessToken(harness.RS256, "lena", "lena-1"), e.op.AccessToken(harness.ES256, "lena", "")}
 			token := e.op.Logout(harness.RS256, logoutAudience, "lena-1", "lena")
@@ -661,7 +604,7 @@ func TestLogoutProviderDownAtStart(t *testing.T) {
 			time.Sleep(time.Second)
 			t.Logf("while 503: %s", e.mustRefuse(t, tr, token))
 			assertAccepted(t, tr, tokens)
-			if st, _ := e.logoutStats(tr); st.JWKSKeys != 0 || st.Logouts != 0 {
+			if st, _ := e.stats(tr); st.JWKSKeys != 0 || st.Logouts != 0 {
 				t.Errorf("stats while the provider is down: %s, want jwksKeys 0 and logouts 0", st.Raw)
 			}
 
@@ -671,7 +614,7 @@ func TestLogoutProviderDownAtStart(t *testing.T) {
 			t.Logf("logout accepted %s after the provider came back", took.Round(time.Millisecond))
 			assertAllRevoked(t, tr, tokens[:1])
 			assertAccepted(t, tr, tokens[1:])
-			e.waitLogoutStats(t, tr, "both keys cached", 5*time.Second, func(st logoutStats) bool { return st.JWKSKeys == 2 && st.Logouts == 1 })
+			e.waitStats(t, tr, "both keys cached", 5*time.Second, func(st replicaStats) bool { return st.JWKSKeys == 2 && st.Logouts == 1 })
 		})
 	}
 }

@@ -65,19 +65,7 @@ func opsRandHex(n int) string {
 func (e *opsEnv) start(t *testing.T, dir string, data opsData) *harness.Traefik {
 	t.Helper()
 	data.IdentityURL, data.APIURL, data.AdminToken = e.identity.URL, e.api.URL, e.secret
-	dynamic, err := harness.Render(filepath.Join("testdata", "ops-dynamic.yml.tmpl"), data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := harness.Start(harness.Options{Binary: e.bin, Root: e.root, Dir: dir,
-		StaticTemplate: filepath.Join("testdata", "traefik.yml.tmpl"), Dynamic: dynamic})
-	if err != nil {
-		t.Fatalf("starting Traefik: %v", err)
-	}
-	t.Cleanup(tr.Stop)
-	if err := harness.WaitStatus(tr.URL+opsMetricsPath, nil, http.StatusOK, 60*time.Second); err != nil {
-		t.Fatalf("the ops router is not live: %v\n%s", err, logTail(tr))
-	}
+	tr := e.startFrom(t, dir, "ops-dynamic.yml.tmpl", data, opsMetricsPath)
 	e.waitReady(t, tr, 30*time.Second)
 	return tr
 }

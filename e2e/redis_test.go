@@ -61,6 +61,11 @@ type replicaStats struct {
 		ClientLimit int64 `json:"clientLimit"`
 	} `json:"refused"`
 	LoadSeconds float64 `json:"loadSeconds"`
+	Logouts     int64   `json:"logouts"`
+	LogoutRules int     `json:"logoutRules"`
+	JWKSKeys    int     `json:"jwksKeys"`
+	// Raw is the whole document, for failure messages.
+	Raw string `json:"-"`
 }
 
 var (
@@ -148,7 +153,16 @@ func (e *replicaEnv) startTraefik(t *testing.T, dir, redisAddress, persistPath s
 func (e *replicaEnv) startTraefikWith(t *testing.T, dir string, data replicaData) *harness.Traefik {
 	t.Helper()
 	data.IdentityURL, data.APIURL = e.identity.URL, e.api.URL
-	dynamic, err := harness.Render(filepath.Join("testdata", "replica-dynamic.yml.tmpl"), data)
+	return e.startFrom(t, dir, "replica-dynamic.yml.tmpl", data, replicaStatsPath)
+}
+
+// startFrom starts a Traefik in dir on the dynamic configuration that
+// testdata/template renders from data, stopped when the test ends. It
+// returns once livePath answers 200: the routers are live (the denylist
+// may still be loading).
+func (e *replicaEnv) startFrom(t *testing.T, dir, template string, data any, livePath string) *harness.Traefik {
+	t.Helper()
+	dynamic, err := harness.Render(filepath.Join("testdata", template), data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +177,7 @@ func (e *replicaEnv) startTraefikWith(t *testing.T, dir string, data replicaData
 		t.Fatalf("starting Traefik: %v", err)
 	}
 	t.Cleanup(tr.Stop)
-	if err := harness.WaitStatus(tr.URL+replicaStatsPath, nil, http.StatusOK, 60*time.Second); err != nil {
+	if err := harness.WaitStatus(tr.URL+livePath, nil, http.StatusOK, 60*time.Second); err != nil {
 		t.Fatalf("Traefik's routers are not live: %v\n%s", err, logTail(tr))
 	}
 	return tr
@@ -195,6 +209,7 @@ func (e *replicaEnv) stats(tr *harness.Traefik) (replicaStats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("stats: %d %s", resp.StatusCode, body)
 	}
+	st.Raw = string(body)
 	return st, json.Unmarshal(body, &st)
 }
 
@@ -209,7 +224,7 @@ func (e *replicaEnv) waitStats(t *testing.T, tr *harness.Traefik, what string, t
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last stats %+v, error %v\n%s", what, timeout, st, err, logTail(tr))
+			t.Fatalf("%s: %s: not within %s; last stats %s, error %v\n%s", tr.URL, what, timeout, st.Raw, err, logTail(tr))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
