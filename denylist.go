@@ -568,7 +568,7 @@ func (d *denylist) stats() denylistStats {
 	keys := d.keys
 	d.mu.Unlock()
 	if keys != nil {
-		s.JWKSKeys = int(atomic.LoadInt32(&keys.count))
+		s.JWKSKeys = keys.current().Len()
 	}
 	switch atomic.LoadInt32(&d.state) {
 	case stateReady:

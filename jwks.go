@@ -35,7 +35,6 @@ type keySource struct {
 	jwksFound string // the jwks_uri discovery found
 
 	keys       atomic.Value // *jose.KeySet
-	count      int32
 	lastWarnNs int64
 }
 
@@ -126,7 +125,6 @@ func (k *keySource) fetch(gap time.Duration) error {
 		return err
 	}
 	k.keys.Store(ks)
-	atomic.StoreInt32(&k.count, int32(ks.Len()))
 	return nil
 }
 

@@ -217,13 +217,7 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 func (d *denylist) logout(rec *logoutRecord) error {
 	d.rules.add(rec, rec.flags&logoutDelete == 0)
 	d.auditLogout(rec)
-	var err error
-	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
-	for i := range tokens {
-		if e := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
-			err = e
-		}
-	}
+	err := d.revokeFamiliesOf(rec)
 	payload := rec.encode()
 	if d.persist != nil {
 		if e := d.persist.appendExtension(logoutRecordType, logoutRecordVersion, payload); e != nil && err == nil {
@@ -250,12 +244,23 @@ func (d *denylist) applyLogout(rec *logoutRecord) {
 	if !d.isLoaded() {
 		return
 	}
+	if err := d.revokeFamiliesOf(rec); err != nil {
+		log.Printf("tokenrevocation: ERROR a logged-out grant's token was enforced but not persisted: %v", err)
+	}
+}
+
+// revokeFamiliesOf revokes the tokens a logout takes from the grant
+// families of its session or subject, as revocations of this replica's own
+// (persisted and replicated); it returns the first persistence error.
+func (d *denylist) revokeFamiliesOf(rec *logoutRecord) error {
+	var err error
 	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
 	for i := range tokens {
-		if err := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); err != nil {
-			log.Printf("tokenrevocation: ERROR a logged-out grant's token was enforced but not persisted: %v", err)
+		if e := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
+			err = e
 		}
 	}
+	return err
 }
 
 func (rec *logoutRecord) grantsSID() *[sha256.Size]byte {
