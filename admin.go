@@ -149,7 +149,12 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "recorded": !held, "expiresAt": expiry.UTC().Format(time.RFC3339)}), prefix
 	case adminLookup:
 		out := map[string]interface{}{"digest": prefix, "revoked": false}
-		if expiry, source, ok := d.entry(&digest); ok {
+		expiry, source, ok := d.entry(&digest)
+		if legacy, isJWS := legacyDigest(in.Token); !ok && isJWS {
+			// Revoked before identities, by its exact string.
+			expiry, source, ok = d.entry(&legacy)
+		}
+		if ok {
 			// One assignment each: Yaegi v0.16.1 can lose a constant in a
 			// multiple assignment that also holds a call.
 			out["revoked"] = true
@@ -164,6 +169,14 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		held, err := d.unrevoke(&digest)
 		if err != nil {
 			logTombstoneError(err)
+		}
+		if legacy, isJWS := legacyDigest(in.Token); isJWS {
+			// And the record of its exact string, made before identities.
+			was, err := d.unrevoke(&legacy)
+			if err != nil {
+				logTombstoneError(err)
+			}
+			held = held || was
 		}
 		d.emit(&auditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
 		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "unrevoked": held}), prefix
@@ -198,7 +211,7 @@ func (in *adminRequest) digest() ([sha256.Size]byte, error) {
 	case in.Token != "" && in.Digest != "":
 		return digest, fmt.Errorf("give token or digest, not both")
 	case in.Token != "":
-		return sha256.Sum256([]byte(in.Token)), nil
+		return tokenDigest(in.Token), nil
 	case len(in.Digest) == 2*sha256.Size:
 		if _, err := hex.Decode(digest[:], []byte(strings.ToLower(in.Digest))); err == nil {
 			return digest, nil
@@ -266,13 +279,13 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 			continue
 		}
 		var in adminRequest
-		if json.Unmarshal([]byte(text), &in) != nil || in.Token != "" {
-			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\":...,\"expiresAt\":...}", line)), ""
+		if json.Unmarshal([]byte(text), &in) != nil {
+			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\" or \"token\":...,\"expiresAt\":...}", line)), ""
 		}
 		digest, err := in.digest()
 		expiry, terr := time.Parse(time.RFC3339Nano, in.ExpiresAt)
 		if err != nil || terr != nil {
-			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\":...,\"expiresAt\":...}", line)), ""
+			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\" or \"token\":...,\"expiresAt\":...}", line)), ""
 		}
 		if expiry.After(limit) {
 			expiry = limit
@@ -281,7 +294,11 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 			skipped++
 			continue
 		}
-		if err := d.add(&digest, expiry, sourceAdmin); err != nil {
+		key := ""
+		if in.Token != "" {
+			key = keyOf(in.Token)
+		}
+		if err := d.addKeyed(&digest, key, expiry, sourceAdmin); err != nil {
 			log.Printf("tokenrevocation: ERROR an imported revocation was enforced but not persisted: %v", err)
 		}
 		imported++

@@ -472,10 +472,11 @@ func (d *denylist) has(digest *[sha256.Size]byte) bool {
 	return d.lookup(digest)
 }
 
-// contains reports whether token is revoked and its entry still live.
+// contains reports whether token is revoked and its entry still live: by
+// its identity, or, for a JWS, by the exact string older records hold.
 func (d *denylist) contains(token string) bool {
-	sum := sha256.Sum256([]byte(token))
-	return d.has(&sum)
+	sums, n := tokenDigests(token)
+	return d.has(&sums[0]) || (n == 2 && d.has(&sums[1]))
 }
 
 // filterBit locates digest's bit in the bitset: bytes 8 to 16 of the digest,

@@ -6,7 +6,6 @@ package tokenrevocation
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
 	"net/url"
@@ -196,6 +195,7 @@ type middleware struct {
 	// Authorization is not read); filter and mask are the denylist's, one
 	// field read away instead of two.
 	slow   bool
+	plain  bool // neither slow nor intercept: ServeHTTP may pass a request with no credential at once
 	query  bool
 	filter []uint64
 	mask   uint64
@@ -215,6 +215,9 @@ type middleware struct {
 	metricsPath string
 	adminPath   string // adminPath, and adminPrefix the paths under it
 	adminPrefix string
+	// endpoints are the intercepted endpoints' paths as an identity
+	// service may route them (paths.go).
+	endpoints []string
 }
 
 // retryAfterLoading is the Retry-After, in seconds, of a request turned away
@@ -259,6 +262,8 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 		m.adminPrefix = s.admin.path + "/"
 	}
 	m.intercept = m.metricsPath != "" || m.adminPath != ""
+	m.plain = !m.slow && !m.intercept
+	m.endpoints = endpointPaths(s)
 	m.filter = list.filter
 	m.mask = list.mask
 	return m
@@ -267,13 +272,27 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 // ServeHTTP rejects revoked tokens and intercepts revoke and token calls. It
 // is the hot path, run by Yaegi for every request through the router. Yaegi
 // allocates every local value and temporary of a function on each call, and
-// each interpreted statement and call costs far more than the compiled
-// standard library it calls. So ServeHTTP itself is as small as it can be and
-// settles the commonest case, a request with no body, no access_token in its
-// query and no Authorization header; bearer requests go to serveBearer,
-// everything else (a body may carry access_token) to serveSlow. The query
-// test is inline, compiled calls only: an interpreted call costs more.
+// its cost of a call grows with the function's size, executed or not. So
+// ServeHTTP is one test: a request with no Authorization header, no query,
+// no body and not a POST carries no token and goes straight on (when no
+// custom source or intercepted path is configured). Everything else goes to
+// serveHot.
 func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if m.plain && req.ContentLength == 0 && req.URL.RawQuery == "" && req.Method != http.MethodPost && req.Header["Authorization"] == nil {
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	m.serveHot(rw, req)
+}
+
+// serveHot settles, inline, a request whose only credential is one
+// "Bearer <token>" header with no blank in the token, whose pre-check key
+// (precheck.go) no revocation has: it was never revoked. Requests that may
+// carry a token elsewhere (a body, access_token in the query, an
+// intercepted path) go to serveSlow, every "maybe" to serveBearer. The
+// query test and the key are inline, compiled calls only: an interpreted
+// call costs more. keyOf repeats the key rule; the two must agree.
+func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 	if m.slow || req.Method == http.MethodPost || req.ContentLength != 0 ||
 		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) ||
 		(m.intercept && (req.URL.Path == m.metricsPath || req.URL.Path == m.adminPath ||
@@ -286,43 +305,47 @@ func (m *middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.next.ServeHTTP(rw, req)
 		return
 	}
-	// The pre-check (precheck.go), inline: a bearer token whose last
-	// keyLen characters no revocation has was never revoked. Everything
-	// else, and every "maybe", takes serveBearer's exact path.
-	if v := auth[0]; len(auth) == 1 && len(v) >= 7+keyLen && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
-		var k pkey
-		copy(k[:], v[len(v)-keyLen:])
-		if p := m.pre.Load().(*precheckSet); !p.open && p.keys[k] == 0 {
-			maybe := false
-			if p.delta != nil {
-				_, maybe = p.delta.Load(k)
-			}
-			// Never revoked; with logout rules live, it must pass them too.
-			if !maybe && (!p.rules || !m.ruleStore.rejects(v[7:], m.sessionClaim)) {
-				m.next.ServeHTTP(rw, req)
-				return
+	// The key: the 8 characters after the last dot when 9 base64url
+	// characters follow it (a JWS signature's prefix), else, with no dot,
+	// the last 8. Any other token takes serveBearer's exact path.
+	if v := auth[0]; len(auth) == 1 && len(v) > 7+keyLen && v[:7] == "Bearer " && strings.IndexAny(v[7:], " \t") < 0 {
+		dot := strings.LastIndexByte(v, '.')
+		if dot < 0 {
+			dot = len(v) - keyLen - 1
+		} else if len(v)-dot < keyLen+2 || strings.Trim(v[dot+1:dot+2+keyLen], b64url) != "" {
+			dot = -1
+		}
+		if dot >= 0 {
+			var k pkey
+			copy(k[:], v[dot+1:])
+			if p := m.pre.Load().(*precheckSet); !p.open && p.keys[k] == 0 {
+				maybe := false
+				if p.delta != nil {
+					_, maybe = p.delta.Load(k)
+				}
+				// Never revoked; with logout rules live, it must pass them too.
+				if !maybe && (!p.rules || !m.ruleStore.rejects(v[7:], m.sessionClaim)) {
+					m.next.ServeHTTP(rw, req)
+					return
+				}
 			}
 		}
 	}
 	m.serveBearer(rw, req, auth)
 }
 
-// serveBearer passes, inline, a request with one "Bearer " credential whose
-// bit in the denylist's bitset is clear: the token was never revoked. While
-// a back-channel logout rule is live (rules.go) such a token must also pass
-// the rules; while none is, that costs one atomic load. It is
-// kept this small because Yaegi's cost of a call grows with the callee's
-// size, executed or not. Everything else, revoked tokens included, goes to
+// serveBearer passes a request with one "Bearer " credential, with no
+// blank in it, whose identities' bits in the denylist's bitset are clear:
+// the token was never revoked. While a back-channel logout rule is live
+// (rules.go) such a token must also pass the rules; while none is, that
+// costs one atomic load. Everything else, revoked tokens included, goes to
 // serveSlow.
 func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth []string) {
-	// The common form, "Bearer " and the token, is matched exactly; any
-	// other (another case, more blanks, several headers) goes the slow way.
-	// A trailing blank goes the slow way too: HTTP/2 does not trim header
-	// values, and the upstream may see the token without it.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && v[7] != ' ' && v[7] != '\t' && v[len(v)-1] != ' ' && v[len(v)-1] != '\t' {
-		sum := sha256.Sum256([]byte(v[7:]))
-		i := binary.LittleEndian.Uint64(sum[8:16]) & m.mask
-		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 &&
+	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && strings.IndexAny(v[7:], " \t") < 0 {
+		sums, n := tokenDigests(v[7:])
+		i := binary.LittleEndian.Uint64(sums[0][8:16]) & m.mask
+		j := binary.LittleEndian.Uint64(sums[n-1][8:16]) & m.mask
+		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 && atomic.LoadUint64(&m.filter[j>>6])>>(j&63)&1 == 0 &&
 			(atomic.LoadInt32(m.rules) == 0 || !m.ruleStore.rejects(v[7:], m.settings.sessionClaim)) {
 			m.next.ServeHTTP(rw, req)
 			return
@@ -344,6 +367,10 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 			m.serveAdmin(rw, req)
 			return
 		}
+	}
+	if m.endpointVariant(req) {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "Send this endpoint's calls as POST to its exact path")
+		return
 	}
 	var grantForm url.Values
 	if req.Method == http.MethodPost {
@@ -374,9 +401,12 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		m.serveStats(rw)
 		return
 	}
-	tokens, ok := m.requestTokens(rw, req)
+	tokens, scan, ok := m.requestTokens(rw, req)
 	if !ok {
 		return
+	}
+	if scan != nil {
+		rw = &streamWriter{passWriter: passWriter{rw: rw}, m: m, scan: scan}
 	}
 	if len(tokens) == 0 && grantForm == nil {
 		m.next.ServeHTTP(rw, req)

@@ -1,6 +1,7 @@
 package tokenrevocation
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,14 +85,31 @@ func (p *precheck) publish() {
 	p.cur.Store(&precheckSet{keys: p.base, delta: p.delta, open: open, rules: p.rules})
 }
 
-// keyOf is the pre-check key of a token: its last keyLen characters, or ""
-// for a token too short to take the hot path.
+// keyOf is the pre-check key of a token, the characters the hot path
+// settles it by. A token with a dot (a JWS, a JWE, many opaque formats) is
+// keyed by the start of its last segment, the signature's prefix that every
+// accepted encoding of a JWS shares (identity.go); any other token by its
+// last keyLen characters. A token the hot path can never settle by a key
+// (shorter than keyLen, or whose last segment has too few base64url
+// characters) gets keyNone: it takes the exact path anyway, so it needs no
+// key and must not hold the pre-check open.
 func keyOf(token string) string {
+	if dot := strings.LastIndexByte(token, '.'); dot >= 0 {
+		if p := sigPrefix(token[dot+1:]); p != "" {
+			return p
+		}
+		return keyNone
+	}
 	if len(token) < keyLen {
-		return ""
+		return keyNone
 	}
 	return token[len(token)-keyLen:]
 }
+
+// keyNone is the key of tokens the hot path never settles by key: no
+// request can present it, since NUL never appears in a header value. It is
+// an ordinary key to the previous release, which reads it harmlessly.
+const keyNone = "\x00\x00\x00\x00\x00\x00\x00\x00"
 
 // add records a revocation's key, or, for key "", holds the pre-check open
 // until expiry.

@@ -38,7 +38,7 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: sha256.Sum256([]byte(token)), lane: -1, hint: form.Get("token_type_hint"), key: keyOf(token)}
+	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: tokenDigest(token), lane: -1, hint: form.Get("token_type_hint"), key: keyOf(token)}
 	rec.expiry = m.expiryFor(token, form.Get("token_type_hint"))
 	if !m.admitRevocation(rw, req, form, rec) {
 		return

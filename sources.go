@@ -1,41 +1,39 @@
 package tokenrevocation
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 )
 
 // requestTokens returns every token req carries in the configured sources:
-// each Authorization header, each access_token query parameter, each
-// access_token of an application/x-www-form-urlencoded body, and each
-// configured custom header and cookie. RFC 6750 says a client uses one
-// method, but an app may read any of them, so every one is checked: a
-// revoked token in one place and a good one in another is still refused.
+// every blank-separated word of each Authorization header, whatever its
+// scheme (and the user and password of a Basic credential), each
+// access_token query parameter, each access_token of a body an app may read
+// it from (bodies.go), and each configured custom header and cookie. RFC
+// 6750 says a client uses one method and one scheme, but an app may read
+// any of them, so every one is checked: a revoked token in one place and a
+// good one in another is still refused. Only a revoked identity can match,
+// so a word that was never revoked costs nothing but the check.
 //
-// The form body is read within maxBodyBytes and put back byte-identical for
-// the upstream. A body over the limit gets 413: an unread body could carry a
-// revoked token past the edge. ok is false when it has answered the request.
-func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) ([]string, bool) {
+// A body is read within maxBodyBytes and put back byte-identical for the
+// upstream; a body it cannot read with certainty is refused (413, 415). A
+// multipart body too large to read whole comes back as scan, checked as it
+// streams. ok is false when it has answered the request.
+func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) (tokens []string, scan *streamScan, ok bool) {
 	s := m.settings
-	var tokens []string
 	if s.fromHeader {
 		for _, value := range req.Header["Authorization"] {
-			if token := bearerToken(value); token != "" {
-				tokens = append(tokens, token)
-			}
+			tokens = appendCredentialWords(tokens, value)
 		}
 	}
 	if s.fromQuery && mayCarryQueryToken(req.URL.RawQuery) {
 		tokens = appendAccessTokens(tokens, req.URL.RawQuery)
 	}
-	if s.fromForm && req.ContentLength != 0 && isFormContentType(req.Header.Get("Content-Type")) {
-		body, ok := m.readBody(rw, req)
-		if !ok {
-			return nil, false
-		}
-		if len(body) > 0 {
-			tokens = appendAccessTokens(tokens, string(body))
+	if s.fromForm && req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody {
+		if tokens, scan, ok = m.bodyTokens(rw, req, tokens); !ok {
+			return nil, nil, false
 		}
 	}
 	for _, name := range s.tokenHeaders {
@@ -50,7 +48,28 @@ func (m *middleware) requestTokens(rw http.ResponseWriter, req *http.Request) ([
 			}
 		}
 	}
-	return tokens, true
+	return tokens, scan, true
+}
+
+// appendCredentialWords adds every word of an Authorization value, split on
+// blanks and commas (apps split on a blank, strip a prefix such as
+// "Bearer ", "Token " or "JWT ", or take the bare value), and the user and
+// password of a Basic credential, which some apps take a token in.
+func appendCredentialWords(tokens []string, value string) []string {
+	words := strings.FieldsFunc(value, isCredentialSeparator)
+	tokens = append(tokens, words...)
+	if len(words) == 2 && strings.EqualFold(words[0], "Basic") {
+		if user, password, ok := basicCredentials(words[1]); ok {
+			tokens = append(tokens, user, password)
+		}
+	}
+	return tokens
+}
+
+// isCredentialSeparator reports whether r separates the words of an
+// Authorization value.
+func isCredentialSeparator(r rune) bool {
+	return r == ' ' || r == '\t' || r == ','
 }
 
 // mayCarryQueryToken is a cheap test that spares the query parser the
@@ -101,18 +120,15 @@ func isAccessTokenName(name string) bool {
 }
 
 // appendHeaderToken adds a custom header's value: the raw token, and also
-// the credential after "Bearer " when the value has that form, so that an
-// app that accepts either cannot be used to slip past.
+// each of its words, as for Authorization, so that an app that accepts
+// either cannot be used to slip past.
 func appendHeaderToken(tokens []string, value string) []string {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return tokens
 	}
 	tokens = append(tokens, value)
-	if bearer := bearerToken(value); bearer != "" {
-		tokens = append(tokens, bearer)
-	}
-	return tokens
+	return appendCredentialWords(tokens, value)
 }
 
 func containsString(list []string, s string) bool {
@@ -122,4 +138,15 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// basicCredentials decodes the base64 of a Basic credential into its user
+// and password, as sent (not form-decoded); ok is false when it does not
+// decode or has no ':'.
+func basicCredentials(encoded string) (user, password string, ok bool) {
+	decoded, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(decoded), ":")
 }

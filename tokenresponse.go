@@ -74,18 +74,18 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	d := m.list
 	now := d.now()
 	rec := &grantRecord{}
-	access := grantToken{digest: sha256.Sum256([]byte(resp.AccessToken)), key: keyOf(resp.AccessToken)}
+	access := grantToken{digest: tokenDigest(resp.AccessToken), key: keyOf(resp.AccessToken)}
 	access.expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)
 	rec.tokens = append(rec.tokens, access)
 	if resp.RefreshToken != "" {
-		refresh := grantToken{digest: sha256.Sum256([]byte(resp.RefreshToken)), refresh: true, key: keyOf(resp.RefreshToken)}
+		refresh := grantToken{digest: tokenDigest(resp.RefreshToken), refresh: true, key: keyOf(resp.RefreshToken)}
 		refresh.expiry = m.issuedExpiry(resp.RefreshToken, "", s.refreshTokenTTL, now)
 		rec.tokens = append(rec.tokens, refresh)
 	}
 	presented := form.Get("refresh_token")
 	switch {
 	case form.Get("grant_type") == "refresh_token" && presented != "":
-		digest := sha256.Sum256([]byte(presented))
+		digest := tokenDigest(presented)
 		rec.family = d.grants.familyID(&digest)
 		// The presented token stays in the family: revoking it revokes the
 		// family, whether or not the identity service rotated it.
