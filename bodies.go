@@ -82,7 +82,20 @@ func (m *middleware) bodyTokens(rw http.ResponseWriter, req *http.Request, token
 	}
 	limit := m.settings.maxBodyBytes
 	if kind == bodyMultipart && encoding == encodingIdentity && (req.ContentLength < 0 || req.ContentLength > limit) {
-		return tokens, m.newStreamScan(req, boundary), true
+		// Read whole when it turns out to fit, else scanned as it streams,
+		// from its first byte.
+		prefix, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+		if err != nil {
+			writeError(rw, http.StatusBadRequest, "invalid_request", "The request body could not be read")
+			return nil, nil, false
+		}
+		if int64(len(prefix)) > limit {
+			req.Body = bodyReadCloser{io.MultiReader(bytes.NewReader(prefix), req.Body), req.Body}
+			return tokens, m.newStreamScan(req, boundary), true
+		}
+		_ = req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(prefix))
+		return appendMultipartTokens(tokens, bytes.NewReader(prefix), boundary, limit), nil, true
 	}
 	body, ok := m.readBody(rw, req)
 	if !ok || len(body) == 0 {
@@ -214,4 +227,10 @@ func appendMultipartTokens(tokens []string, body io.Reader, boundary string, lim
 		}
 		_ = part.Close()
 	}
+}
+
+// bodyReadCloser reads from one reader and closes another.
+type bodyReadCloser struct {
+	io.Reader
+	io.Closer
 }
