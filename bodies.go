@@ -229,8 +229,15 @@ func appendMultipartTokens(tokens []string, body io.Reader, boundary string, lim
 	}
 }
 
-// bodyReadCloser reads from one reader and closes another.
+// bodyReadCloser reads from one reader and closes another. Named fields,
+// not embedded interfaces, which Yaegi v0.16.1 does not forward reliably.
 type bodyReadCloser struct {
-	io.Reader
-	io.Closer
+	r io.Reader
+	c io.Closer
 }
+
+// Read reads from the reader.
+func (b bodyReadCloser) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Close closes the closer.
+func (b bodyReadCloser) Close() error { return b.c.Close() }
