@@ -47,6 +47,7 @@ type setup struct {
 	name   string
 	path   string
 	header string
+	body   string // a JSON body: the requests are POSTs (case (f))
 	runs   []result
 }
 
@@ -187,6 +188,10 @@ func run(o options) error {
 		// revoked token's (a fixed suffix, a checksum): "maybe", then the
 		// exact path.
 		{name: "(b) unknown bearer ending like a revoked token", path: "/plugin/x", header: "Authorization: Bearer " + unknown[:len(unknown)-8] + "voked-42"},
+		// Case (f): a POST with a 200-byte JSON body and an unknown bearer
+		// token, beside the no-op plugin's same POST.
+		{name: "no-op Yaegi plugin, JSON POST", path: "/noop/x", header: "Authorization: Bearer " + unknown, body: jsonBody200},
+		{name: "(f) plugin, JSON POST, unknown bearer token", path: "/plugin/x", header: "Authorization: Bearer " + unknown, body: jsonBody200},
 	}
 	// A token of a logged-out session, to check that the rules are live.
 	loggedOut := "Authorization: Bearer " + sessionJWT("bench-session-7", time.Now().Add(-time.Hour))
@@ -252,8 +257,13 @@ func run(o options) error {
 	if got := status(t.URL+"/rules/x", loggedOut); o.rules > 7 && got != 401 {
 		return fmt.Errorf("a logged-out session's token answered %d on /rules/, not 401", got)
 	}
+	for _, s := range setups[13:] {
+		if got := postStatus(t.URL+s.path, s.header, s.body); got != 200 {
+			return fmt.Errorf("%s answered %d, not 200", s.name, got)
+		}
+	}
 	for _, s := range setups { // warm-up
-		if _, err := runWrk(o, t.URL+s.path, s.header, "", time.Second); err != nil {
+		if _, err := runWrk(o, t.URL+s.path, s.header, postScript(t.Dir, s), time.Second); err != nil {
 			return err
 		}
 	}
@@ -267,7 +277,7 @@ func run(o options) error {
 		for i := range setups {
 			s := setups[(i+r)%len(setups)]
 			cpu0 := cpuTime(t.Pid())
-			res, err := runWrk(o, t.URL+s.path, s.header, "", o.duration)
+			res, err := runWrk(o, t.URL+s.path, s.header, postScript(t.Dir, s), o.duration)
 			if err != nil {
 				return err
 			}
@@ -326,6 +336,42 @@ func profile(o options, t *harness.Traefik, s *setup) error {
 	}
 	fmt.Printf("CPU profile of %s written to %s\n", s.name, o.profile)
 	return <-done
+}
+
+// jsonBody200 is case (f)'s body: 200 bytes of JSON with no token in it.
+var jsonBody200 = func() string {
+	b := `{"order":{"id":12345,"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"`
+	return b + strings.Repeat("x", 200-len(b)-3) + `"}}`
+}()
+
+// postScript writes, for a setup with a body, the wrk script that POSTs it,
+// and returns its path; "" for a GET setup.
+func postScript(dir string, s *setup) string {
+	if s.body == "" {
+		return ""
+	}
+	path := filepath.Join(dir, "post.lua")
+	script := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", s.body)
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		return ""
+	}
+	return path
+}
+
+// postStatus is the status of a JSON POST.
+func postStatus(url, header, body string) int {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if k, v, ok := strings.Cut(header, ": "); ok {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }
 
 // revokeLua makes every wrk request a revoke of a new token.
@@ -605,6 +651,7 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 	fmt.Fprintf(&b, "| (b) within 2 µs of the header-only fixture, CPU per request | %+.1f µs (plugin +%.1f µs, header-only +%.1f µs over no-op) | %s |\n", over(3)-over(11), over(3), over(11), check(over(3)-over(11) <= 2))
 	fmt.Fprintf(&b, "| (a) by CPU per request, over no-op | %+.1f µs | |\n", over(2))
 	fmt.Fprintf(&b, "| (c) by CPU per request, over no-op | %+.1f µs | |\n", over(4))
+	fmt.Fprintf(&b, "| (f) JSON POST by CPU per request, over the no-op plugin's POST | %+.1f µs | |\n", (cpu(14)-cpu(13))/1e3)
 	fmt.Fprintf(&b, "| (b) with Redis within 2%% of (b) in memory, CPU per request | %.3f | %s |\n", cpu(6)/cpu(3), check(cpu(6)/cpu(3) <= 1.02))
 	fmt.Fprintf(&b, "| (d) ≥ 0.75 of no-op by CPU per request | %.2f | %s |\n", cpu(1)/cpu(8), check(cpu(1)/cpu(8) >= 0.75))
 	fmt.Fprintf(&b, "| (a) with metrics, admin and audit on within 3%% of (a), CPU per request | %.3f | %s |\n", cpu(9)/cpu(2), check(cpu(9)/cpu(2) <= 1.03))
