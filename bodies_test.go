@@ -179,6 +179,7 @@ func TestEveryAuthorizationForm(t *testing.T) {
 		{"JWT " + revokedToken},
 		{revokedToken},
 		{"bearer  " + revokedToken},
+		{"Bearer " + revokedToken + ",Basic eA=="},
 		{"Bearer good-token-0123456789", "Bearer " + revokedToken},
 		{"Basic " + basic("user", revokedToken)},
 	} {
