@@ -170,7 +170,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		if err != nil {
 			logTombstoneError(err)
 		}
-		if legacy, isJWS := legacyDigest(in.Token); isJWS {
+		if legacy, isJWS := legacyDigest(in.Token); isJWS && d.has(&legacy) {
 			// And the record of its exact string, made before identities.
 			was, err := d.unrevoke(&legacy)
 			if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -342,10 +343,38 @@ func newTokens(n int, exp time.Time) []string {
 	return tokens
 }
 
-// digestHex is the stream's d field for token: hex SHA-256.
+// digestHex is the stream's d field for token: the hex SHA-256 of its
+// identity (the README's rule, written again here as a cross-check): for a
+// JWS, "jws\n" + header.payload + "\n" + the signature's first 8
+// characters; for anything else, the token.
 func digestHex(token string) string {
 	sum := sha256.Sum256([]byte(token))
+	if dot, ok := jwsEnd(token); ok {
+		sum = sha256.Sum256([]byte("jws\n" + token[:dot] + "\n" + token[dot+1:dot+9]))
+	}
 	return hex.EncodeToString(sum[:])
+}
+
+// jwsEnd is the index of the dot that ends a JWS's signing input; ok is
+// false for a token that is not a JWS (the e2e tokens are canonical).
+func jwsEnd(token string) (int, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return 0, false
+	}
+	header, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || !strings.Contains(string(header), `"alg"`) {
+		return 0, false
+	}
+	return len(parts[0]) + len(parts[1]) + 1, true
+}
+
+// preKeyHex is the stream's k field for token: its pre-check key, in hex.
+func preKeyHex(token string) string {
+	if dot, ok := jwsEnd(token); ok {
+		return hex.EncodeToString([]byte(token[dot+1 : dot+9]))
+	}
+	return hex.EncodeToString([]byte(token[len(token)-8:]))
 }
 
 // percentile is the nearest-rank percentile of sorted durations.
@@ -502,7 +531,7 @@ func TestLateReplicaLoadsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", hex.EncodeToString([]byte(tokens[0][len(tokens[0])-8:]))}
+	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", preKeyHex(tokens[0])}
 	if entries, ok := first.([]any); !ok || len(entries) != 1 || !reflect.DeepEqual(entries[0].([]any)[1], wantFields) {
 		t.Fatalf("A's first stream entry: got %v, want fields %v", first, wantFields)
 	}
