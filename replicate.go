@@ -194,6 +194,12 @@ func (r *replicator) writeLoop() {
 				// reads d and e and ignores k.
 				cmd = append(cmd, "k", hex.EncodeToString(batch[i].key[:]))
 			}
+			if batch[i].client != (clientTag{}) {
+				// The client's limiter tag: every replica counts the entry
+				// against the client's share (clientlimit.go). Older
+				// releases ignore it.
+				cmd = append(cmd, "c", hex.EncodeToString(batch[i].client[:]))
+			}
 			cmds = append(cmds, cmd)
 		}
 		for i := range exts {

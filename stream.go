@@ -91,6 +91,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			// *6 adds the pre-check key: $1 k $16 <hex>.
 			keyed := p+1 < len(buf) && buf[p+1] == '6'
 			rec.keyN = 0
+			rec.client = clientTag{}
 			if pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
 				buf[p] == '*' && (buf[p+1] == '4' || keyed) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
@@ -243,6 +244,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 	}
 	haveDigest, haveExpiry, typed := false, false, false
 	rec.keyN = 0
+	rec.client = clientTag{}
 	var typ, version, payload []byte
 	for f := 0; f < fields; f += 2 {
 		n, p = respHeader(buf, p, '$')
@@ -284,6 +286,12 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 			version = value
 		case 'x':
 			payload = value
+		case 'c':
+			if len(value) == 2*len(rec.client) {
+				if _, err := hex.Decode(rec.client[:], value); err != nil {
+					rec.client = clientTag{}
+				}
+			}
 		case 'k':
 			rec.keyN = 0
 			if len(value) == 2*keyLen {
