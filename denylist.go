@@ -640,6 +640,10 @@ func (d *denylist) stats() denylistStats {
 	s.Loaded = atomic.LoadInt64(&d.loaded)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
+	if r := d.replica; r != nil && s.Ready && atomic.LoadInt32(&r.stuck) == 1 {
+		// Loaded once, but the stream cannot be read: not in sync.
+		s.State, s.Ready = "degraded", false
+	}
 	if r := d.replica; r != nil {
 		s.Redis = "disconnected"
 		if atomic.LoadInt32(&r.connected) == 1 {

@@ -46,6 +46,8 @@ type redisConn struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	opts *redisOptions
+	// skipped counts the stream entries xread skips; nil: not counted.
+	skipped *streamSkips
 }
 
 // dialRedis connects, authenticates and selects the database.

@@ -2,6 +2,7 @@ package tokenrevocation
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log"
 	"math/rand"
@@ -38,8 +39,11 @@ type replicator struct {
 	pendingExt []extension
 	wake       chan struct{}
 
-	ready      int32
-	connected  int32
+	ready     int32
+	connected int32
+	// stuck is 1 while reads keep failing (stuckAfter in a row): the
+	// replica cannot make progress and reports not ready.
+	stuck      int32
 	lastWarnNs int64
 
 	// stop ends both loops; only tests close a denylist.
@@ -53,6 +57,9 @@ const (
 	writeBatch = 1000
 	// blockFor is how long XREAD BLOCK waits for new entries.
 	blockFor = 5 * time.Second
+	// stuckAfter is how many reads in a row may fail before the replica
+	// reports not ready.
+	stuckAfter = 3
 	// trimEvery spaces out XTRIM calls.
 	trimEvery = time.Minute
 )
@@ -290,6 +297,7 @@ func (r *replicator) readLoop() {
 				continue
 			}
 			conn = c
+			conn.skipped = &r.list.skipped
 			atomic.StoreInt32(&r.connected, 1)
 		}
 		caughtUp := atomic.LoadInt32(&r.ready) == 1
@@ -301,16 +309,28 @@ func (r *replicator) readLoop() {
 		}
 		args = append(args, "STREAMS", r.stream, lastID)
 		recs, exts, last, count, err := conn.xread(args, wait)
-		if err != nil {
+		oversized := errors.Is(err, errTooLarge)
+		if err != nil && !oversized {
 			conn.close()
 			conn = nil
 			atomic.StoreInt32(&r.connected, 0)
+			r.noteStuck(failures + 1)
 			if !r.retry(&failures, err) {
 				return
 			}
 			continue
 		}
 		failures = 0
+		r.noteStuck(0)
+		if oversized {
+			// Skipped for good: what came before it applies below, the
+			// read goes on after it, on a new connection (the rest of the
+			// reply was not read).
+			atomic.AddInt64(&r.list.skipped.Oversized, 1)
+			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, conn.r.Size())
+			conn.close()
+			conn = nil
+		}
 		if last != "" {
 			lastID = last
 		}
@@ -337,7 +357,7 @@ func (r *replicator) readLoop() {
 			r.list.applyExtension(&exts[i])
 		}
 		r.stageBatch(recs[prev:], caughtUp, staged)
-		if !caughtUp && count < readBatch {
+		if !caughtUp && count < readBatch && !oversized {
 			close(staged)
 			<-stagerDone
 			atomic.StoreInt32(&r.ready, 1)
@@ -345,6 +365,16 @@ func (r *replicator) readLoop() {
 			r.list.sourceLoaded()
 		}
 	}
+}
+
+// noteStuck records the reads failed in a row: from stuckAfter on, the
+// replica cannot make progress and reports not ready (stats, metrics).
+func (r *replicator) noteStuck(failed int) {
+	stuck := int32(0)
+	if failed >= stuckAfter {
+		stuck = 1
+	}
+	atomic.StoreInt32(&r.stuck, stuck)
 }
 
 // stageBatch stages recs: on the stager goroutine while catching up, here

@@ -425,7 +425,7 @@ func (u *checkingUpstream) ServeHTTP(rw http.ResponseWriter, req *http.Request) 
 func TestServeRevokeWrongSecretFloodSpendsNothingOfTheClient(t *testing.T) {
 	// given a client with a rate of 5 and a burst of 5
 	next := &checkingUpstream{}
-	m := newTestMiddleware(t, next, nil, func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
+	m := newTestMiddleware(t, next, newFakeClock(), func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
 
 	// when 2,000 calls with its id and a wrong secret arrive from its own
 	// address, 8 at a time
@@ -466,7 +466,7 @@ func TestServeRevokeWrongSecretFloodSpendsNothingOfTheClient(t *testing.T) {
 func TestServeRevokePublicClientFloodFromAnotherAddress(t *testing.T) {
 	// given a public client with a rate of 5 and a burst of 5
 	next := &checkingUpstream{}
-	m := newTestMiddleware(t, next, nil, func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
+	m := newTestMiddleware(t, next, newFakeClock(), func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
 	public := func(token, addr string) int {
 		req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token/revoke", strings.NewReader("client_id=pub&token="+token))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,8 +18,26 @@ import (
 // bufio.Reader's own buffer, with one interpreted call per entry and one
 // compiled call (hex.Decode) per revocation.
 
-// errTooLarge is returned for a stream entry larger than the read buffer.
+// errTooLarge is returned for a stream entry larger than the read buffer,
+// with what was read before it and, as the last ID, the oversized entry's
+// own: the reader counts it, moves past it and reconnects (the rest of the
+// reply is not read), so that one entry no record can be never stops
+// replication.
 var errTooLarge = errors.New("redis: stream entry larger than the read buffer")
+
+// entryID returns the ID of the stream entry at buf[0:], "" when buf does
+// not hold it whole.
+func entryID(buf []byte) string {
+	n, p := respHeader(buf, 0, '*')
+	if p < 0 || n != 2 {
+		return ""
+	}
+	n, p = respHeader(buf, p, '$')
+	if p < 0 || n <= 0 || p+n > len(buf) {
+		return ""
+	}
+	return string(buf[p : p+n])
+}
 
 // xread sends one XREAD for one stream and parses its reply. It returns the
 // revocations read, the last entry ID (or "" when there was none) and the
@@ -145,6 +164,9 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 				if next == incomplete {
 					break
 				}
+				if status == entryMalformed && c.skipped != nil {
+					atomic.AddInt64(&c.skipped.Malformed, 1)
+				}
 				if status == entryRevocation {
 					recs = append(recs, rec)
 				}
@@ -166,7 +188,12 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			// Not one whole entry is buffered: read more, unless the
 			// buffer is already full.
 			if c.r.Buffered() >= c.r.Size() {
-				return nil, nil, "", 0, errTooLarge
+				buf, _ := c.r.Peek(c.r.Buffered())
+				id := entryID(buf)
+				if id == "" {
+					return nil, nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+				}
+				return recs, exts, id, done + 1, errTooLarge
 			}
 			if _, err := c.r.Peek(c.r.Buffered() + 1); err != nil {
 				return nil, nil, "", 0, fmt.Errorf("redis: read: %w", err)
