@@ -43,8 +43,10 @@ type replicator struct {
 	connected int32
 	// stuck is 1 while reads keep failing (stuckAfter in a row): the
 	// replica cannot make progress and reports not ready.
-	stuck      int32
-	lastWarnNs int64
+	stuck int32
+	// lastRefuseNs spaces out the errSignedStream error.
+	lastRefuseNs int64
+	lastWarnNs   int64
 
 	// stop ends both loops; only tests close a denylist.
 	stop chan struct{}
@@ -147,6 +149,7 @@ func (r *replicator) warn(format string, args ...interface{}) {
 func (r *replicator) writeLoop() {
 	var conn *redisConn
 	failures := 0
+	marked := false
 	lastTrim := time.Time{}
 	ticker := time.NewTicker(trimEvery)
 	defer ticker.Stop()
@@ -214,6 +217,16 @@ func (r *replicator) writeLoop() {
 			// x carries the record, hex-encoded.
 			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].typ)), "v", strconv.Itoa(int(exts[i].version)), "x", hex.EncodeToString(exts[i].payload)})
 		}
+		if signer := r.opts.signer; signer != nil {
+			now := time.Now()
+			for i := range cmds {
+				cmds[i] = append(cmds[i], "s", signer.sign(r.stream, now, cmds[i][3:]))
+			}
+			if !marked {
+				// Marks the stream signed for replicas without the secret.
+				cmds = append(cmds, []string{"SET", r.stream + signedMarker, "1"})
+			}
+		}
 		if trim {
 			minID := time.Now().Add(-r.list.maxTTL).UnixMilli()
 			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
@@ -236,6 +249,7 @@ func (r *replicator) writeLoop() {
 			continue
 		}
 		failures = 0
+		marked = marked || r.opts.signer != nil
 		if trim {
 			lastTrim = time.Now()
 		}
@@ -298,6 +312,17 @@ func (r *replicator) readLoop() {
 			}
 			conn = c
 			conn.skipped = &r.list.skipped
+			conn.check = &entryCheck{stream: r.stream, signer: r.opts.signer}
+			if err := r.checkMarker(conn); err != nil {
+				conn.close()
+				conn = nil
+				atomic.StoreInt32(&r.connected, 0)
+				r.refuse(err)
+				if !r.retry(&failures, err) {
+					return
+				}
+				continue
+			}
 			atomic.StoreInt32(&r.connected, 1)
 		}
 		caughtUp := atomic.LoadInt32(&r.ready) == 1
@@ -315,6 +340,7 @@ func (r *replicator) readLoop() {
 			conn = nil
 			atomic.StoreInt32(&r.connected, 0)
 			r.noteStuck(failures + 1)
+			r.refuse(err)
 			if !r.retry(&failures, err) {
 				return
 			}
@@ -364,6 +390,35 @@ func (r *replicator) readLoop() {
 			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
 			r.list.sourceLoaded()
 		}
+	}
+}
+
+// checkMarker refuses, for a reader without a secret, a stream that a
+// signing replica marked (streamsign.go).
+func (r *replicator) checkMarker(conn *redisConn) error {
+	if r.opts.signer != nil {
+		return nil
+	}
+	n, err := conn.do("EXISTS", r.stream+signedMarker)
+	if err != nil {
+		return err
+	}
+	if n, ok := n.(int64); ok && n > 0 {
+		return errSignedStream
+	}
+	return nil
+}
+
+// refuse reports at once, for errSignedStream, that this replica cannot
+// make progress, with an ERROR at most once a minute; other errors wait
+// for stuckAfter failures.
+func (r *replicator) refuse(err error) {
+	if !errors.Is(err, errSignedStream) {
+		return
+	}
+	atomic.StoreInt32(&r.stuck, 1)
+	if warnDue(&r.lastRefuseNs, time.Now().UnixNano()) {
+		log.Printf("tokenrevocation: ERROR denylist %q, redis stream %q: %v; set the same redis.signingSecret on every replica", r.list.name, r.stream, err)
 	}
 }
 

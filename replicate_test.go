@@ -143,7 +143,7 @@ func TestParseStreamEntry(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var rec revocation
-			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{})
+			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{}, nil)
 			want := c.next
 			if want == 0 {
 				want = len(c.raw)
@@ -168,7 +168,7 @@ func TestParseStreamEntryInALoop(t *testing.T) {
 	pos := 0
 	for i := 0; i < 3; i++ {
 		var rec revocation
-		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{})
+		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{}, nil)
 		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.digest != sha256.Sum256([]byte{byte(i)}) {
 			t.Fatalf("entry %d: status %d id %q", i, status, id)
 		}
