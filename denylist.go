@@ -223,6 +223,8 @@ type denylistStats struct {
 	// not tracked because maxGrants was reached.
 	Grants          int   `json:"grants"`
 	GrantsUntracked int64 `json:"grantsUntracked"`
+	// GrantTokens counts the tokens of every family tracked.
+	GrantTokens int `json:"grantTokens"`
 	// Logouts counts the back-channel logouts applied, received here or
 	// loaded; LogoutRules the live session and subject rules.
 	Logouts     int64 `json:"logouts"`
@@ -618,7 +620,7 @@ func (d *denylist) stats() denylistStats {
 	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
 	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
 	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
-	s.Grants = d.grants.size()
+	s.Grants, s.GrantTokens = d.grants.size()
 	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
 	s.LogoutRules, s.Logouts = d.rules.counts()
 	d.mu.Lock()

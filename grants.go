@@ -383,16 +383,16 @@ func (d *denylist) revokeIfRevoked(rec *grantRecord) {
 	}
 }
 
-// size is the number of families tracked, expired ones swept first when a
-// sweep is due.
-func (g *grantStore) size() int {
+// size is the number of families tracked and of their tokens indexed,
+// expired ones swept first when a sweep is due.
+func (g *grantStore) size() (int, int) {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now-g.lastSweep >= int64(grantSweepEvery) {
 		g.sweep(now)
 	}
-	return len(g.families)
+	return len(g.families), len(g.byToken)
 }
 
 // live reports whether rec still has a live token, so that compaction keeps it.

@@ -243,14 +243,14 @@ func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
 	clock := newFakeClock()
 	g := newGrantStore(10, clock.now)
 	rec := &grantRecord{family: *digestOf("f"), tokens: []grantToken{{digest: *digestOf("a"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
-	if _, ok := g.add(rec, false); !ok || g.size() != 1 {
+	if _, ok := g.add(rec, false); !ok || familyCount(g) != 1 {
 		t.Fatal("not added")
 	}
 	clock.advance(2 * time.Hour)
 	other := &grantRecord{family: *digestOf("g"), tokens: []grantToken{{digest: *digestOf("b"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
 	g.add(other, false)
-	if g.size() != 1 {
-		t.Fatalf("%d families, want the expired one forgotten", g.size())
+	if familyCount(g) != 1 {
+		t.Fatalf("%d families, want the expired one forgotten", familyCount(g))
 	}
 }
 
@@ -369,7 +369,7 @@ func BenchmarkGrantMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/grant")
-		if g.size() != n {
+		if familyCount(g) != n {
 			b.Fatal("not every grant tracked")
 		}
 	}
@@ -460,4 +460,10 @@ func TestGrantStoreTakePreviousRemovesThem(t *testing.T) {
 	if again, _ := g.add(&grantRecord{family: r.digest, tokens: []grantToken{r}}, true); len(again) != 1 || again[0].digest != a2.digest {
 		t.Fatalf("second refresh returned %v", again)
 	}
+}
+
+// familyCount is the number of families g tracks, swept as size sweeps.
+func familyCount(g *grantStore) int {
+	n, _ := g.size()
+	return n
 }
