@@ -620,7 +620,9 @@ func (d *denylist) stats() denylistStats {
 	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
 	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
 	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
-	s.Grants, s.GrantTokens = d.grants.size()
+	grants, grantTokens := d.grants.size()
+	s.Grants = grants
+	s.GrantTokens = grantTokens
 	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
 	s.LogoutRules, s.Logouts = d.rules.counts()
 	d.mu.Lock()
@@ -756,7 +758,9 @@ func (d *denylist) bounds() bounded {
 	var b bounded
 	b.Clients = atomic.LoadInt64(&d.limiter.untracked)
 	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
-	b.Jti, b.LogoutRules = d.rules.refusals()
+	jti, rules := d.rules.refusals()
+	b.Jti = jti
+	b.LogoutRules = rules
 	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
 	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
 	return b

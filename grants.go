@@ -141,8 +141,10 @@ func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 		g.families[f.id] = f
 	}
 	var previous []grantToken
-	kept := f.tokens[:0]
-	for i := range f.tokens {
+	// Compacted by index: under Yaegi, appending a family's own elements
+	// to a slice of its array (kept := f.tokens[:0]) loses entries.
+	n := 0
+	for i := 0; i < len(f.tokens); i++ {
 		t := f.tokens[i]
 		if !t.refresh && t.expiry > now && !hasToken(rec.tokens, &t.digest) {
 			previous = append(previous, t)
@@ -151,9 +153,10 @@ func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 				continue
 			}
 		}
-		kept = append(kept, t)
+		f.tokens[n] = t
+		n++
 	}
-	f.tokens = kept
+	f.tokens = f.tokens[:n]
 	for i := range rec.tokens {
 		t := rec.tokens[i]
 		if t.expiry <= now {
@@ -185,23 +188,41 @@ func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 }
 
 // makeRoom frees a place in a full family: it prunes the expired tokens,
-// and when none has expired drops the oldest, counted. The caller holds mu.
+// and when none has expired drops one, counted: the oldest access token
+// while the family holds another, else the oldest refresh token. So the
+// newest access token and the newest refresh tokens stay: revoking any of
+// the last maxFamilyTokens-1 refresh tokens still revokes the grant. The
+// caller holds mu.
 func (g *grantStore) makeRoom(f *grantFamily, now int64) {
-	kept := f.tokens[:0]
-	for i := range f.tokens {
-		if f.tokens[i].expiry > now {
-			kept = append(kept, f.tokens[i])
+	n, access, oldestAccess := 0, 0, -1
+	for i := 0; i < len(f.tokens); i++ {
+		t := f.tokens[i]
+		if t.expiry <= now {
+			g.unindex(f, &t.digest)
 			continue
 		}
-		g.unindex(f, &f.tokens[i].digest)
+		if !t.refresh {
+			access++
+			if oldestAccess < 0 {
+				oldestAccess = n
+			}
+		}
+		f.tokens[n] = t
+		n++
 	}
-	f.tokens = kept
-	if len(f.tokens) < maxFamilyTokens {
+	f.tokens = f.tokens[:n]
+	if n < maxFamilyTokens {
 		return
 	}
-	g.unindex(f, &f.tokens[0].digest)
-	copy(f.tokens, f.tokens[1:])
-	f.tokens = f.tokens[:len(f.tokens)-1]
+	drop := 0
+	if access > 1 {
+		drop = oldestAccess
+	}
+	g.unindex(f, &f.tokens[drop].digest)
+	for i := drop + 1; i < n; i++ {
+		f.tokens[i-1] = f.tokens[i]
+	}
+	f.tokens = f.tokens[:n-1]
 	atomic.AddInt64(&g.dropped, 1)
 }
 
@@ -392,7 +413,11 @@ func (g *grantStore) size() (int, int) {
 	if now-g.lastSweep >= int64(grantSweepEvery) {
 		g.sweep(now)
 	}
-	return len(g.families), len(g.byToken)
+	// Separate statements: under Yaegi "return len(a), len(b)" can return
+	// the second twice.
+	families := len(g.families)
+	tokens := len(g.byToken)
+	return families, tokens
 }
 
 // live reports whether rec still has a live token, so that compaction keeps it.

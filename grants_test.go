@@ -467,3 +467,27 @@ func familyCount(g *grantStore) int {
 	n, _ := g.size()
 	return n
 }
+
+func TestGrantRefreshStormKeepsOneBoundedFamily(t *testing.T) {
+	// given a grant refreshed 300 times, with rotation
+	stub := &identityStub{}
+	m := grantMiddleware(t, stub, nil)
+	stub.queue("access-0", "refresh-0", "")
+	tokenRequest(m, "grant_type=authorization_code&code=a")
+	for i := 1; i <= 300; i++ {
+		stub.queue(fmt.Sprint("access-", i), fmt.Sprint("refresh-", i), "")
+		tokenRequest(m, fmt.Sprint("grant_type=refresh_token&refresh_token=refresh-", i-1))
+	}
+
+	// then one family holds at most maxFamilyTokens, and revoking its
+	// newest refresh token revokes its newest access token and its recent
+	// refresh tokens
+	st := m.list.stats()
+	if st.Grants != 1 || st.GrantTokens > maxFamilyTokens {
+		t.Fatalf("grants %d, tokens %d", st.Grants, st.GrantTokens)
+	}
+	revoke(t, m, "refresh-300", "refresh_token")
+	if status(m, "access-300") != 401 || status(m, "refresh-280") != 401 {
+		t.Fatal("the family's tokens pass after its revocation")
+	}
+}

@@ -246,12 +246,14 @@ func TestHostileHugeClientIDs(t *testing.T) {
 	revokeAll(ids[batch:])
 	afterSecond := rssKB(t, tr.Pid())
 
-	// then the second batch grows the edge by a small fraction of the ids'
-	// size, and every audit line is bounded
+	// then the second batch grows the edge by a fraction of the ids' size
+	// (keeping them would grow it by more than their size: transient
+	// request buffers and the garbage collector's headroom account for the
+	// rest), and every audit line is bounded
 	idsKB := batch * idSize / 1024
 	t.Logf("RSS %d KiB, %d after the first batch, %d after the second; each batch's ids %d KiB", before, afterFirst, afterSecond, idsKB)
-	if grew := afterSecond - afterFirst; grew > idsKB/4 {
-		t.Fatalf("the second batch grew RSS by %d KiB, over a quarter of its ids' %d KiB", grew, idsKB)
+	if grew := afterSecond - afterFirst; grew > idsKB/2 {
+		t.Fatalf("the second batch grew RSS by %d KiB, over half its ids' %d KiB", grew, idsKB)
 	}
 	lines := readAudit(t, auditPath, 2*batch)
 	if len(lines) < 2*batch {
