@@ -149,6 +149,7 @@ func (d *denylist) auditRevocation(rec *revocation, who *revokeInfo) {
 // A revokeInfo is what the revoke endpoint knows of a revocation's caller.
 type revokeInfo struct {
 	client, hint string
+	tag          clientTag // the client's limiter key, replicated (clientKey)
 }
 
 // auditLogout records a logout, or an admin rule change, applied here.

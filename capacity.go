@@ -97,6 +97,45 @@ func (d *denylist) reserveOrForce(digest *[sha256.Size]byte, lifetime time.Durat
 	return i
 }
 
+// A reservedToken is a slot reserveTokens took for one token.
+type reservedToken struct {
+	digest [sha256.Size]byte
+	lane   int
+}
+
+// reserveTokens reserves a slot for each of tokens not yet revoked, the
+// stores a request forces besides its own revocation (a grant family's
+// tokens, a logout's, a refresh's previous access tokens), so that they are
+// admitted like any other. When one does not fit, it gives back what it
+// took and reports false: the request is refused with 503 before the
+// identity service (or, for a logout, before anything is applied).
+func (d *denylist) reserveTokens(tokens []grantToken) ([]reservedToken, bool) {
+	if len(tokens) == 0 {
+		return nil, true
+	}
+	now := d.now().UnixNano()
+	taken := make([]reservedToken, 0, len(tokens))
+	for i := range tokens {
+		if d.has(&tokens[i].digest) {
+			continue
+		}
+		lane := d.reserve(&tokens[i].digest, time.Duration(tokens[i].expiry-now))
+		if lane < 0 {
+			d.unreserveTokens(taken)
+			return nil, false
+		}
+		taken = append(taken, reservedToken{digest: tokens[i].digest, lane: lane})
+	}
+	return taken, true
+}
+
+// unreserveTokens gives back the slots of reserveTokens.
+func (d *denylist) unreserveTokens(taken []reservedToken) {
+	for i := range taken {
+		d.unreserve(taken[i].lane, &taken[i].digest)
+	}
+}
+
 // unreserve gives back a slot reserve took for a revocation that was not
 // confirmed.
 func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
@@ -126,21 +165,37 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 	}
 }
 
+// maxOverflow bounds the overflow map: about 100 MB of entries.
+const maxOverflow = 1 << 20
+
 // keepOverflow keeps a live revocation bigcache could not hold. Expired
-// entries are swept out as the map grows.
+// entries are swept out as the map grows, and once it holds maxOverflow
+// entries a new one is dropped and counted (bounded.overflow).
 func (d *denylist) keepOverflow(key string, expiry int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.overflow == nil {
 		d.overflow = map[string]int64{}
 	}
-	if len(d.overflow) >= 1024 && len(d.overflow)&(len(d.overflow)-1) == 0 {
+	_, held := d.overflow[key]
+	n := len(d.overflow)
+	if n >= 1024 && (n&(n-1) == 0 || (n >= maxOverflow && !held)) {
 		now := d.now().UnixNano()
 		for k, e := range d.overflow {
 			if e <= now {
 				delete(d.overflow, k)
 			}
 		}
+	}
+	if len(d.overflow) >= maxOverflow && !held {
+		// The bound: only stores that bypass admission (replicated or
+		// loaded ones) can get here, and a denylist this far past its
+		// size is misconfigured. Counted and logged, never silent.
+		n := atomic.AddInt64(&d.boundOverflow, 1)
+		if warnDue(&d.lastWarnNs, d.now().UnixNano()) {
+			log.Printf("tokenrevocation: ERROR denylist %q: the overflow map holds %d live revocations, its bound; %d dropped; raise cacheSizeMB", d.name, maxOverflow, n)
+		}
+		return
 	}
 	if expiry > d.overflow[key] {
 		d.overflow[key] = expiry

@@ -1,28 +1,46 @@
 package tokenrevocation
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"math"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // RFC 7009 has the identity service answer 200 to a revoke call whatever the
 // token, so anyone holding a client id can have garbage strings "confirmed"
 // revoked, and each one takes a place in the bounded denylist, where enough
 // of them push real revocations out. A clientLimiter keeps one client from
-// flooding it with two limits, both keyed by client id:
+// flooding it with two limits, both keyed by the client's key (clientKey):
 //
 //   - a rate: a token bucket of rate calls per second and burst calls at once,
-//     from which every revoke call takes one token, confirmed or not;
+//     from which every revocation the identity service confirmed takes one
+//     token;
 //   - a share: the client's live revocations in one denylist lane may not
 //     exceed share × the lane's capacity.
 //
+// Only the client itself can spend its limits. The client id a call claims
+// is not proven until the identity service answers, so nothing is spent
+// before then: admit only checks that the bucket holds a token, and commit
+// (the identity service confirmed) takes it. A call the identity service
+// refuses, for client authentication or anything else, takes nothing, so a
+// flood of "Basic victim:wrong" from anywhere, the victim's own address
+// included, leaves the victim's bucket full. The price: calls of one client
+// in flight together can overshoot its rate, by at most the calls in flight;
+// the debt is paid back before it may call again (tokens go negative, down
+// to -burst).
+//
 // Admission to the share is reserved by admit before the upstream call and
-// settled after it by commit (the upstream confirmed) or release (it did
-// not), so that N concurrent calls cannot all pass a check meant for fewer.
+// settled after it by commit or release, so that N concurrent calls cannot
+// all pass a check meant for fewer. A reservation is all that an
+// unauthenticated caller can hold of another client's limits, and only
+// while its call is at the identity service: to keep a victim out it would
+// need share × capacity calls (half a million by default) in flight at once.
 //
 // It is not on the hot path (only revoke calls reach it), so one mutex guards
 // everything.
@@ -37,6 +55,9 @@ type clientLimiter struct {
 	// nextSweep (Unix ns) spaces out the scans for idle clients: each scan
 	// walks the whole table under the mutex, and newcomers are free to send.
 	nextSweep int64
+	// untracked counts the calls decided on an untracked state because the
+	// table was full (the stats' bounded.clients).
+	untracked int64
 }
 
 // clientState is what the limiter keeps about one client.
@@ -103,11 +124,11 @@ func newClientLimiter(rate float64, burst int, share float64, maxClients int, no
 	return c
 }
 
-// admit decides one revoke call of client that would record into lane, whose
-// entries live about window and which holds laneCap entries. When allowed
-// with the share limit on, it has reserved one slot that exactly one of
-// commit or release must settle.
-func (c *clientLimiter) admit(client string, lane int, window time.Duration, laneCap int) *limitDecision {
+// admit decides one revoke call of client that would record n entries (at
+// least one) into lane, whose entries live about window and which holds
+// laneCap entries. When allowed with the share limit on, it has reserved n
+// slots that exactly one of commit or release must settle.
+func (c *clientLimiter) admit(client string, lane int, window time.Duration, laneCap, n int) *limitDecision {
 	if c.rate == 0 && c.share == 0 {
 		return &limitDecision{Allowed: true}
 	}
@@ -121,50 +142,87 @@ func (c *clientLimiter) admit(client string, lane int, window time.Duration, lan
 			wait := float64(time.Second) * (1 - st.tokens) / c.rate
 			return &limitDecision{Reason: limitRate, RetryAfter: retrySeconds(wait)}
 		}
-		// Taken before the share check: a call refused for its share is
-		// still a call.
-		st.tokens--
+		// Not taken here: only a confirmed call spends (commit).
 	}
 	if c.share > 0 {
 		lc := st.laneCount(lane, window, now)
-		if lc.live(now)+lc.reserved >= c.shareLimit(laneCap) {
+		if lc.live(now)+lc.reserved+n > c.shareLimit(laneCap) {
 			return &limitDecision{Reason: limitShare, RetryAfter: lc.retryAfter(now)}
 		}
-		lc.reserved++
+		lc.reserved += n
 	}
 	return &limitDecision{Allowed: true}
 }
 
-// commit settles a reservation of admit whose call the upstream confirmed: it
-// becomes a live entry, counted at now. A commit with no reservation still
-// counts (too many, never too few). A newcomer decided untracked (see state)
-// has nothing to count into; its entry goes uncounted.
-func (c *clientLimiter) commit(client string, lane int) {
-	if c.share == 0 {
+// commit settles a reservation of admit whose call the upstream confirmed:
+// it takes the call's rate token and becomes n live entries (the revoked
+// token and, for a grant's refresh token, the family revoked with it),
+// counted at now. A commit with no reservation still counts (too many,
+// never too few). A newcomer decided untracked (see state) has nothing to
+// count into; its entries go uncounted.
+func (c *clientLimiter) commit(client string, lane, n int) {
+	if c.rate == 0 && c.share == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	st, ok := c.clients[client]
+	if !ok {
+		return
+	}
+	now := c.now().UnixNano()
+	if c.rate > 0 {
+		c.refill(st, now)
+		if st.tokens > -c.burst {
+			st.tokens--
+		}
+	}
+	if c.share == 0 {
+		return
+	}
 	lc := c.find(client, lane)
 	if lc == nil {
 		return
 	}
-	if lc.reserved > 0 {
-		lc.reserved--
+	lc.reserved -= n
+	if lc.reserved < 0 {
+		lc.reserved = 0
 	}
-	lc.add(c.now().UnixNano())
+	lc.addN(now, n)
 }
 
-// release settles a reservation of admit whose call the upstream did not
-// confirm: nothing was recorded, so nothing is counted.
-func (c *clientLimiter) release(client string, lane int) {
+// count counts n entries of client in lane that were confirmed elsewhere:
+// replicated from another replica, which admitted them against its own
+// share. Counting them here makes the share hold across replicas; they
+// take no rate token (the other replica took it) and are never refused.
+func (c *clientLimiter) count(client string, lane int, window time.Duration, n int) {
+	if c.share == 0 || client == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixNano()
+	st := c.state(client, now)
+	if _, ok := c.clients[client]; !ok {
+		return
+	}
+	st.laneCount(lane, window, now).addN(now, n)
+}
+
+// release settles a reservation of n slots of admit whose call the
+// upstream did not confirm: nothing was recorded, so nothing is counted,
+// and no rate token was ever taken.
+func (c *clientLimiter) release(client string, lane, n int) {
 	if c.share == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if lc := c.find(client, lane); lc != nil && lc.reserved > 0 {
-		lc.reserved--
+	if lc := c.find(client, lane); lc != nil {
+		lc.reserved -= n
+		if lc.reserved < 0 {
+			lc.reserved = 0
+		}
 	}
 }
 
@@ -197,6 +255,8 @@ func (c *clientLimiter) state(client string, now int64) *clientState {
 	}
 	if len(c.clients) < c.maxClients {
 		c.clients[client] = st
+	} else {
+		atomic.AddInt64(&c.untracked, 1)
 	}
 	return st
 }
@@ -315,8 +375,8 @@ func (lc *laneCount) slot(now int64) (int64, int) {
 	return slot, i
 }
 
-// add counts one entry at now.
-func (lc *laneCount) add(now int64) {
+// addN counts n entries at now.
+func (lc *laneCount) addN(now int64, n int) {
 	slot, i := lc.slot(now)
 	// A bucket of a later slot (the clock went back) keeps its slot and takes
 	// the entry: counted longer, never shorter.
@@ -324,7 +384,7 @@ func (lc *laneCount) add(now int64) {
 		lc.slots[i] = slot
 		lc.counts[i] = 0
 	}
-	lc.counts[i]++
+	lc.counts[i] += n
 }
 
 // live is how many entries counted at now.
@@ -397,4 +457,60 @@ func basicUser(value string) (string, bool) {
 		return unescaped, true
 	}
 	return user, true
+}
+
+// A clientTag is what the limiter keeps of a client, and what a stream
+// record carries of it: the first 16 bytes of a SHA-256 (clientKey). Ids are
+// attacker-controlled and unbounded; 16 bytes each is what the table holds
+// whatever they send.
+type clientTag [16]byte
+
+// clientKey returns the limiter's tag for a revoke call's client. A
+// confidential client (HTTP Basic, or client_secret or client_assertion in
+// the form) is known by its id alone: the identity service checks its
+// secret, and only a confirmed call spends. A public client (client_id
+// alone) can be claimed by anyone who knows its id, every user of it
+// included, so it is known by its id and the caller's address (the host of
+// RemoteAddr, as Traefik's rateLimit middleware sees callers by default):
+// a flood from one address spends that address's limits, not the client's
+// everywhere.
+func clientKey(client string, confidential bool, remoteAddr string) clientTag {
+	h := sha256.New()
+	h.Write([]byte(client))
+	if !confidential {
+		host := remoteAddr
+		if i := strings.LastIndexByte(host, ':'); i >= 0 {
+			host = host[:i]
+		}
+		h.Write([]byte{0})
+		h.Write([]byte(host))
+	}
+	var tag clientTag
+	copy(tag[:], h.Sum(nil))
+	return tag
+}
+
+// isConfidential reports whether a revoke call authenticates its client
+// with a secret the identity service checks.
+func isConfidential(authorization string, form url.Values) bool {
+	if _, ok := basicUser(authorization); ok {
+		return true
+	}
+	return form.Get("client_secret") != "" || form.Get("client_assertion") != ""
+}
+
+// maxAuditClient bounds the client id an audit line carries.
+const maxAuditClient = 128
+
+// auditClient is a client id as the audit trail shows it: at most
+// maxAuditClient bytes, cut on a rune boundary, with "…" when cut.
+func auditClient(client string) string {
+	if len(client) <= maxAuditClient {
+		return client
+	}
+	cut := maxAuditClient
+	for cut > 0 && !utf8.RuneStart(client[cut]) {
+		cut--
+	}
+	return client[:cut] + "…"
 }

@@ -34,13 +34,13 @@ func runSteps(t *testing.T, l *clientLimiter, clock *fakeClock, laneCap int, ste
 		clock.advance(step.advance)
 		switch step.action {
 		case "commit":
-			l.commit(step.client, step.lane)
+			l.commit(step.client, step.lane, 1)
 			continue
 		case "release":
-			l.release(step.client, step.lane)
+			l.release(step.client, step.lane, 1)
 			continue
 		}
-		d := l.admit(step.client, step.lane, testWindow, laneCap)
+		d := l.admit(step.client, step.lane, testWindow, laneCap, 1)
 		if d.Allowed != (step.expRefused == "") || d.Reason != step.expRefused {
 			t.Fatalf("step %d (%s %q): got %+v, want refused=%q", i, step.action, step.client, d, step.expRefused)
 		}
@@ -48,7 +48,7 @@ func runSteps(t *testing.T, l *clientLimiter, clock *fakeClock, laneCap int, ste
 			t.Fatalf("step %d (%s %q): retry after %v, want %v", i, step.action, step.client, d.RetryAfter, step.expRetryAfter)
 		}
 		if d.Allowed && step.action == "revoke" {
-			l.commit(step.client, step.lane)
+			l.commit(step.client, step.lane, 1)
 		}
 	}
 }
@@ -210,14 +210,80 @@ func TestClientLimiterShare(t *testing.T) {
 	}
 }
 
-func TestClientLimiterRefusedByShareSpendsAToken(t *testing.T) {
-	// given a client at its share, with tokens left
+func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
+	// given a client with a burst of 3 and a share of one entry
 	clock := newFakeClock()
 	l := newClientLimiter(1, 3, 0.5, 0, clock.now)
 	runSteps(t, l, clock, 2, []limiterStep{revokeOK, {action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
 
-	// when it calls again, then it has spent its burst on the refused call too
-	runSteps(t, l, clock, 2, []limiterStep{{action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}, rateRefuse})
+	// when a thousand calls are admitted and the identity service refuses
+	// them all (a wrong secret), then none spent a token or held a slot:
+	// the share refuses, not the rate, and once the entry leaves the
+	// window the client has its whole burst
+	for i := 0; i < 1000; i++ {
+		if d := l.admit("", 0, testWindow, 2, 1); d.Allowed {
+			l.release("", 0, 1)
+		}
+	}
+	runSteps(t, l, clock, 2, []limiterStep{{action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
+	clock.advance(80 * time.Second)
+	runSteps(t, l, clock, 1000, []limiterStep{revokeOK, revokeOK, revokeOK, rateRefuse})
+}
+
+func TestClientLimiterUnconfirmedCallsLeaveTheBucketFull(t *testing.T) {
+	// given a client with a burst of 2
+	clock := newFakeClock()
+	l := newClientLimiter(1, 2, 0, 0, clock.now)
+
+	// when 500 calls in flight together are all refused upstream
+	for i := 0; i < 500; i++ {
+		if !l.admit("victim", 0, testWindow, 10, 1).Allowed {
+			t.Fatalf("call %d refused before the identity service answered anything", i)
+		}
+	}
+	for i := 0; i < 500; i++ {
+		l.release("victim", 0, 1)
+	}
+
+	// then the client's own calls get its whole burst, and no more
+	runSteps(t, l, clock, 10, []limiterStep{{client: "victim", action: "revoke"}, {client: "victim", action: "revoke"},
+		{client: "victim", action: "revoke", expRefused: "rate", expRetryAfter: time.Second}})
+}
+
+func TestClientLimiterCountedElsewhereHoldsTheShare(t *testing.T) {
+	// given a client with a share of 4 entries
+	clock := newFakeClock()
+	l := newClientLimiter(0, 0, 0.5, 0, clock.now)
+
+	// when another replica's 3 entries of it arrive, then one more fits here
+	l.count("app", 0, testWindow, 3)
+	runSteps(t, l, clock, 8, []limiterStep{{client: "app", action: "revoke"},
+		{client: "app", action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
+}
+
+func TestClientKeySeparatesPublicCallers(t *testing.T) {
+	// given one client id
+	// when it comes with a secret, then every address shares one key
+	if clientKey("app", true, "10.0.0.1:1") != clientKey("app", true, "10.0.0.2:2") {
+		t.Fatal("a confidential client's key depends on the address")
+	}
+	// when it comes alone, then each address has its own key, whatever the port
+	if clientKey("app", false, "10.0.0.1:1") == clientKey("app", false, "10.0.0.2:1") {
+		t.Fatal("public callers at two addresses share a key")
+	}
+	if clientKey("app", false, "[::1]:1") != clientKey("app", false, "[::1]:2") {
+		t.Fatal("a public caller's key depends on its port")
+	}
+	if clientKey("app", false, "10.0.0.1:1") == clientKey("app", true, "10.0.0.1:1") {
+		t.Fatal("a public and a confidential caller share a key")
+	}
+	// and a 60 KB id is kept as 16 bytes
+	if got := len(clientKey(strings.Repeat("x", 60<<10), true, "")); got != 16 {
+		t.Fatalf("key of %d bytes", got)
+	}
+	if got := auditClient(strings.Repeat("é", 100)); len(got) > maxAuditClient+len("…") || !strings.HasSuffix(got, "…") {
+		t.Fatalf("audit client %q", got)
+	}
 }
 
 func TestClientLimiterWindowChangeKeepsCounts(t *testing.T) {
@@ -229,7 +295,7 @@ func TestClientLimiterWindowChangeKeepsCounts(t *testing.T) {
 	// when the lane's window shrinks (1 s buckets), then the entries still
 	// count, for the new window from now
 	clock.advance(30 * time.Second)
-	if d := l.admit("", 0, 7*time.Second, 8); d.Allowed || d.Reason != "share" || d.RetryAfter != 8*time.Second {
+	if d := l.admit("", 0, 7*time.Second, 8, 1); d.Allowed || d.Reason != "share" || d.RetryAfter != 8*time.Second {
 		t.Fatalf("after the window changed: got %+v, want refused for share for 8s", d)
 	}
 }
@@ -246,7 +312,7 @@ func TestClientLimiterConcurrentAdmitsKeepTheShare(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if l.admit("app", 0, time.Hour, 20).Allowed {
+			if l.admit("app", 0, time.Hour, 20, 1).Allowed {
 				atomic.AddInt64(&allowed, 1)
 			}
 		}()
@@ -265,16 +331,16 @@ func TestClientLimiterConcurrentAdmitsKeepTheShare(t *testing.T) {
 		go func(confirmed bool) {
 			defer wg.Done()
 			if confirmed {
-				l.commit("app", 0)
+				l.commit("app", 0, 1)
 			} else {
-				l.release("app", 0)
+				l.release("app", 0, 1)
 			}
 		}(i%2 == 0)
 	}
 	wg.Wait()
 	allowed = 0
 	for i := 0; i < calls; i++ {
-		if l.admit("app", 0, time.Hour, 20).Allowed {
+		if l.admit("app", 0, time.Hour, 20, 1).Allowed {
 			allowed++
 		}
 	}
@@ -301,8 +367,8 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 			l := newClientLimiter(test.rate, 5, test.share, 0, clock.now)
 			refused := ""
 			for i := 0; i < 1000; i++ {
-				if d := l.admit("flooder", 0, time.Hour, 20); d.Allowed {
-					l.commit("flooder", 0)
+				if d := l.admit("flooder", 0, time.Hour, 20, 1); d.Allowed {
+					l.commit("flooder", 0, 1)
 				} else {
 					refused = d.Reason
 				}
@@ -314,8 +380,8 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 			// when another client calls, then it gets its own full allowance
 			allowed := 0
 			for i := 0; i < 20; i++ {
-				if l.admit("bystander", 0, time.Hour, 20).Allowed {
-					l.commit("bystander", 0)
+				if l.admit("bystander", 0, time.Hour, 20, 1).Allowed {
+					l.commit("bystander", 0, 1)
 					allowed++
 				}
 			}
@@ -333,8 +399,8 @@ func TestClientLimiterMaxClients(t *testing.T) {
 	l := newClientLimiter(1, 1, 0.5, 1000, clock.now)
 	for i := 0; i < 100000; i++ {
 		id := "id-" + strconv.Itoa(i)
-		if d := l.admit(id, 0, time.Hour, 2); d.Allowed {
-			l.commit(id, 0)
+		if d := l.admit(id, 0, time.Hour, 2, 1); d.Allowed {
+			l.commit(id, 0, 1)
 		} else {
 			t.Fatalf("newcomer %s refused: %+v", id, d)
 		}
@@ -349,7 +415,7 @@ func TestClientLimiterMaxClients(t *testing.T) {
 	}
 
 	// and a tracked client kept its limits
-	if d := l.admit("id-0", 0, time.Hour, 2); d.Allowed {
+	if d := l.admit("id-0", 0, time.Hour, 2, 1); d.Allowed {
 		t.Fatal("a tracked client was forgotten while busy")
 	}
 }
@@ -359,14 +425,15 @@ func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 	clock := newFakeClock()
 	l := newClientLimiter(1, 1, 1, 2, clock.now)
 	for _, id := range []string{"a", "b"} {
-		if !l.admit(id, 0, time.Hour, 10).Allowed {
+		if !l.admit(id, 0, time.Hour, 10, 1).Allowed {
 			t.Fatalf("%s refused", id)
 		}
+		l.commit(id, 0, 1)
 	}
 
 	// when a third calls, then it is decided afresh every time, untracked
 	for i := 0; i < 3; i++ {
-		if d := l.admit("c", 0, time.Hour, 10); !d.Allowed {
+		if d := l.admit("c", 0, time.Hour, 10, 1); !d.Allowed {
 			t.Fatalf("untracked newcomer refused: %+v", d)
 		}
 	}
@@ -376,13 +443,14 @@ func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 
 	// when the first two are idle again, then the newcomer takes their room
 	clock.advance(time.Second)
-	if !l.admit("c", 0, time.Hour, 10).Allowed {
+	if !l.admit("c", 0, time.Hour, 10, 1).Allowed {
 		t.Fatal("newcomer refused")
 	}
+	l.commit("c", 0, 1)
 	if got := l.tracked(); got != 1 {
 		t.Fatalf("tracked %d after the sweep, want 1", got)
 	}
-	if d := l.admit("c", 0, time.Hour, 10); d.Allowed || d.Reason != "rate" {
+	if d := l.admit("c", 0, time.Hour, 10, 1); d.Allowed || d.Reason != "rate" {
 		t.Fatalf("tracked newcomer not limited: %+v", d)
 	}
 }
@@ -400,11 +468,11 @@ func TestClientLimiterKeepsClientsWithLiveEntries(t *testing.T) {
 	// client is kept and still at its share
 	clock.advance(time.Minute)
 	for _, lim := range []*clientLimiter{l, held} {
-		if !lim.admit("b", 0, testWindow, 2).Allowed {
+		if !lim.admit("b", 0, testWindow, 2, 1).Allowed {
 			t.Fatal("newcomer refused")
 		}
-		lim.commit("b", 0)
-		if d := lim.admit("a", 0, testWindow, 2); d.Allowed || d.Reason != "share" {
+		lim.commit("b", 0, 1)
+		if d := lim.admit("a", 0, testWindow, 2, 1); d.Allowed || d.Reason != "share" {
 			t.Fatalf("first client: got %+v, want refused for share", d)
 		}
 	}
@@ -414,10 +482,10 @@ func TestClientLimiterOffTracksNothing(t *testing.T) {
 	l := newClientLimiter(0, 0, 1, 1, nil)
 	for i := 0; i < 100; i++ {
 		id := strconv.Itoa(i)
-		if !l.admit(id, 0, time.Hour, 1).Allowed {
+		if !l.admit(id, 0, time.Hour, 1, 1).Allowed {
 			t.Fatal("refused with both limits off")
 		}
-		l.commit(id, 0)
+		l.commit(id, 0, 1)
 	}
 	if got := l.tracked(); got != 0 {
 		t.Fatalf("tracked %d with both limits off", got)

@@ -84,6 +84,10 @@ type denylist struct {
 
 	refusedCapacity    int64
 	refusedClientLimit int64
+	authFailures       int64 // revoke calls the identity service answered 401
+	boundOverflow      int64 // overflow entries the map's bound refused
+	boundAudit         int64 // audit fields cut
+	skipped            streamSkips
 	limiter            *clientLimiter
 	grants             *grantStore
 	rules              *ruleStore
@@ -121,6 +125,10 @@ type revocation struct {
 	source byte
 	keyN   uint8 // the length of key; 0: no pre-check key known (precheck.go)
 	key    pkey  // the token's pre-check key
+	// client is the limiter key of the client that revoked it (clientKey),
+	// zero when none: it replicates so that every replica counts the entry
+	// against that client's share.
+	client clientTag
 }
 
 // setKey stores a pre-check key in the record.
@@ -204,10 +212,19 @@ type denylistStats struct {
 	Overflow int `json:"overflow"`
 	// Refused counts revoke calls refused before the identity service, by reason.
 	Refused refusals `json:"refused"`
+	// AuthFailures counts revoke calls the identity service refused with
+	// 401: they spent none of the claimed client's limits.
+	AuthFailures int64 `json:"authFailures"`
+	// Bounded counts what each bound on outside input refused or cut.
+	Bounded bounded `json:"bounded"`
+	// Stream counts the stream entries skipped rather than applied.
+	Stream streamSkips `json:"stream"`
 	// Grants counts the grant families tracked; GrantsUntracked the grants
 	// not tracked because maxGrants was reached.
 	Grants          int   `json:"grants"`
 	GrantsUntracked int64 `json:"grantsUntracked"`
+	// GrantTokens counts the tokens of every family tracked.
+	GrantTokens int `json:"grantTokens"`
 	// Logouts counts the back-channel logouts applied, received here or
 	// loaded; LogoutRules the live session and subject rules.
 	Logouts     int64 `json:"logouts"`
@@ -227,6 +244,33 @@ type denylistStats struct {
 	Redis string `json:"redis"`
 	// Queued counts revocations waiting to be written to Redis.
 	Queued int `json:"queued"`
+}
+
+// bounded counts, per bound on a structure keyed by outside input, what the
+// bound refused or cut (README "Limits and hostile input").
+type bounded struct {
+	// Clients: clients decided untracked because the limiter's table was full.
+	Clients int64 `json:"clients"`
+	// GrantTokens: tokens a grant family dropped at its cap (oldest first).
+	GrantTokens int64 `json:"grantTokens"`
+	// Jti: logout tokens refused because the replay set was full.
+	Jti int64 `json:"jti"`
+	// LogoutRules: logouts refused because the rule table was full.
+	LogoutRules int64 `json:"logoutRules"`
+	// Overflow: entries the overflow map could not keep (it was full).
+	Overflow int64 `json:"overflow"`
+	// AuditFields: audit fields cut to their bound.
+	AuditFields int64 `json:"auditFields"`
+}
+
+// streamSkips counts the stream entries skipped, by why.
+type streamSkips struct {
+	// Oversized: entries larger than the reader's buffer.
+	Oversized int64 `json:"oversized"`
+	// Malformed: entries that are not a record this release reads.
+	Malformed int64 `json:"malformed"`
+	// Unverified: entries whose signature did not verify (redis.signingSecret).
+	Unverified int64 `json:"unverified"`
 }
 
 // refusals counts revoke calls refused before they reached the identity service.
@@ -383,6 +427,9 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 		}
 		return nil
 	}
+	if who != nil {
+		rec.client = who.tag
+	}
 	if reserved >= 0 {
 		d.put(&rec, reserved)
 	} else {
@@ -405,14 +452,22 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 // when none has room it is stored all the same (it was confirmed, so it
 // must be kept), and should bigcache push a live entry out for it, onRemove
 // keeps that entry in the overflow map.
-func (d *denylist) store(rec *revocation) {
-	d.put(rec, d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-d.now().UnixNano())))
+func (d *denylist) store(rec *revocation) int {
+	i := d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-d.now().UnixNano()))
+	d.put(rec, i)
+	return i
 }
 
 // putLoaded stores a loaded record whose bit is already set: store without
 // the bit, which the fill would set a million times for nothing.
 func (d *denylist) putLoaded(rec *revocation, now int64) {
-	d.set(rec, d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-now)))
+	i := d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-now))
+	d.set(rec, i)
+	if rec.client != (clientTag{}) {
+		// Loaded from the stream: counted against its client's share here
+		// too (see loadDirect).
+		d.limiter.count(string(rec.client[:]), i, d.lanes[i].window, 1)
+	}
 }
 
 // put writes rec into lane i, whose slot is already counted, and marks the
@@ -561,7 +616,14 @@ func (d *denylist) stats() denylistStats {
 	s.Entries += s.Overflow + int(s.Filling)
 	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
 	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
-	s.Grants = d.grants.size()
+	s.AuthFailures = atomic.LoadInt64(&d.authFailures)
+	s.Bounded = d.bounds()
+	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
+	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
+	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
+	grants, grantTokens := d.grants.size()
+	s.Grants = grants
+	s.GrantTokens = grantTokens
 	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
 	s.LogoutRules, s.Logouts = d.rules.counts()
 	d.mu.Lock()
@@ -583,6 +645,10 @@ func (d *denylist) stats() denylistStats {
 	s.Loaded = atomic.LoadInt64(&d.loaded)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
+	if r := d.replica; r != nil && s.Ready && atomic.LoadInt32(&r.stuck) == 1 {
+		// Loaded once, but the stream cannot be read: not in sync.
+		s.State, s.Ready = "degraded", false
+	}
 	if r := d.replica; r != nil {
 		s.Redis = "disconnected"
 		if atomic.LoadInt32(&r.connected) == 1 {
@@ -686,4 +752,17 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 		benchPreload(d)
 	}
 	return d, nil
+}
+
+// bounds gathers what each bound on outside input refused or cut.
+func (d *denylist) bounds() bounded {
+	var b bounded
+	b.Clients = atomic.LoadInt64(&d.limiter.untracked)
+	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
+	jti, rules := d.rules.refusals()
+	b.Jti = jti
+	b.LogoutRules = rules
+	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
+	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
+	return b
 }

@@ -60,7 +60,7 @@ func FuzzParseStreamEntry(f *testing.F) {
 	f.Add([]byte(entryRESP("1-1", "d", strings.Repeat("ab", 32), "e", "4102444800000")))
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		var rec revocation
-		next, _, status := parseStreamEntry(buf, 0, &rec, &extension{})
+		next, _, status := parseStreamEntry(buf, 0, &rec, &extension{}, nil)
 		if next != incomplete && next != malformed && (next < 0 || next > len(buf)) {
 			t.Fatalf("next %d outside a %d-byte buffer", next, len(buf))
 		}

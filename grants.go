@@ -77,6 +77,8 @@ const (
 	grantKeys = 2
 	// maxGrantTokens bounds the tokens of one record.
 	maxGrantTokens = 16
+	// maxFamilyTokens bounds the tokens one family holds (add).
+	maxFamilyTokens = 32
 	// grantSweepEvery spaces out the sweeps of expired families.
 	grantSweepEvery = time.Minute
 )
@@ -92,6 +94,7 @@ type grantStore struct {
 	lastSweep int64
 
 	untracked  int64
+	dropped    int64 // tokens dropped at maxFamilyTokens
 	lastWarnNs int64
 }
 
@@ -113,9 +116,15 @@ func (g *grantStore) familyID(refresh *[sha256.Size]byte) [sha256.Size]byte {
 }
 
 // add merges rec into its family and returns the live access tokens the
-// family held before (for revokeOnRefresh). It reports false when the
-// family is new and the store is full: the grant is not tracked.
-func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
+// family held before (for revokeOnRefresh). take removes those from the
+// family too: the caller revokes them, so they need tracking no longer,
+// and no later refresh finds them again. It reports false when the family
+// is new and the store is full: the grant is not tracked.
+//
+// A family holds at most maxFamilyTokens tokens: expired ones are pruned
+// when it is full, and then the oldest are dropped (counted in dropped). So
+// one refresh costs O(maxFamilyTokens), whatever the grant's age.
+func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -132,11 +141,22 @@ func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
 		g.families[f.id] = f
 	}
 	var previous []grantToken
-	for i := range f.tokens {
-		if !f.tokens[i].refresh && f.tokens[i].expiry > now && !hasToken(rec.tokens, &f.tokens[i].digest) {
-			previous = append(previous, f.tokens[i])
+	// Compacted by index: under Yaegi, appending a family's own elements
+	// to a slice of its array (kept := f.tokens[:0]) loses entries.
+	n := 0
+	for i := 0; i < len(f.tokens); i++ {
+		t := f.tokens[i]
+		if !t.refresh && t.expiry > now && !hasToken(rec.tokens, &t.digest) {
+			previous = append(previous, t)
+			if take {
+				g.unindex(f, &t.digest)
+				continue
+			}
 		}
+		f.tokens[n] = t
+		n++
 	}
+	f.tokens = f.tokens[:n]
 	for i := range rec.tokens {
 		t := rec.tokens[i]
 		if t.expiry <= now {
@@ -145,6 +165,9 @@ func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
 		key := string(t.digest[:])
 		if other, ok := g.byToken[key]; ok && other == f {
 			continue
+		}
+		if len(f.tokens) >= maxFamilyTokens {
+			g.makeRoom(f, now)
 		}
 		f.tokens = append(f.tokens, t)
 		g.byToken[key] = f
@@ -162,6 +185,52 @@ func (g *grantStore) add(rec *grantRecord) ([]grantToken, bool) {
 		f.offline = true
 	}
 	return previous, true
+}
+
+// makeRoom frees a place in a full family: it prunes the expired tokens,
+// and when none has expired drops one, counted: the oldest access token
+// while the family holds another, else the oldest refresh token. So the
+// newest access token and the newest refresh tokens stay: revoking any of
+// the last maxFamilyTokens-1 refresh tokens still revokes the grant. The
+// caller holds mu.
+func (g *grantStore) makeRoom(f *grantFamily, now int64) {
+	n, access, oldestAccess := 0, 0, -1
+	for i := 0; i < len(f.tokens); i++ {
+		t := f.tokens[i]
+		if t.expiry <= now {
+			g.unindex(f, &t.digest)
+			continue
+		}
+		if !t.refresh {
+			access++
+			if oldestAccess < 0 {
+				oldestAccess = n
+			}
+		}
+		f.tokens[n] = t
+		n++
+	}
+	f.tokens = f.tokens[:n]
+	if n < maxFamilyTokens {
+		return
+	}
+	drop := 0
+	if access > 1 {
+		drop = oldestAccess
+	}
+	g.unindex(f, &f.tokens[drop].digest)
+	for i := drop + 1; i < n; i++ {
+		f.tokens[i-1] = f.tokens[i]
+	}
+	f.tokens = f.tokens[:n-1]
+	atomic.AddInt64(&g.dropped, 1)
+}
+
+// unindex drops digest's index entry when it points at f. The caller holds mu.
+func (g *grantStore) unindex(f *grantFamily, digest *[sha256.Size]byte) {
+	if g.byToken[string(digest[:])] == f {
+		delete(g.byToken, string(digest[:]))
+	}
 }
 
 func hasToken(tokens []grantToken, digest *[sha256.Size]byte) bool {
@@ -182,9 +251,22 @@ func (g *grantStore) refuse(now int64) {
 	}
 }
 
-// revokeFamily removes and returns the live tokens of the family that holds
-// refresh as a refresh token; nil when no family does.
+// revokeFamily removes and returns the live tokens, refresh itself left
+// out, of the family that holds refresh as a refresh token; nil when no
+// family does.
 func (g *grantStore) revokeFamily(refresh *[sha256.Size]byte) []grantToken {
+	return g.liveFamily(refresh, true)
+}
+
+// familyOf returns what revokeFamily would, and keeps the family: what
+// revoking refresh would store, for admission.
+func (g *grantStore) familyOf(refresh *[sha256.Size]byte) []grantToken {
+	return g.liveFamily(refresh, false)
+}
+
+// liveFamily returns a copy of the live tokens, refresh left out, of the
+// family that holds refresh as a refresh token, and forgets it when asked.
+func (g *grantStore) liveFamily(refresh *[sha256.Size]byte, forget bool) []grantToken {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -192,10 +274,12 @@ func (g *grantStore) revokeFamily(refresh *[sha256.Size]byte) []grantToken {
 	if !ok || !isRefresh(f, refresh) {
 		return nil
 	}
-	g.remove(f)
+	if forget {
+		g.remove(f)
+	}
 	var live []grantToken
 	for i := range f.tokens {
-		if f.tokens[i].expiry > now {
+		if f.tokens[i].expiry > now && f.tokens[i].digest != *refresh {
 			live = append(live, f.tokens[i])
 		}
 	}
@@ -215,9 +299,7 @@ func isRefresh(f *grantFamily, digest *[sha256.Size]byte) bool {
 func (g *grantStore) remove(f *grantFamily) {
 	delete(g.families, f.id)
 	for i := range f.tokens {
-		if g.byToken[string(f.tokens[i].digest[:])] == f {
-			delete(g.byToken, string(f.tokens[i].digest[:]))
-		}
+		g.unindex(f, &f.tokens[i].digest)
 	}
 }
 
@@ -240,6 +322,16 @@ func (g *grantStore) sweep(now int64) {
 // with nothing left is forgotten. A logout is rare; the scan over every
 // family, under the lock, is what keeps each grant record small.
 func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline bool) []grantToken {
+	return g.session(sid, sub, includeOffline, true)
+}
+
+// sessionTokens returns what revokeSession would, and keeps the families:
+// for admission.
+func (g *grantStore) sessionTokens(sid, sub *[sha256.Size]byte, includeOffline bool) []grantToken {
+	return g.session(sid, sub, includeOffline, false)
+}
+
+func (g *grantStore) session(sid, sub *[sha256.Size]byte, includeOffline, forget bool) []grantToken {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -252,16 +344,22 @@ func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline b
 		keep := f.tokens[:0]
 		for i := range f.tokens {
 			t := f.tokens[i]
-			if t.refresh && f.offline && !includeOffline {
+			survives := t.refresh && f.offline && !includeOffline
+			if !survives && t.expiry > now {
+				revoked = append(revoked, t)
+			}
+			if !forget {
+				continue
+			}
+			if survives {
+				// keep shares f.tokens: only written when forgetting.
 				keep = append(keep, t)
 				continue
 			}
-			if g.byToken[string(t.digest[:])] == f {
-				delete(g.byToken, string(t.digest[:]))
-			}
-			if t.expiry > now {
-				revoked = append(revoked, t)
-			}
+			g.unindex(f, &t.digest)
+		}
+		if !forget {
+			continue
 		}
 		f.tokens = keep
 		if len(keep) == 0 {
@@ -274,13 +372,20 @@ func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline b
 // revokeGrantOf revokes, when digest is the refresh token of a tracked
 // family, every live token of that family, as ordinary revocations:
 // persisted and replicated like any other, so every replica enforces them.
-func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
+// who is the revoke call's client when it came from one: the family's
+// tokens replicate under its tag, so every replica counts them against its
+// share.
+func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte, who *revokeInfo) {
 	tokens := d.grants.revokeFamily(digest)
+	var tagged *revokeInfo
+	if who != nil {
+		tagged = &revokeInfo{tag: who.tag}
+	}
 	for i := range tokens {
 		if tokens[i].digest == *digest || d.has(&tokens[i].digest) {
 			continue
 		}
-		if err := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceGrant); err != nil {
+		if err := d.addReserved(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), -1, sourceGrant, tagged); err != nil {
 			log.Printf("tokenrevocation: ERROR a revoked grant's token was enforced but not persisted: %v", err)
 		}
 	}
@@ -293,22 +398,26 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte) {
 func (d *denylist) revokeIfRevoked(rec *grantRecord) {
 	for i := range rec.tokens {
 		if rec.tokens[i].refresh && d.has(&rec.tokens[i].digest) {
-			d.revokeGrantOf(&rec.tokens[i].digest)
+			d.revokeGrantOf(&rec.tokens[i].digest, nil)
 			return
 		}
 	}
 }
 
-// size is the number of families tracked, expired ones swept first when a
-// sweep is due.
-func (g *grantStore) size() int {
+// size is the number of families tracked and of their tokens indexed,
+// expired ones swept first when a sweep is due.
+func (g *grantStore) size() (int, int) {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now-g.lastSweep >= int64(grantSweepEvery) {
 		g.sweep(now)
 	}
-	return len(g.families)
+	// Separate statements: under Yaegi "return len(a), len(b)" can return
+	// the second twice.
+	families := len(g.families)
+	tokens := len(g.byToken)
+	return families, tokens
 }
 
 // live reports whether rec still has a live token, so that compaction keeps it.

@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -241,14 +243,14 @@ func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
 	clock := newFakeClock()
 	g := newGrantStore(10, clock.now)
 	rec := &grantRecord{family: *digestOf("f"), tokens: []grantToken{{digest: *digestOf("a"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
-	if _, ok := g.add(rec); !ok || g.size() != 1 {
+	if _, ok := g.add(rec, false); !ok || familyCount(g) != 1 {
 		t.Fatal("not added")
 	}
 	clock.advance(2 * time.Hour)
 	other := &grantRecord{family: *digestOf("g"), tokens: []grantToken{{digest: *digestOf("b"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
-	g.add(other)
-	if g.size() != 1 {
-		t.Fatalf("%d families, want the expired one forgotten", g.size())
+	g.add(other, false)
+	if familyCount(g) != 1 {
+		t.Fatalf("%d families, want the expired one forgotten", familyCount(g))
 	}
 }
 
@@ -362,12 +364,12 @@ func BenchmarkGrantMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for j := range recs {
-			g.add(recs[j])
+			g.add(recs[j], false)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/grant")
-		if g.size() != n {
+		if familyCount(g) != n {
 			b.Fatal("not every grant tracked")
 		}
 	}
@@ -402,4 +404,90 @@ func TestGrantTokenRequestMustBeAForm(t *testing.T) {
 		t.Fatalf("status %d, upstream calls %d", rw.Code, len(stub.received))
 	}
 	assertJSONError(t, rw, "invalid_request", "")
+}
+
+func TestGrantStoreFamilyStaysBounded(t *testing.T) {
+	// given a grant whose tokens live an hour
+	clock := newFakeClock()
+	g := newGrantStore(10, clock.now)
+	tok := func(i int, refresh bool) grantToken {
+		return grantToken{digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), refresh: refresh, expiry: clock.now().Add(time.Hour).UnixNano()}
+	}
+	family := tok(0, true).digest
+
+	// when it is refreshed 3,000 times, a second apart, each answer adding
+	// an access and a refresh token
+	for i := 1; i <= 3000; i++ {
+		clock.advance(time.Second)
+		rec := &grantRecord{family: family, tokens: []grantToken{tok(i, false), tok(i, true)}}
+		if _, ok := g.add(rec, false); !ok {
+			t.Fatalf("refresh %d not tracked", i)
+		}
+	}
+
+	// then the family and the index hold at most maxFamilyTokens, the
+	// newest tokens are the ones kept, and the drops are counted
+	f := g.families[string(family[:])]
+	if len(f.tokens) > maxFamilyTokens || len(g.byToken) > maxFamilyTokens {
+		t.Fatalf("family of %d tokens, index of %d", len(f.tokens), len(g.byToken))
+	}
+	newest := tok(3000, true).digest
+	if g.byToken[string(newest[:])] != f || atomic.LoadInt64(&g.dropped) == 0 {
+		t.Fatalf("newest token not kept, or drops not counted (%d)", g.dropped)
+	}
+}
+
+func TestGrantStoreTakePreviousRemovesThem(t *testing.T) {
+	// given a family with one access token
+	clock := newFakeClock()
+	g := newGrantStore(10, clock.now)
+	exp := clock.now().Add(time.Hour).UnixNano()
+	a1 := grantToken{digest: sha256.Sum256([]byte("a1")), expiry: exp}
+	a2 := grantToken{digest: sha256.Sum256([]byte("a2")), expiry: exp}
+	r := grantToken{digest: sha256.Sum256([]byte("r")), expiry: exp, refresh: true}
+	g.add(&grantRecord{family: r.digest, tokens: []grantToken{a1, r}}, false)
+
+	// when a refresh takes the previous access tokens
+	previous, _ := g.add(&grantRecord{family: r.digest, tokens: []grantToken{a2, r}}, true)
+
+	// then a1 is returned once and no longer tracked
+	if len(previous) != 1 || previous[0].digest != a1.digest {
+		t.Fatalf("previous %v", previous)
+	}
+	if _, ok := g.byToken[string(a1.digest[:])]; ok {
+		t.Fatal("a taken token is still indexed")
+	}
+	if again, _ := g.add(&grantRecord{family: r.digest, tokens: []grantToken{r}}, true); len(again) != 1 || again[0].digest != a2.digest {
+		t.Fatalf("second refresh returned %v", again)
+	}
+}
+
+// familyCount is the number of families g tracks, swept as size sweeps.
+func familyCount(g *grantStore) int {
+	n, _ := g.size()
+	return n
+}
+
+func TestGrantRefreshStormKeepsOneBoundedFamily(t *testing.T) {
+	// given a grant refreshed 300 times, with rotation
+	stub := &identityStub{}
+	m := grantMiddleware(t, stub, nil)
+	stub.queue("access-0", "refresh-0", "")
+	tokenRequest(m, "grant_type=authorization_code&code=a")
+	for i := 1; i <= 300; i++ {
+		stub.queue(fmt.Sprint("access-", i), fmt.Sprint("refresh-", i), "")
+		tokenRequest(m, fmt.Sprint("grant_type=refresh_token&refresh_token=refresh-", i-1))
+	}
+
+	// then one family holds at most maxFamilyTokens, and revoking its
+	// newest refresh token revokes its newest access token and its recent
+	// refresh tokens
+	st := m.list.stats()
+	if st.Grants != 1 || st.GrantTokens > maxFamilyTokens {
+		t.Fatalf("grants %d, tokens %d", st.Grants, st.GrantTokens)
+	}
+	revoke(t, m, "refresh-300", "refresh_token")
+	if status(m, "access-300") != 401 || status(m, "refresh-280") != 401 {
+		t.Fatal("the family's tokens pass after its revocation")
+	}
 }

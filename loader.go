@@ -178,7 +178,7 @@ func (d *denylist) applyExtension(ext *extension) {
 		return
 	}
 	if rec, err := decodeGrant(ext.payload); err == nil {
-		if _, tracked := d.grants.add(rec); tracked && d.isLoaded() {
+		if _, tracked := d.grants.add(rec, false); tracked && d.isLoaded() {
 			d.revokeIfRevoked(rec)
 		}
 	}
@@ -207,8 +207,13 @@ func (d *denylist) loadDirect(recs []revocation, source byte) {
 	for i := range recs {
 		if recs[i].expiry > now && !d.has(&recs[i].digest) {
 			recs[i].source = source
-			d.store(&recs[i])
+			lane := d.store(&recs[i])
 			stored++
+			if recs[i].client != (clientTag{}) {
+				// Confirmed on another replica, against its share there:
+				// counted against the same share here.
+				d.limiter.count(string(recs[i].client[:]), lane, d.lanes[lane].window, 1)
+			}
 		}
 	}
 	atomic.AddInt64(&d.loaded, int64(len(recs)))

@@ -138,12 +138,28 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 		rejectLoading(rw)
 		return
 	}
+	d := m.list
+	if d.rules.full() {
+		rw.Header().Set("Retry-After", "60")
+		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The logout rules are full; retry later")
+		return
+	}
 	rec, err := m.validateLogout(token)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, "invalid_request", "The logout token is not valid: "+err.Error())
 		return
 	}
-	if err := m.list.logout(rec); err != nil {
+	// The families' tokens are admitted like any revocation: when they do
+	// not fit, 503 before anything is applied. The slots go back at once;
+	// the store takes them again in whatever lanes have room.
+	taken, ok := d.reserveTokens(d.grants.sessionTokens(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0))
+	if !ok {
+		d.rules.forgetJTI(&rec.jti)
+		d.answerFull(rw, d.maxTTL)
+		return
+	}
+	d.unreserveTokens(taken)
+	if err := d.logout(rec); err != nil {
 		log.Printf("tokenrevocation: ERROR a logout was enforced but not persisted: %v", err)
 	}
 	rw.WriteHeader(http.StatusOK)

@@ -94,6 +94,25 @@ var metricFamilies = []metricFamily{
 		w.value("reason", "capacity", float64(st.Refused.Capacity))
 		w.value("reason", "client_limit", float64(st.Refused.ClientLimit))
 	}},
+	{"tokenrevocation_auth_failures_total", "counter", "Revoke calls the identity service refused with 401: they spend none of the claimed client's limits.", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+		w.value("", "", float64(st.AuthFailures))
+	}},
+	{"tokenrevocation_bound_refusals_total", "counter", "What each bound on outside input refused or cut, by bound (README: Limits and hostile input).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+		b := &st.Bounded
+		w.value("bound", "clients", float64(b.Clients))
+		w.value("bound", "grant_tokens", float64(b.GrantTokens))
+		w.value("bound", "jti", float64(b.Jti))
+		w.value("bound", "logout_rules", float64(b.LogoutRules))
+		w.value("bound", "overflow", float64(b.Overflow))
+		w.value("bound", "audit_fields", float64(b.AuditFields))
+	}},
+	{"tokenrevocation_stream_skipped_total", "counter", "Stream entries skipped rather than applied, by reason (denylists with Redis only).", func(d *denylist, st *denylistStats, w *seriesWriter) {
+		if d.replica != nil {
+			w.value("reason", "oversized", float64(st.Stream.Oversized))
+			w.value("reason", "malformed", float64(st.Stream.Malformed))
+			w.value("reason", "unverified", float64(st.Stream.Unverified))
+		}
+	}},
 	{"tokenrevocation_evictions_total", "counter", "Live revocations bigcache pushed out, all kept in the overflow map: the denylist is too small.", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(st.Evictions))
 	}},

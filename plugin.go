@@ -156,6 +156,19 @@ type RedisConfig struct {
 	ReadTimeout string `json:"readTimeout,omitempty"`
 	// WriteTimeout bounds each write. Default: 2s.
 	WriteTimeout string `json:"writeTimeout,omitempty"`
+	// SigningSecret, when set, HMAC-SHA256-signs every record written to
+	// the stream, and records that do not verify are skipped, never
+	// applied. Set the same on every replica. At least 16 characters; never
+	// logged. Default: "" (records unsigned). Read at start: a reload keeps
+	// the first.
+	SigningSecret string `json:"signingSecret,omitempty"`
+	// PreviousSigningSecret is accepted for verifying, never for signing,
+	// while a new SigningSecret rolls out. Default: "".
+	PreviousSigningSecret string `json:"previousSigningSecret,omitempty"`
+	// SigningSecretFile is a file holding the secrets, one per line: the
+	// first signs, every one verifies (rotation). Exclusive with
+	// SigningSecret. Read at start. Default: "".
+	SigningSecretFile string `json:"signingSecretFile,omitempty"`
 }
 
 // CreateConfig returns the default configuration.

@@ -30,6 +30,9 @@ type redisOptions struct {
 	dialTimeout  time.Duration
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+	// signer signs and verifies stream records; nil when
+	// redis.signingSecret is not set (streamsign.go).
+	signer *streamSigner
 }
 
 // redisError is an error reply from the server (a RESP "-" line).
@@ -46,6 +49,10 @@ type redisConn struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	opts *redisOptions
+	// skipped counts the stream entries xread skips; nil: not counted.
+	skipped *streamSkips
+	// check is how xread verifies entries; nil: not at all (tests).
+	check *entryCheck
 }
 
 // dialRedis connects, authenticates and selects the database.

@@ -2,6 +2,7 @@ package tokenrevocation
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log"
 	"math/rand"
@@ -38,9 +39,14 @@ type replicator struct {
 	pendingExt []extension
 	wake       chan struct{}
 
-	ready      int32
-	connected  int32
-	lastWarnNs int64
+	ready     int32
+	connected int32
+	// stuck is 1 while reads keep failing (stuckAfter in a row): the
+	// replica cannot make progress and reports not ready.
+	stuck int32
+	// lastRefuseNs spaces out the errSignedStream error.
+	lastRefuseNs int64
+	lastWarnNs   int64
 
 	// stop ends both loops; only tests close a denylist.
 	stop chan struct{}
@@ -53,6 +59,9 @@ const (
 	writeBatch = 1000
 	// blockFor is how long XREAD BLOCK waits for new entries.
 	blockFor = 5 * time.Second
+	// stuckAfter is how many reads in a row may fail before the replica
+	// reports not ready.
+	stuckAfter = 3
 	// trimEvery spaces out XTRIM calls.
 	trimEvery = time.Minute
 )
@@ -140,6 +149,7 @@ func (r *replicator) warn(format string, args ...interface{}) {
 func (r *replicator) writeLoop() {
 	var conn *redisConn
 	failures := 0
+	marked := false
 	lastTrim := time.Time{}
 	ticker := time.NewTicker(trimEvery)
 	defer ticker.Stop()
@@ -194,12 +204,28 @@ func (r *replicator) writeLoop() {
 				// reads d and e and ignores k.
 				cmd = append(cmd, "k", hex.EncodeToString(batch[i].key[:]))
 			}
+			if batch[i].client != (clientTag{}) {
+				// The client's limiter tag: every replica counts the entry
+				// against the client's share (clientlimit.go). Older
+				// releases ignore it.
+				cmd = append(cmd, "c", hex.EncodeToString(batch[i].client[:]))
+			}
 			cmds = append(cmds, cmd)
 		}
 		for i := range exts {
 			// Typed entries (record.go): t and v name the type and version,
 			// x carries the record, hex-encoded.
 			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].typ)), "v", strconv.Itoa(int(exts[i].version)), "x", hex.EncodeToString(exts[i].payload)})
+		}
+		if signer := r.opts.signer; signer != nil {
+			now := time.Now()
+			for i := range cmds {
+				cmds[i] = append(cmds[i], "s", signer.sign(r.stream, now, cmds[i][3:]))
+			}
+			if !marked {
+				// Marks the stream signed for replicas without the secret.
+				cmds = append(cmds, []string{"SET", r.stream + signedMarker, "1"})
+			}
 		}
 		if trim {
 			minID := time.Now().Add(-r.list.maxTTL).UnixMilli()
@@ -223,6 +249,7 @@ func (r *replicator) writeLoop() {
 			continue
 		}
 		failures = 0
+		marked = marked || r.opts.signer != nil
 		if trim {
 			lastTrim = time.Now()
 		}
@@ -284,6 +311,18 @@ func (r *replicator) readLoop() {
 				continue
 			}
 			conn = c
+			conn.skipped = &r.list.skipped
+			conn.check = &entryCheck{stream: r.stream, signer: r.opts.signer}
+			if err := r.checkMarker(conn); err != nil {
+				conn.close()
+				conn = nil
+				atomic.StoreInt32(&r.connected, 0)
+				r.refuse(err)
+				if !r.retry(&failures, err) {
+					return
+				}
+				continue
+			}
 			atomic.StoreInt32(&r.connected, 1)
 		}
 		caughtUp := atomic.LoadInt32(&r.ready) == 1
@@ -295,16 +334,29 @@ func (r *replicator) readLoop() {
 		}
 		args = append(args, "STREAMS", r.stream, lastID)
 		recs, exts, last, count, err := conn.xread(args, wait)
-		if err != nil {
+		oversized := errors.Is(err, errTooLarge)
+		if err != nil && !oversized {
 			conn.close()
 			conn = nil
 			atomic.StoreInt32(&r.connected, 0)
+			r.noteStuck(failures + 1)
+			r.refuse(err)
 			if !r.retry(&failures, err) {
 				return
 			}
 			continue
 		}
 		failures = 0
+		r.noteStuck(0)
+		if oversized {
+			// Skipped for good: what came before it applies below, the
+			// read goes on after it, on a new connection (the rest of the
+			// reply was not read).
+			atomic.AddInt64(&r.list.skipped.Oversized, 1)
+			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, conn.r.Size())
+			conn.close()
+			conn = nil
+		}
 		if last != "" {
 			lastID = last
 		}
@@ -331,7 +383,7 @@ func (r *replicator) readLoop() {
 			r.list.applyExtension(&exts[i])
 		}
 		r.stageBatch(recs[prev:], caughtUp, staged)
-		if !caughtUp && count < readBatch {
+		if !caughtUp && count < readBatch && !oversized {
 			close(staged)
 			<-stagerDone
 			atomic.StoreInt32(&r.ready, 1)
@@ -339,6 +391,45 @@ func (r *replicator) readLoop() {
 			r.list.sourceLoaded()
 		}
 	}
+}
+
+// checkMarker refuses, for a reader without a secret, a stream that a
+// signing replica marked (streamsign.go).
+func (r *replicator) checkMarker(conn *redisConn) error {
+	if r.opts.signer != nil {
+		return nil
+	}
+	n, err := conn.do("EXISTS", r.stream+signedMarker)
+	if err != nil {
+		return err
+	}
+	if n, ok := n.(int64); ok && n > 0 {
+		return errSignedStream
+	}
+	return nil
+}
+
+// refuse reports at once, for errSignedStream, that this replica cannot
+// make progress, with an ERROR at most once a minute; other errors wait
+// for stuckAfter failures.
+func (r *replicator) refuse(err error) {
+	if !errors.Is(err, errSignedStream) {
+		return
+	}
+	atomic.StoreInt32(&r.stuck, 1)
+	if warnDue(&r.lastRefuseNs, time.Now().UnixNano()) {
+		log.Printf("tokenrevocation: ERROR denylist %q, redis stream %q: %v; set the same redis.signingSecret on every replica", r.list.name, r.stream, err)
+	}
+}
+
+// noteStuck records the reads failed in a row: from stuckAfter on, the
+// replica cannot make progress and reports not ready (stats, metrics).
+func (r *replicator) noteStuck(failed int) {
+	stuck := int32(0)
+	if failed >= stuckAfter {
+		stuck = 1
+	}
+	atomic.StoreInt32(&r.stuck, stuck)
 }
 
 // stageBatch stages recs: on the stager goroutine while catching up, here

@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -142,7 +143,7 @@ func TestParseStreamEntry(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var rec revocation
-			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{})
+			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{}, nil)
 			want := c.next
 			if want == 0 {
 				want = len(c.raw)
@@ -167,7 +168,7 @@ func TestParseStreamEntryInALoop(t *testing.T) {
 	pos := 0
 	for i := 0; i < 3; i++ {
 		var rec revocation
-		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{})
+		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{}, nil)
 		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.digest != sha256.Sum256([]byte{byte(i)}) {
 			t.Fatalf("entry %d: status %d id %q", i, status, id)
 		}
@@ -182,25 +183,11 @@ func TestReplicatorSkipsOtherRecordTypes(t *testing.T) {
 	// given a stream holding a record type this release does not know,
 	// between two revocations
 	srv := startRedis(t)
-	// A patient connection: redis-server fsyncs every write here
-	// (appendfsync always), which a busy disk can hold past a second.
-	opts := testRedisOptions(srv.addr())
-	opts.readTimeout = 10 * time.Second
-	conn, err := dialRedis(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.close()
-	stream := "test:typed"
-	for _, fields := range [][]string{
+	seedStream(t, srv, "test:typed", [][]string{
 		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("before"))), "e", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())},
 		{"t", "future", "v", "1", "payload", "\n\x00binary"},
 		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("after"))), "e", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())},
-	} {
-		if _, err := conn.do(append([]string{"XADD", stream, "*"}, fields...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 
 	// when a replica loads it
 	d := newReplica(t, "typed", srv.addr())
@@ -218,6 +205,57 @@ func TestBackoff(t *testing.T) {
 	for n := 0; n < 10; n++ {
 		if d := backoff(n); d < 50*time.Millisecond || d > 7500*time.Millisecond {
 			t.Fatalf("backoff(%d) = %s", n, d)
+		}
+	}
+}
+
+func TestReplicatorSkipsOversizedAndMalformedEntries(t *testing.T) {
+	// given a stream holding, between revocations, an entry larger than the
+	// reader's buffer and one that is no record at all
+	srv := startRedis(t)
+	exp := fmt.Sprint(time.Now().Add(time.Hour).UnixMilli())
+	seedStream(t, srv, "test:hostile", [][]string{
+		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("before"))), "e", exp},
+		{"junk", strings.Repeat("x", 200<<10)},
+		{"d", "not-hex", "e", "soon"},
+		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("after"))), "e", exp},
+	})
+
+	// when a replica loads it, and another revocation arrives once it runs
+	d := newReplica(t, "hostile", srv.addr())
+	if !waitFor(t, 10*time.Second, func() bool { return d.stats().Ready }) {
+		t.Fatalf("never ready: %+v", d.stats())
+	}
+	seedStream(t, srv, "test:hostile", [][]string{
+		{"junk", strings.Repeat("y", 100<<10)},
+		{"d", fmt.Sprintf("%x", sha256.Sum256([]byte("later"))), "e", exp},
+	})
+
+	// then every revocation is enforced, and the skipped entries counted
+	if !waitFor(t, 10*time.Second, func() bool { return d.contains("later") }) {
+		t.Fatalf("a revocation after an oversized entry never arrived: %+v", d.stats())
+	}
+	s := d.stats()
+	if !d.contains("before") || !d.contains("after") || s.Stream.Oversized != 2 || s.Stream.Malformed != 1 || !s.Ready {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// seedStream XADDs one entry per fields to stream, as a foreign writer would.
+func seedStream(t *testing.T, srv *redisServer, stream string, entries [][]string) {
+	t.Helper()
+	// A patient connection: redis-server fsyncs every write here
+	// (appendfsync always), which a busy disk can hold past a second.
+	opts := testRedisOptions(srv.addr())
+	opts.readTimeout = 10 * time.Second
+	conn, err := dialRedis(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.close()
+	for _, fields := range entries {
+		if _, err := conn.do(append([]string{"XADD", stream, "*"}, fields...)...); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

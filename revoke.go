@@ -79,30 +79,39 @@ func (m *middleware) readForm(rw http.ResponseWriter, req *http.Request) (url.Va
 
 // admitRevocation decides, before the identity service is called, whether
 // the denylist can record this revocation: it reserves a slot in a lane
-// with room (else 503: recording it would drop a live one) and asks the
-// client limiter (else 429). A token already revoked, or one whose
-// revocation would expire at once, needs no slot. It reports whether the
-// call may go on; when not, it has answered.
+// with room, and one for each live token of the grant family its
+// revocation would revoke too (else 503: recording them would drop live
+// ones), and asks the client limiter (else 429). A token already revoked,
+// or one whose revocation would expire at once, needs no slot. It reports
+// whether the call may go on; when not, it has answered.
 func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, form url.Values, rec *revokeRecorder) bool {
 	d := m.list
+	authorization := req.Header.Get("Authorization")
+	claimed := clientID(authorization, form)
+	if len(claimed) > maxAuditClient {
+		atomic.AddInt64(&d.boundAudit, 1)
+	}
+	rec.client = auditClient(claimed)
 	lifetime := rec.expiry.Sub(d.now())
 	if lifetime <= 0 || (d.isLoaded() && d.has(&rec.digest)) {
 		rec.known = true
 		return true
 	}
 	lane := d.reserve(&rec.digest, lifetime)
-	if lane < 0 {
-		atomic.AddInt64(&d.refusedCapacity, 1)
-		d.emit(&auditEvent{Event: "refusal", Reason: "capacity", Client: clientID(req.Header.Get("Authorization"), form), Digest: digestPrefix(&rec.digest)})
-		d.warnRefusal()
-		rw.Header().Set("Retry-After", strconv.Itoa(d.retryAfterFull(lifetime)))
-		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is full; retry later")
+	family, ok := d.reserveTokens(d.grants.familyOf(&rec.digest))
+	if lane < 0 || !ok {
+		if lane >= 0 {
+			d.unreserve(lane, &rec.digest)
+		}
+		m.refuseCapacity(rw, rec.client, &rec.digest, lifetime)
 		return false
 	}
-	rec.client = clientID(req.Header.Get("Authorization"), form)
-	decision := d.limiter.admit(rec.client, lane, d.lanes[lane].window, d.capacity())
+	rec.family = family
+	rec.tag = clientKey(claimed, isConfidential(authorization, form), req.RemoteAddr)
+	decision := d.limiter.admit(string(rec.tag[:]), lane, d.lanes[lane].window, d.capacity(), 1+len(family))
 	if !decision.Allowed {
 		d.unreserve(lane, &rec.digest)
+		d.unreserveTokens(family)
 		atomic.AddInt64(&d.refusedClientLimit, 1)
 		d.emit(&auditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 		rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
@@ -111,6 +120,23 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	}
 	rec.lane = lane
 	return true
+}
+
+// refuseCapacity answers 503 to a call whose revocations the denylist cannot
+// take without dropping a live one, before the identity service is called.
+func (m *middleware) refuseCapacity(rw http.ResponseWriter, client string, digest *[sha256.Size]byte, lifetime time.Duration) {
+	d := m.list
+	d.emit(&auditEvent{Event: "refusal", Reason: "capacity", Client: client, Digest: digestPrefix(digest)})
+	d.answerFull(rw, lifetime)
+}
+
+// answerFull answers 503 to a request whose revocations, of about lifetime,
+// do not fit, and counts it.
+func (d *denylist) answerFull(rw http.ResponseWriter, lifetime time.Duration) {
+	atomic.AddInt64(&d.refusedCapacity, 1)
+	d.warnRefusal()
+	rw.Header().Set("Retry-After", strconv.Itoa(d.retryAfterFull(lifetime)))
+	writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is full; retry later")
 }
 
 // expiryFor returns when the revocation of token may be forgotten: a JWT's exp
@@ -215,16 +241,25 @@ type revokeRecorder struct {
 	// the identity service's answer settles, and client who asked.
 	known  bool
 	lane   int
-	client string
+	client string    // as claimed, cut to maxAuditClient bytes: for the audit trail
+	tag    clientTag // the limiter's key of the client (clientKey)
 	hint   string
 	key    string // the token's pre-check key
+	// family holds the slots reserved for the grant family this
+	// revocation revokes too (reserveTokens).
+	family []reservedToken
 }
 
 // WriteHeader records the revocation on the first final 2xx status, and
-// frees the reserved slot on any other.
+// frees the reserved slot on any other. A 401 is the identity service
+// refusing the client's credentials: counted, and like every refusal it
+// spends none of the client's limits (clientlimit.go).
 func (r *revokeRecorder) WriteHeader(code int) {
 	if !r.wrote && code >= 200 {
 		r.wrote = true
+		if code == http.StatusUnauthorized {
+			atomic.AddInt64(&r.list.authFailures, 1)
+		}
 		r.settle(code >= 200 && code < 300)
 	}
 	r.rw.WriteHeader(code)
@@ -234,20 +269,24 @@ func (r *revokeRecorder) WriteHeader(code int) {
 // reservation back.
 func (r *revokeRecorder) settle(confirmed bool) {
 	d := r.list
+	// The family's slots go back first: revokeGrantOf stores the family's
+	// tokens as they are now, in whatever lanes have room.
+	d.unreserveTokens(r.family)
 	switch {
 	case r.known && confirmed:
-		d.revokeGrantOf(&r.digest)
+		d.revokeGrantOf(&r.digest, nil)
 	case r.known:
 		return
 	case confirmed:
-		if err := d.addReserved(&r.digest, r.key, r.expiry, r.lane, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint}); err != nil {
+		who := &revokeInfo{client: r.client, hint: r.hint, tag: r.tag}
+		if err := d.addReserved(&r.digest, r.key, r.expiry, r.lane, sourceRevoke, who); err != nil {
 			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 		}
-		d.limiter.commit(r.client, r.lane)
-		d.revokeGrantOf(&r.digest)
+		d.limiter.commit(string(r.tag[:]), r.lane, 1+len(r.family))
+		d.revokeGrantOf(&r.digest, who)
 	default:
 		d.unreserve(r.lane, &r.digest)
-		d.limiter.release(r.client, r.lane)
+		d.limiter.release(string(r.tag[:]), r.lane, 1+len(r.family))
 	}
 }
 

@@ -3,9 +3,11 @@ package tokenrevocation
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -399,6 +401,92 @@ func TestServeRevokeUnconfirmedFreesItsSlot(t *testing.T) {
 			if n := atomic.LoadInt32(&l.live[shard]); n != 0 {
 				t.Fatalf("shard %d holds %d", shard, n)
 			}
+		}
+	}
+}
+
+// checkingUpstream is an identity service that accepts Basic "victim:right"
+// and the public client "pub" (client_id alone), and answers any other
+// credentials 401 invalid_client.
+type checkingUpstream struct{ calls int64 }
+
+func (u *checkingUpstream) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	atomic.AddInt64(&u.calls, 1)
+	user, pass, ok := req.BasicAuth()
+	_ = req.ParseForm()
+	if ok && user == "victim" && pass == "right" || !ok && req.PostForm.Get("client_id") == "pub" {
+		rw.WriteHeader(http.StatusOK)
+		return
+	}
+	rw.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(rw, `{"error":"invalid_client"}`)
+}
+
+func TestServeRevokeWrongSecretFloodSpendsNothingOfTheClient(t *testing.T) {
+	// given a client with a rate of 5 and a burst of 5
+	next := &checkingUpstream{}
+	m := newTestMiddleware(t, next, newFakeClock(), func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
+
+	// when 2,000 calls with its id and a wrong secret arrive from its own
+	// address, 8 at a time
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 250; i++ {
+				req := revokeRequest(fmt.Sprintf("token=flood-%d-%d", g, i))
+				req.SetBasicAuth("victim", "wrong")
+				if rw := serve(m, req); rw.Code != http.StatusUnauthorized {
+					t.Errorf("flood call: %d", rw.Code)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+
+	// then the client's own five revocations all pass and are enforced,
+	// and the failures are counted
+	for i := 0; i < 5; i++ {
+		req := revokeRequest(fmt.Sprintf("token=real-%d", i))
+		req.SetBasicAuth("victim", "right")
+		if rw := serve(m, req); rw.Code != http.StatusOK {
+			t.Fatalf("real revoke %d: %d", i, rw.Code)
+		}
+		if serve(m, apiRequest(fmt.Sprintf("real-%d", i))).Code != http.StatusUnauthorized {
+			t.Fatalf("real-%d not enforced", i)
+		}
+	}
+	if got := atomic.LoadInt64(&m.list.authFailures); got != 2000 {
+		t.Fatalf("authFailures %d, want 2000", got)
+	}
+}
+
+func TestServeRevokePublicClientFloodFromAnotherAddress(t *testing.T) {
+	// given a public client with a rate of 5 and a burst of 5
+	next := &checkingUpstream{}
+	m := newTestMiddleware(t, next, newFakeClock(), func(c *Config) { c.ClientRate = 5; c.ClientBurst = 5 })
+	public := func(token, addr string) int {
+		req := httptest.NewRequest(http.MethodPost, "/api/id/v1/auth/token/revoke", strings.NewReader("client_id=pub&token="+token))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = addr
+		return serve(m, req).Code
+	}
+
+	// when one address revokes 500 garbage tokens with its id
+	codes := map[int]int{}
+	for i := 0; i < 500; i++ {
+		codes[public(fmt.Sprint("garbage-", i), "198.51.100.7:4000")]++
+	}
+
+	// then that address is limited, and a user at another address revokes
+	if codes[http.StatusOK] != 5 || codes[http.StatusTooManyRequests] != 495 {
+		t.Fatalf("flood codes %v", codes)
+	}
+	for i := 0; i < 5; i++ {
+		if code := public(fmt.Sprint("user-", i), "192.0.2.1:5000"); code != http.StatusOK {
+			t.Fatalf("user's revoke %d: %d", i, code)
 		}
 	}
 }

@@ -35,7 +35,19 @@ type ruleStore struct {
 	nextExpiry int64            // the earliest expiry held; a sweep is due then
 	logouts    int64
 	onLive     func(bool) // told whether any rule is live (the pre-check)
+	// Refusals of the bounds (maxLogoutRules, maxJTIs), for the stats.
+	refusedRules, refusedJTIs int64
 }
+
+// Bounds on the rule store. Logout tokens are signed by the provider, so
+// only it can add entries; the bounds still hold memory to about 10 MB
+// whatever it sends. A logout received here past a bound is refused with
+// 503 (serveLogout); one replicated from another replica is applied all the
+// same (it was enforced there) and counted.
+const (
+	maxLogoutRules = 100000
+	maxJTIs        = 100000
+)
 
 // setLive publishes the count of rules, to the hot path and the pre-check.
 // The caller holds mu.
@@ -63,9 +75,49 @@ func (r *ruleStore) claimJTI(jti *[sha256.Size]byte, expiry int64) bool {
 	if until, ok := r.jtis[string(jti[:])]; ok && until > r.now().UnixNano() {
 		return false
 	}
+	if len(r.jtis) >= maxJTIs {
+		// Over the bound (full checks it first): counted as held, not new.
+		r.refusedJTIs++
+		return false
+	}
 	r.jtis[string(jti[:])] = expiry
 	r.due(expiry)
 	return true
+}
+
+// forgetJTI drops a jti claimJTI took for a logout that was then refused
+// before it applied, so that the provider's retry is not a replay.
+func (r *ruleStore) forgetJTI(jti *[sha256.Size]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.jtis, string(jti[:]))
+}
+
+// full reports whether a logout received now would pass a bound, after a
+// sweep of what expired; it counts the refusal.
+func (r *ruleStore) full() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.jtis) < maxJTIs && len(r.sid)+len(r.sub) < maxLogoutRules-1 {
+		return false
+	}
+	r.sweep(r.now().UnixNano())
+	if len(r.jtis) >= maxJTIs {
+		r.refusedJTIs++
+		return true
+	}
+	if len(r.sid)+len(r.sub) >= maxLogoutRules-1 {
+		r.refusedRules++
+		return true
+	}
+	return false
+}
+
+// refusals reports what the bounds refused: jtis, then rules.
+func (r *ruleStore) refusals() (int64, int64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.refusedJTIs, r.refusedRules
 }
 
 // seen reports whether a logout's jti is held.

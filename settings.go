@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -353,7 +354,53 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 	if o.writeTimeout, err = durationOr("redis.writeTimeout", r.WriteTimeout, 2*time.Second); err != nil {
 		return nil, err
 	}
+	if o.signer, err = r.signer(); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// minSigningSecret is the shortest signing secret accepted.
+const minSigningSecret = 16
+
+// signer reads the signing secrets, nil when none is set. Its errors never
+// quote a secret.
+func (r *RedisConfig) signer() (*streamSigner, error) {
+	var secrets []string
+	switch {
+	case r.SigningSecret != "" && r.SigningSecretFile != "":
+		return nil, fieldError("redis.signingSecretFile", "is exclusive with redis.signingSecret")
+	case r.SigningSecretFile != "":
+		raw, err := os.ReadFile(r.SigningSecretFile)
+		if err != nil {
+			return nil, fieldError("redis.signingSecretFile", "cannot be read: %v", err)
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				secrets = append(secrets, line)
+			}
+		}
+		if len(secrets) == 0 {
+			return nil, fieldError("redis.signingSecretFile", "holds no secret")
+		}
+	case r.SigningSecret != "":
+		secrets = append(secrets, r.SigningSecret)
+	case r.PreviousSigningSecret != "":
+		return nil, fieldError("redis.previousSigningSecret", "needs redis.signingSecret")
+	default:
+		return nil, nil
+	}
+	if r.PreviousSigningSecret != "" {
+		secrets = append(secrets, r.PreviousSigningSecret)
+	}
+	k := &streamSigner{}
+	for _, secret := range secrets {
+		if len(secret) < minSigningSecret {
+			return nil, fieldError("redis.signingSecret", "every signing secret must be at least %d characters", minSigningSecret)
+		}
+		k.secrets = append(k.secrets, []byte(secret))
+	}
+	return k, nil
 }
 
 // durationOr parses an optional positive duration, def when empty.

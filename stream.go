@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,8 +18,26 @@ import (
 // bufio.Reader's own buffer, with one interpreted call per entry and one
 // compiled call (hex.Decode) per revocation.
 
-// errTooLarge is returned for a stream entry larger than the read buffer.
+// errTooLarge is returned for a stream entry larger than the read buffer,
+// with what was read before it and, as the last ID, the oversized entry's
+// own: the reader counts it, moves past it and reconnects (the rest of the
+// reply is not read), so that one entry no record can be never stops
+// replication.
 var errTooLarge = errors.New("redis: stream entry larger than the read buffer")
+
+// entryID returns the ID of the stream entry at buf[0:], "" when buf does
+// not hold it whole.
+func entryID(buf []byte) string {
+	n, p := respHeader(buf, 0, '*')
+	if p < 0 || n != 2 {
+		return ""
+	}
+	n, p = respHeader(buf, p, '$')
+	if p < 0 || n <= 0 || p+n > len(buf) {
+		return ""
+	}
+	return string(buf[p : p+n])
+}
 
 // xread sends one XREAD for one stream and parses its reply. It returns the
 // revocations read, the last entry ID (or "" when there was none) and the
@@ -57,6 +76,11 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 		// More than the COUNT asked for: not a reply to this XREAD.
 		return nil, nil, "", 0, fmt.Errorf("redis: XREAD returned %d entries", total)
 	}
+	// The fast path reads unsigned revocations only: a reader that checks
+	// signatures, or that must notice a signed entry, parses every entry.
+	// (Without a signer, the fast path's exact layouts never match a
+	// signed entry: its s field sends it to parseStreamEntry.)
+	fast := c.check == nil || c.check.signer == nil
 	recs := make([]revocation, 0, total)
 	var exts []extension
 	var ext extension
@@ -91,7 +115,8 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			// *6 adds the pre-check key: $1 k $16 <hex>.
 			keyed := p+1 < len(buf) && buf[p+1] == '6'
 			rec.keyN = 0
-			if pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
+			rec.client = clientTag{}
+			if fast && pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
 				buf[p] == '*' && (buf[p+1] == '4' || keyed) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
 				buf[p+8] == 'd' && buf[p+11] == '$' && buf[p+12] == '6' && buf[p+13] == '4' && buf[p+14] == '\r' {
@@ -137,12 +162,21 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 				// an entry cut short by the end of the buffer.
 				var id string
 				var status int
-				next, id, status = parseStreamEntry(buf, pos, &rec, &ext)
+				next, id, status = parseStreamEntry(buf, pos, &rec, &ext, c.check)
 				if next == malformed {
 					return nil, nil, "", 0, fmt.Errorf("redis: malformed stream entry")
 				}
 				if next == incomplete {
 					break
+				}
+				if status == entrySigned {
+					return nil, nil, "", 0, errSignedStream
+				}
+				if status == entryUnverified && c.skipped != nil {
+					atomic.AddInt64(&c.skipped.Unverified, 1)
+				}
+				if status == entryMalformed && c.skipped != nil {
+					atomic.AddInt64(&c.skipped.Malformed, 1)
 				}
 				if status == entryRevocation {
 					recs = append(recs, rec)
@@ -165,7 +199,12 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			// Not one whole entry is buffered: read more, unless the
 			// buffer is already full.
 			if c.r.Buffered() >= c.r.Size() {
-				return nil, nil, "", 0, errTooLarge
+				buf, _ := c.r.Peek(c.r.Buffered())
+				id := entryID(buf)
+				if id == "" {
+					return nil, nil, "", 0, fmt.Errorf("redis: malformed stream entry")
+				}
+				return recs, exts, id, done + 1, errTooLarge
 			}
 			if _, err := c.r.Peek(c.r.Buffered() + 1); err != nil {
 				return nil, nil, "", 0, fmt.Errorf("redis: read: %w", err)
@@ -216,14 +255,26 @@ const (
 	entryExtension         // a record of a known type, decoded into ext
 	entryOther             // a well-formed entry of a type this release does not know, skipped
 	entryMalformed         // an entry whose fields are not a valid record, skipped
+	entryUnverified        // with a signer: an entry whose signature does not verify, skipped
+	entrySigned            // without a signer: a signed entry, which stops the reader
 )
+
+// An entryCheck is what parseStreamEntry verifies entries with: the
+// stream's key and its signer, nil when records are not signed.
+type entryCheck struct {
+	stream string
+	signer *streamSigner
+}
 
 // parseStreamEntry parses one stream entry, [id, [field, value, ...]], at
 // buf[pos:]. It returns the position after it (incomplete when buf ends
 // first, malformed when the reply cannot be framed), the entry's ID and what
 // it found. An entry with fields d (64 hex digits) and e (Unix ms) and no t
-// is a revocation; record.go describes the format.
-func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int, string, int) {
+// is a revocation; record.go describes the format. With check's signer, an
+// entry whose s field does not verify is entryUnverified; without one, an
+// entry with an s field is entrySigned (streamsign.go). check nil is
+// neither.
+func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, check *entryCheck) (int, string, int) {
 	n, p := respHeader(buf, pos, '*')
 	if p < 0 {
 		return p, "", entryMalformed
@@ -243,7 +294,9 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 	}
 	haveDigest, haveExpiry, typed := false, false, false
 	rec.keyN = 0
-	var typ, version, payload []byte
+	rec.client = clientTag{}
+	var typ, version, payload, sig []byte
+	var signed [][]byte
 	for f := 0; f < fields; f += 2 {
 		n, p = respHeader(buf, p, '$')
 		if p < 0 || n < 0 || p+n+2 > len(buf) {
@@ -257,6 +310,13 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 		}
 		value := buf[p : p+n]
 		p += n + 2
+		if len(name) == 1 && name[0] == 's' {
+			sig = value
+			continue
+		}
+		if check != nil && check.signer != nil {
+			signed = append(signed, name, value)
+		}
 		if len(name) != 1 {
 			continue
 		}
@@ -284,6 +344,12 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 			version = value
 		case 'x':
 			payload = value
+		case 'c':
+			if len(value) == 2*len(rec.client) {
+				if _, err := hex.Decode(rec.client[:], value); err != nil {
+					rec.client = clientTag{}
+				}
+			}
 		case 'k':
 			rec.keyN = 0
 			if len(value) == 2*keyLen {
@@ -292,6 +358,12 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension) (int
 				}
 			}
 		}
+	}
+	if check != nil && check.signer != nil && !check.signer.verify(check.stream, id, signed, sig) {
+		return p, id, entryUnverified
+	}
+	if check != nil && check.signer == nil && sig != nil {
+		return p, id, entrySigned
 	}
 	status := entryMalformed
 	switch {

@@ -21,6 +21,18 @@ const maxTokenResponse = 64 << 10
 // answer (trackGrants): the response reaches the client unchanged while a
 // copy is kept, and the request body was already put back byte-identical.
 func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request, form url.Values) {
+	d := m.list
+	if m.settings.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
+		// The refresh will revoke the family's previous access tokens:
+		// admitted like any revocation, so 503 before the identity service
+		// when they do not fit. The slots go back once it has answered.
+		taken, ok := d.reserveTokens(previousAccess(d.grants, form.Get("refresh_token")))
+		if !ok {
+			d.answerFull(rw, m.settings.accessTokenTTL)
+			return
+		}
+		defer d.unreserveTokens(taken)
+	}
 	rec := &tokenResponseRecorder{passWriter: passWriter{rw: rw}}
 	m.next.ServeHTTP(rec, req)
 	if rec.code == 0 {
@@ -41,6 +53,23 @@ func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request,
 		}
 	}
 	m.learnGrant(form, body)
+}
+
+// previousAccess returns the live access tokens of the family of the
+// refresh token presented: what a refresh revokes with revokeOnRefresh.
+func previousAccess(g *grantStore, presented string) []grantToken {
+	if presented == "" {
+		return nil
+	}
+	digest := sha256.Sum256([]byte(presented))
+	var access []grantToken
+	family := g.familyOf(&digest)
+	for i := range family {
+		if !family[i].refresh {
+			access = append(access, family[i])
+		}
+	}
+	return access
 }
 
 // tokenResponse is the part of an RFC 6749 §5.1 answer a grant is learned from.
@@ -106,7 +135,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 			}
 		}
 	}
-	previous, tracked := d.grants.add(rec)
+	previous, tracked := d.grants.add(rec, s.revokeOnRefresh && form.Get("grant_type") == "refresh_token")
 	if !tracked {
 		return
 	}

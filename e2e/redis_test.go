@@ -39,6 +39,8 @@ const (
 // replicaData fills testdata/replica-dynamic.yml.tmpl.
 type replicaData struct {
 	IdentityURL, APIURL, RedisAddress, PersistPath string
+	// SigningSecret is redis.signingSecret; empty: unsigned records.
+	SigningSecret string
 	// Options are further middleware options, as YAML values.
 	Options map[string]string
 }
@@ -61,6 +63,19 @@ type replicaStats struct {
 		Capacity    int64 `json:"capacity"`
 		ClientLimit int64 `json:"clientLimit"`
 	} `json:"refused"`
+	AuthFailures int64 `json:"authFailures"`
+	Bounded      struct {
+		Clients     int64 `json:"clients"`
+		GrantTokens int64 `json:"grantTokens"`
+		AuditFields int64 `json:"auditFields"`
+	} `json:"bounded"`
+	Stream struct {
+		Oversized  int64 `json:"oversized"`
+		Malformed  int64 `json:"malformed"`
+		Unverified int64 `json:"unverified"`
+	} `json:"stream"`
+	Grants      int     `json:"grants"`
+	GrantTokens int     `json:"grantTokens"`
 	LoadSeconds float64 `json:"loadSeconds"`
 	Logouts     int64   `json:"logouts"`
 	LogoutRules int     `json:"logoutRules"`
