@@ -1,7 +1,10 @@
 package tokenrevocation
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -570,4 +573,31 @@ func FuzzClientID(f *testing.F) {
 			t.Fatalf("clientID of a Basic credential for %q = %q", user, got)
 		}
 	})
+}
+
+func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
+	// given a share of 1% (172 entries of a 1 MiB lane), and 172 revocations
+	// of one client received from other replicas
+	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 1 })
+	d := m.list
+	limit := d.limiter.shareLimit(d.capacity())
+	recs := make([]revocation, limit)
+	tag := clientKey("client", true, "")
+	for i := range recs {
+		recs[i] = revocation{digest: sha256.Sum256([]byte(fmt.Sprint("elsewhere-", i))), expiry: time.Now().Add(time.Hour).UnixNano(), client: tag}
+	}
+	d.loadDirect(recs, sourceRedis)
+
+	// when the client revokes here, into the same lane (an hour), then its
+	// share is already spent
+	rw := serve(m, revokeRequest("token=here&token_type_hint=access_token"))
+	if rw.Code != http.StatusTooManyRequests {
+		t.Fatalf("revoke past the share held on other replicas: %d", rw.Code)
+	}
+	// and another client is unaffected
+	req := revokeRequest("token=other")
+	req.SetBasicAuth("other", "secret")
+	if rw := serve(m, req); rw.Code != http.StatusOK {
+		t.Fatalf("another client: %d", rw.Code)
+	}
 }

@@ -491,3 +491,49 @@ func TestGrantRefreshStormKeepsOneBoundedFamily(t *testing.T) {
 		t.Fatal("the family's tokens pass after its revocation")
 	}
 }
+
+func TestGrantFamilyAdmittedBeforeTheIdentityService(t *testing.T) {
+	// given a grant refreshed five times, and a denylist with room for the
+	// refresh token itself but not for its family
+	stub := &identityStub{}
+	m := grantMiddleware(t, stub, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 100 })
+	stub.queue("access-0", "refresh-0", "")
+	tokenRequest(m, "grant_type=authorization_code&code=a")
+	for i := 1; i <= 5; i++ {
+		stub.queue(fmt.Sprint("access-", i), fmt.Sprint("refresh-", i), "")
+		tokenRequest(m, fmt.Sprint("grant_type=refresh_token&refresh_token=refresh-", i-1))
+	}
+	d := m.list
+	refresh := sha256.Sum256([]byte("refresh-5"))
+	saved := make([][laneShards]int32, len(d.lanes))
+	for i, l := range d.lanes {
+		saved[i] = l.live
+		for s := range l.live {
+			atomic.StoreInt32(&l.live[s], l.shardLimit)
+		}
+		atomic.StoreInt32(&l.live[shardOf(&refresh)], l.shardLimit-1)
+	}
+
+	// when its refresh token is revoked, then the call gets 503 and the
+	// identity service never sees it; nothing is revoked
+	rw := serve(m, revokeRequest("token=refresh-5&token_type_hint=refresh_token"))
+	if rw.Code != http.StatusServiceUnavailable {
+		t.Fatalf("revoke of a family that does not fit: %d", rw.Code)
+	}
+	if status(m, "refresh-5") != 200 || status(m, "access-5") != 200 {
+		t.Fatal("a refused revocation was recorded")
+	}
+
+	// and once there is room, the same call revokes the family
+	for i, l := range d.lanes {
+		for s := range l.live {
+			atomic.StoreInt32(&l.live[s], saved[i][s])
+		}
+	}
+	revoke(t, m, "refresh-5", "refresh_token")
+	for _, token := range []string{"refresh-5", "access-5", "access-1", "refresh-0"} {
+		if status(m, token) != 401 {
+			t.Fatalf("%s passes after its family was revoked", token)
+		}
+	}
+}

@@ -719,3 +719,28 @@ func TestLogoutCatchesACodeRedeemedAfterIt(t *testing.T) {
 		t.Fatalf("the late grant's refresh token: %d, want 400", got)
 	}
 }
+
+func TestRuleStoreBounds(t *testing.T) {
+	// given a replay set at its bound, every jti live
+	clock := newFakeClock()
+	r := newRuleStore(clock.now)
+	until := clock.now().Add(time.Minute).UnixNano()
+	for i := 0; i < maxJTIs; i++ {
+		r.jtis[fmt.Sprint(i)] = until
+	}
+
+	// when a logout arrives, then it is refused and counted
+	jti := sha256.Sum256([]byte("new"))
+	if !r.full() || r.claimJTI(&jti, until) {
+		t.Fatal("a full replay set took a jti")
+	}
+	if jtis, rules := r.refusals(); jtis != 2 || rules != 0 {
+		t.Fatalf("refusals %d, %d", jtis, rules)
+	}
+
+	// and once they expire, there is room again
+	clock.advance(2 * time.Minute)
+	if r.full() || !r.claimJTI(&jti, clock.now().Add(time.Minute).UnixNano()) {
+		t.Fatal("no room after the jtis expired")
+	}
+}

@@ -541,12 +541,14 @@ func TestLateReplicaLoadsEverything(t *testing.T) {
 	// What A wrote is the format written below, which the previous release
 	// wrote: d, the hex SHA-256 of the token, and e, its expiry in Unix ms
 	// (the JWT's exp, leeway 0s); then k, the hex of the token's last 8
-	// characters, the pre-check key, which the previous release ignores.
+	// characters, the pre-check key, which the previous release ignores;
+	// then c, the client's limiter tag (the first 16 bytes of the SHA-256 of
+	// its id, for a client with a secret), which it ignores too.
 	first, err := conn.Do("XRANGE", replicaStream, "-", "+", "COUNT", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", preKeyHex(tokens[0])}
+	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", preKeyHex(tokens[0]), "c", clientTagHex(clientID)}
 	if entries, ok := first.([]any); !ok || len(entries) != 1 || !reflect.DeepEqual(entries[0].([]any)[1], wantFields) {
 		t.Fatalf("A's first stream entry: got %v, want fields %v", first, wantFields)
 	}
@@ -631,4 +633,10 @@ func TestPersistPathRestart(t *testing.T) {
 		t.Errorf("stats after restart: %+v, want redis off", st)
 	}
 	assertAccepted(t, second, newTokens(3, exp))
+}
+
+// clientTagHex is the stream's c field for a client with a secret.
+func clientTagHex(client string) string {
+	sum := sha256.Sum256([]byte(client))
+	return hex.EncodeToString(sum[:16])
 }
