@@ -2,7 +2,6 @@ package tokenrevocation
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"math"
 	"net/url"
 	"strings"
@@ -445,11 +444,7 @@ func basicUser(value string) (string, bool) {
 	if len(value) < 6 || (value[5] != ' ' && value[5] != '\t') || !strings.EqualFold(value[:5], "Basic") {
 		return "", false
 	}
-	decoded, err := base64.StdEncoding.DecodeString(strings.Trim(value[6:], " \t"))
-	if err != nil {
-		return "", false
-	}
-	user, _, ok := strings.Cut(string(decoded), ":")
+	user, _, ok := basicCredentials(strings.Trim(value[6:], " \t"))
 	if !ok {
 		return "", false
 	}
