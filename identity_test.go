@@ -66,9 +66,9 @@ func ecdsaTwin(t testing.TB, key *ecdsa.PrivateKey, token string) string {
 	return token[:dot+1] + base64.RawURLEncoding.EncodeToString(twin)
 }
 
-// neighbour changes the unused bits of the last character of token, which
+// neighbor changes the unused bits of the last character of token, which
 // a non-strict base64url decoder ignores.
-func neighbour(t testing.TB, token string) string {
+func neighbor(t testing.TB, token string) string {
 	t.Helper()
 	last := strings.IndexByte(b64url, token[len(token)-1])
 	other := token[:len(token)-1] + string(b64url[last^1])
@@ -76,7 +76,7 @@ func neighbour(t testing.TB, token string) string {
 	a, err1 := base64.RawURLEncoding.DecodeString(token[dot+1:])
 	b, err2 := base64.RawURLEncoding.DecodeString(other[dot+1:])
 	if err1 != nil || err2 != nil || string(a) != string(b) {
-		t.Fatalf("%q and its neighbour decode differently", token[len(token)-1:])
+		t.Fatalf("%q and its neighbor decode differently", token[len(token)-1:])
 	}
 	return other
 }
@@ -87,7 +87,7 @@ func encodings(t testing.TB, token string) map[string]string {
 	sig := token[dot+1:]
 	return map[string]string{
 		"exact":       token,
-		"neighbour":   neighbour(t, token),
+		"neighbor":    neighbor(t, token),
 		"padding":     token + "==",
 		"std-base64":  token[:dot+1] + strings.NewReplacer("-", "+", "_", "/").Replace(sig),
 		"junk inside": token[:dot+1] + sig[:3] + "!" + sig[3:],
@@ -110,7 +110,7 @@ func TestJWSIdentity(t *testing.T) {
 		forms := encodings(t, revoked)
 		if ec, ok := key.(*ecdsa.PrivateKey); ok {
 			forms["ecdsa twin"] = ecdsaTwin(t, ec, revoked)
-			forms["twin, neighbour"] = neighbour(t, forms["ecdsa twin"])
+			forms["twin, neighbor"] = neighbor(t, forms["ecdsa twin"])
 		}
 		// Another payload, the same header and the signature's edges.
 		other := signedJWT(t, key, claims("bob"))

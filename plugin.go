@@ -321,7 +321,7 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 	// The key: the 8 characters after the last dot when 9 base64url
 	// characters follow it (a JWS signature's prefix), else, with no dot,
 	// the last 8. Any other token takes serveBearer's exact path.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7+keyLen && v[:7] == "Bearer " && strings.IndexAny(v[7:], " \t,") < 0 {
+	if v := auth[0]; len(auth) == 1 && len(v) > 7+keyLen && v[:7] == "Bearer " && !strings.ContainsAny(v[7:], " \t,") {
 		dot := strings.LastIndexByte(v, '.')
 		if dot < 0 {
 			dot = len(v) - keyLen - 1
@@ -354,7 +354,7 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 // costs one atomic load. Everything else, revoked tokens included, goes to
 // serveSlow.
 func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth []string) {
-	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && strings.IndexAny(v[7:], " \t,") < 0 {
+	if v := auth[0]; len(auth) == 1 && len(v) > 7 && v[:7] == "Bearer " && !strings.ContainsAny(v[7:], " \t,") {
 		sums, n := tokenDigests(v[7:])
 		i := binary.LittleEndian.Uint64(sums[0][8:16]) & m.mask
 		j := binary.LittleEndian.Uint64(sums[n-1][8:16]) & m.mask

@@ -74,9 +74,9 @@ func twinOf(t *testing.T, key *ecdsa.PrivateKey, token string) string {
 	return token[:dot+1] + base64.RawURLEncoding.EncodeToString(append(sig[:32:32], s.FillBytes(make([]byte, 32))...))
 }
 
-// neighbourOf moves the last character to the neighbour that differs only
+// neighborOf moves the last character to the neighbor that differs only
 // in unused bits, and checks that a non-strict decoder reads the same bytes.
-func neighbourOf(t *testing.T, token string) string {
+func neighborOf(t *testing.T, token string) string {
 	t.Helper()
 	c := strings.IndexByte(b64url, token[len(token)-1])
 	other := token[:len(token)-1] + string(b64url[c^1])
@@ -84,7 +84,7 @@ func neighbourOf(t *testing.T, token string) string {
 	a, _ := base64.RawURLEncoding.DecodeString(token[dot+1:])
 	b, err := base64.RawURLEncoding.DecodeString(other[dot+1:])
 	if err != nil || !bytes.Equal(a, b) {
-		t.Fatalf("neighbour decodes differently: %v", err)
+		t.Fatalf("neighbor decodes differently: %v", err)
 	}
 	return other
 }
@@ -133,7 +133,7 @@ func TestTraefikJWTReencodings(t *testing.T) {
 			t.Fatalf("revoke: %d %s", r.status, r.body)
 		}
 		s.inEveryLocation(t, name+" as revoked", revoked, true)
-		s.inEveryLocation(t, name+" with a neighbouring last character", neighbourOf(t, revoked), true)
+		s.inEveryLocation(t, name+" with a neighboring last character", neighborOf(t, revoked), true)
 		s.inEveryLocation(t, name+" with == padding", revoked+"==", true)
 		if ec, ok := key.(*ecdsa.PrivateKey); ok {
 			s.inEveryLocation(t, "the ES256 twin", twinOf(t, ec, revoked), true)
