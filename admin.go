@@ -142,24 +142,34 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		if err != nil {
 			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), prefix
 		}
-		held := d.has(&digest)
-		if err := d.addKeyed(&digest, keyOf(in.Token), expiry, sourceAdmin); err != nil {
+		if !expiry.After(d.now()) {
+			return http.StatusBadRequest, errorBody("invalid_request", "The token has already expired"), prefix
+		}
+		stored, recorded, err := d.record(&digest, keyOf(in.Token), expiry, -1, sourceAdmin, nil)
+		if err != nil {
 			log.Printf("tokenrevocation: ERROR an admin revocation was enforced but not persisted: %v", err)
 		}
-		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "recorded": !held, "expiresAt": expiry.UTC().Format(time.RFC3339)}), prefix
+		// The expiry held, which a shorter request never cuts: the later wins.
+		out := map[string]interface{}{"digest": prefix, "recorded": recorded}
+		out["expiresAt"] = time.Unix(0, stored).UTC().Format(time.RFC3339)
+		return http.StatusOK, mustJSON(out), prefix
 	case adminLookup:
 		out := map[string]interface{}{"digest": prefix, "revoked": false}
-		expiry, source, ok := d.entry(&digest)
-		if legacy, isJWS := legacyDigest(in.Token); !ok && isJWS {
+		h := d.held(&digest)
+		if legacy, isJWS := legacyDigest(in.Token); !h.found && isJWS {
 			// Revoked before identities, by its exact string.
-			expiry, source, ok = d.entry(&legacy)
+			h = d.held(&legacy)
 		}
-		if ok {
+		if h.found {
 			// One assignment each: Yaegi v0.16.1 can lose a constant in a
-			// multiple assignment that also holds a call.
+			// multiple assignment that also holds a call. The latest
+			// expiry held, and the latest confirmation (lifetime.go).
 			out["revoked"] = true
-			out["expiresAt"] = expiry.UTC().Format(time.RFC3339)
-			out["source"] = sourceNames[source]
+			out["expiresAt"] = time.Unix(0, h.expiry).UTC().Format(time.RFC3339)
+			out["source"] = sourceNames[h.source]
+			if h.at > 0 {
+				out["confirmedAt"] = time.Unix(0, h.at).UTC().Format(time.RFC3339Nano)
+			}
 		}
 		if in.Token != "" && d.rules.rejects(in.Token, m.settings.sessionClaim) {
 			out["loggedOut"] = true
@@ -221,11 +231,12 @@ func (in *adminRequest) digest() ([sha256.Size]byte, error) {
 }
 
 // adminExpiry is when an admin revocation ends: expiresAt, else now + ttl,
-// else the revoke endpoint's rule for the token (a JWT's exp, else the
-// longer TTL), else maxTTL; never past maxTTL.
+// else the revoke endpoint's rule for the token (a JWT's exp plus leeway,
+// else the longer TTL), else maxTTL. Past maxLifetime it is refused, never
+// cut short.
 func (m *middleware) adminExpiry(in *adminRequest) (time.Time, error) {
 	now := m.list.now()
-	limit := now.Add(m.settings.maxTTL)
+	limit := now.Add(m.settings.maxLifetime)
 	var expiry time.Time
 	switch {
 	case in.ExpiresAt != "" && in.TTL != "":
@@ -245,10 +256,10 @@ func (m *middleware) adminExpiry(in *adminRequest) (time.Time, error) {
 	case in.Token != "":
 		expiry = m.expiryFor(in.Token, "")
 	default:
-		expiry = limit
+		expiry = now.Add(m.settings.maxTTL)
 	}
 	if expiry.After(limit) {
-		expiry = limit
+		return expiry, fmt.Errorf("the revocation would outlive maxLifetime (%s), the longest the revocation list holds", m.settings.maxLifetime)
 	}
 	return expiry, nil
 }
@@ -270,8 +281,8 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 	d := m.list
 	scanner := bufio.NewScanner(req.Body)
 	scanner.Buffer(make([]byte, maxImportLine), maxImportLine)
-	imported, skipped, line := 0, 0, 0
-	limit := d.now().Add(m.settings.maxTTL)
+	imported, skipped, refused, line := 0, 0, 0, 0
+	limit := d.now().Add(m.settings.maxLifetime)
 	for scanner.Scan() {
 		line++
 		text := strings.TrimSpace(scanner.Text())
@@ -288,9 +299,11 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 			return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("line %d: want {\"digest\" or \"token\":...,\"expiresAt\":...}", line)), ""
 		}
 		if expiry.After(limit) {
-			expiry = limit
+			// Longer than the store holds: refused and counted, never cut.
+			refused++
+			continue
 		}
-		if !expiry.After(d.now()) || d.has(&digest) {
+		if !expiry.After(d.now()) {
 			skipped++
 			continue
 		}
@@ -298,15 +311,21 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 		if in.Token != "" {
 			key = keyOf(in.Token)
 		}
-		if err := d.addKeyed(&digest, key, expiry, sourceAdmin); err != nil {
+		_, recorded, err := d.record(&digest, key, expiry, -1, sourceAdmin, nil)
+		if err != nil {
 			log.Printf("tokenrevocation: ERROR an imported revocation was enforced but not persisted: %v", err)
+		}
+		if !recorded {
+			// Already held at least as long.
+			skipped++
+			continue
 		}
 		imported++
 	}
 	if err := scanner.Err(); err != nil {
 		return http.StatusBadRequest, errorBody("invalid_request", fmt.Sprintf("after line %d: %v", line, err)), ""
 	}
-	return http.StatusOK, mustJSON(map[string]int{"imported": imported, "skipped": skipped}), ""
+	return http.StatusOK, mustJSON(map[string]int{"imported": imported, "skipped": skipped, "refused": refused}), ""
 }
 
 // adminRule adds (POST) or deletes (DELETE) a session or subject rule,

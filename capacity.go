@@ -33,7 +33,7 @@ import (
 
 // entryBytes is what one entry takes in a bigcache shard's byte queue: a
 // 1-byte length, bigcache's 18-byte header (timestamp, hash, key length),
-// the 32-byte digest and the 9-byte value (expiry and source).
+// the 32-byte digest and the 17-byte value (expiry, source, confirmation).
 const entryBytes = 1 + 18 + sha256.Size + valueSize
 
 // shardLimit is how many entries one shard of a sizeMB lane admits: what
@@ -65,10 +65,26 @@ func (d *denylist) laneFor(lifetime time.Duration) int {
 }
 
 // reserve takes a slot for digest in the smallest lane, from laneFor up,
-// whose shard has room. It returns the lane's index, or -1 when none has.
+// whose shard has room. A lifetime up to maxTTL goes no higher than the
+// maxTTL lane, a longer one at most one lane above its own: a lane frees
+// an entry only after its window, so a short entry in a long lane would
+// hold its slot for that long. It returns the lane's index, or -1 when
+// none has room.
 func (d *denylist) reserve(digest *[sha256.Size]byte, lifetime time.Duration) int {
+	if lifetime > d.lanes[len(d.lanes)-1].window {
+		// Longer than the store holds (maxLifetime): refused, never cut short.
+		return -1
+	}
 	shard := shardOf(digest)
-	for i := d.laneFor(lifetime); i < len(d.lanes); i++ {
+	first := d.laneFor(lifetime)
+	last := d.laneFor(d.maxTTL)
+	if lifetime > d.maxTTL {
+		last = first + 1
+	}
+	if last >= len(d.lanes) {
+		last = len(d.lanes) - 1
+	}
+	for i := first; i <= last; i++ {
 		l := d.lanes[i]
 		counter := &l.live[shard]
 		for {
@@ -158,7 +174,11 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 	if expiry <= now {
 		return
 	}
-	d.keepOverflow(key, expiry)
+	at := int64(0)
+	if len(entry) >= valueSize {
+		at = int64(binary.BigEndian.Uint64(entry[expirySize+1:]))
+	}
+	d.keepOverflow(key, expiry, at)
 	n := atomic.AddInt64(&d.evictions, 1)
 	if warnDue(&d.lastWarnNs, now) {
 		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", d.name, n)
@@ -168,21 +188,27 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 // maxOverflow bounds the overflow map: about 100 MB of entries.
 const maxOverflow = 1 << 20
 
-// keepOverflow keeps a live revocation bigcache could not hold. Expired
-// entries are swept out as the map grows, and once it holds maxOverflow
-// entries a new one is dropped and counted (bounded.overflow).
-func (d *denylist) keepOverflow(key string, expiry int64) {
+// An overflowEntry is a revocation kept in the overflow map.
+type overflowEntry struct {
+	expiry, at int64
+}
+
+// keepOverflow keeps a live revocation bigcache could not hold (or one
+// longer than its longest lane); the later expiry and confirmation win.
+// Expired entries are swept out as the map grows, and once it holds
+// maxOverflow entries a new one is dropped and counted (bounded.overflow).
+func (d *denylist) keepOverflow(key string, expiry, at int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.overflow == nil {
-		d.overflow = map[string]int64{}
+		d.overflow = map[string]overflowEntry{}
 	}
-	_, held := d.overflow[key]
+	old, held := d.overflow[key]
 	n := len(d.overflow)
 	if n >= 1024 && (n&(n-1) == 0 || (n >= maxOverflow && !held)) {
 		now := d.now().UnixNano()
 		for k, e := range d.overflow {
-			if e <= now {
+			if e.expiry <= now {
 				delete(d.overflow, k)
 			}
 		}
@@ -197,9 +223,13 @@ func (d *denylist) keepOverflow(key string, expiry int64) {
 		}
 		return
 	}
-	if expiry > d.overflow[key] {
-		d.overflow[key] = expiry
+	if expiry < old.expiry {
+		expiry = old.expiry
 	}
+	if at < old.at {
+		at = old.at
+	}
+	d.overflow[key] = overflowEntry{expiry: expiry, at: at}
 	atomic.StoreInt32(&d.overflowN, int32(len(d.overflow)))
 }
 

@@ -40,6 +40,8 @@ type denylist struct {
 
 	sizeMB       int
 	maxTTL       time.Duration
+	maxLifetime  time.Duration
+	leeway       time.Duration
 	persistPath  string
 	redisAddress string
 
@@ -73,7 +75,7 @@ type denylist struct {
 
 	// overflow keeps the live revocations bigcache pushed out for lack of
 	// space despite admission control (capacity.go): none is ever dropped.
-	overflow  map[string]int64
+	overflow  map[string]overflowEntry
 	overflowN int32
 
 	hits       int64
@@ -103,6 +105,17 @@ type denylist struct {
 	auditDropped int64
 	syncLagNs    int64      // the age of the last stream entry read, when read
 	keys         *keySource // the last back-channel logout key source configured; guarded by mu
+
+	// Ordering and lifetimes (lifetime.go). clock is the latest
+	// confirmation time seen in a tombstone; tombs the live tombstones,
+	// guarded by mu; longestLife the longest lifetime recorded, from
+	// confirmation to expiry.
+	clock           int64
+	tombs           map[[sha256.Size]byte]tombstone
+	tombN           int32
+	longestLife     int64
+	refusedLifetime int64
+	boundTombstones int64
 }
 
 // A lane is one bigcache whose window bounds the lifetime of its entries.
@@ -122,6 +135,10 @@ type lane struct {
 type revocation struct {
 	digest [sha256.Size]byte
 	expiry int64 // Unix nanoseconds
+	// at is when the revocation was confirmed, in Unix nanoseconds in
+	// whole milliseconds (stamp); 0 for a record written before
+	// confirmation times (lifetime.go).
+	at     int64
 	source byte
 	keyN   uint8 // the length of key; 0: no pre-check key known (precheck.go)
 	key    pkey  // the token's pre-check key
@@ -158,9 +175,10 @@ const (
 	// laneShards is bigcache's shard count per lane (a power of two).
 	laneShards = 64
 	// expirySize is the length of the expiry, in Unix nanoseconds, that
-	// starts a stored value; valueSize the value: expiry and source.
+	// starts a stored value; valueSize the value: expiry, source and the
+	// confirmation time (at), in Unix nanoseconds.
 	expirySize = 8
-	valueSize  = expirySize + 1
+	valueSize  = expirySize + 1 + 8
 	// hotLimit bounds the cache of recently found revoked digests.
 	hotLimit = 4096
 	// warnEvery spaces out warnings.
@@ -186,6 +204,10 @@ type denylistOptions struct {
 	clientShare float64
 	// maxGrants caps the grant families (grants.go).
 	maxGrants int
+	// leeway is the clock skew tolerated between replicas and apps;
+	// maxLifetime the longest life the store holds (lifetime.go).
+	leeway      time.Duration
+	maxLifetime time.Duration
 }
 
 // redisAddress is the configured Redis address, "" when Redis is off.
@@ -261,6 +283,10 @@ type bounded struct {
 	Overflow int64 `json:"overflow"`
 	// AuditFields: audit fields cut to their bound.
 	AuditFields int64 `json:"auditFields"`
+	// Tombstones: un-revocations applied but not remembered because the
+	// tombstone table was full (a revocation confirmed before one, arriving
+	// later, then stands).
+	Tombstones int64 `json:"tombstones"`
 }
 
 // streamSkips counts the stream entries skipped, by why.
@@ -279,6 +305,9 @@ type refusals struct {
 	Capacity int64 `json:"capacity"`
 	// ClientLimit: the client was over its rate or its share of the denylist (429).
 	ClientLimit int64 `json:"clientLimit"`
+	// Lifetime: the token's revocation would outlive maxLifetime, the
+	// longest the store holds (503).
+	Lifetime int64 `json:"lifetime"`
 }
 
 // digestHasher hands bigcache the first eight bytes of a key that is already
@@ -304,7 +333,14 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if opts.laneBase <= 0 {
 		opts.laneBase = laneBase
 	}
+	if opts.maxLifetime <= 0 {
+		opts.maxLifetime = defaultMaxLifetime
+	}
+	if opts.maxLifetime < opts.maxTTL {
+		opts.maxLifetime = opts.maxTTL
+	}
 	d := &denylist{name: name, now: opts.now, sizeMB: opts.sizeMB, maxTTL: opts.maxTTL, hot: &sync.Map{}}
+	d.maxLifetime, d.leeway = opts.maxLifetime, opts.leeway
 	d.loadWait, d.failClosed = opts.loadWait, opts.failClosed
 	if d.loadWait <= 0 {
 		d.loadWait = 10 * time.Second
@@ -339,21 +375,13 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	d.filter = make([]uint64, bits/64)
 	d.mask = bits - 1
 
-	window := opts.laneBase
-	for {
-		if window >= opts.maxTTL {
-			window = opts.maxTTL
-		}
+	for _, window := range laneWindows(opts.laneBase, opts.maxTTL, opts.maxLifetime) {
 		l, err := d.newLane(window, opts.sizeMB)
 		if err != nil {
 			d.close()
 			return nil, err
 		}
 		d.lanes = append(d.lanes, l)
-		if window >= opts.maxTTL {
-			break
-		}
-		window *= 4
 	}
 	return d, nil
 }
@@ -410,31 +438,36 @@ func (d *denylist) addKeyed(digest *[sha256.Size]byte, key string, expiry time.T
 	return d.addReserved(digest, key, expiry, -1, source, nil)
 }
 
-// addReserved records a revocation the identity service confirmed: in
-// memory, in the lane reserved for it (reserve; -1 when none was), then in
-// the persistence file and the Redis replication queue when configured. A
-// past expiry, or a digest already revoked, records nothing and frees the
-// reservation.
+// addReserved records a revocation the identity service confirmed (record).
 func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) error {
-	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source}
+	_, _, err := d.record(digest, key, expiry, reserved, source, who)
+	return err
+}
+
+// record records a revocation confirmed now: in memory, in the lane
+// reserved for it (reserve; -1 when none was), then in the persistence file
+// and the Redis replication queue when configured. For a digest already
+// held the later expiry and the later confirmation win (merge): a
+// revocation never shortens one. A past expiry records nothing. It returns
+// the expiry now held and whether anything was recorded; a reservation not
+// used is given back.
+func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) (int64, bool, error) {
+	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source, at: d.stamp()}
 	rec.setKey(key)
-	// A digest already held is not stored again: bigcache never frees an
-	// overwritten entry's slot (it calls no onRemove for it). Two revokes
-	// of one token in flight, or a grant's tokens revoked twice, end here.
-	if rec.expiry <= d.now().UnixNano() || (d.isLoaded() && d.has(digest)) {
+	if rec.expiry <= d.now().UnixNano() {
 		if reserved >= 0 {
 			d.unreserve(reserved, digest)
 		}
-		return nil
+		return 0, false, nil
 	}
 	if who != nil {
 		rec.client = who.tag
 	}
-	if reserved >= 0 {
-		d.put(&rec, reserved)
-	} else {
-		d.store(&rec)
+	h := d.held(digest)
+	if !d.merge(&rec, &h, reserved) {
+		return h.expiry, false, nil
 	}
+	d.noteLife(rec.expiry, rec.at)
 	var err error
 	if d.persist != nil {
 		err = d.persist.append(&rec)
@@ -445,7 +478,7 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 	atomic.AddInt64(&d.revokes, 1)
 	atomic.AddInt64(&d.recorded[source], 1)
 	d.auditRevocation(&rec, who)
-	return err
+	return rec.expiry, true, err
 }
 
 // store puts one revocation in the lane capacity admission picks for it;
@@ -453,7 +486,16 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 // must be kept), and should bigcache push a live entry out for it, onRemove
 // keeps that entry in the overflow map.
 func (d *denylist) store(rec *revocation) int {
-	i := d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-d.now().UnixNano()))
+	lifetime := time.Duration(rec.expiry - d.now().UnixNano())
+	if lifetime > d.lanes[len(d.lanes)-1].window {
+		// Longer than any lane holds (a replica with a longer
+		// maxLifetime confirmed it): kept whole in the overflow map.
+		d.pre.add(string(rec.key[:rec.keyN]), rec.expiry)
+		d.keepOverflow(string(rec.digest[:]), rec.expiry, rec.at)
+		d.markBit(&rec.digest)
+		return len(d.lanes) - 1
+	}
+	i := d.reserveOrForce(&rec.digest, lifetime)
 	d.put(rec, i)
 	return i
 }
@@ -485,11 +527,12 @@ func (d *denylist) set(rec *revocation, i int) {
 	var value [valueSize]byte
 	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
 	value[expirySize] = rec.source
+	binary.BigEndian.PutUint64(value[expirySize+1:], uint64(rec.at))
 	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
-		// Set fails only for an entry larger than a shard, which a 40-byte
+		// Set fails only for an entry larger than a shard, which a 49-byte
 		// entry never is; keep it in the overflow map rather than lose it.
 		atomic.AddInt32(&l.live[shardOf(&rec.digest)], -1)
-		d.keepOverflow(string(rec.digest[:]), rec.expiry)
+		d.keepOverflow(string(rec.digest[:]), rec.expiry, rec.at)
 	}
 	atomic.StoreInt32(&l.used, 1)
 }
@@ -578,9 +621,9 @@ func (d *denylist) lookup(digest *[sha256.Size]byte) bool {
 	}
 	if atomic.LoadInt32(&d.overflowN) > 0 {
 		d.mu.Lock()
-		expiry, ok := d.overflow[key]
+		entry, ok := d.overflow[key]
 		d.mu.Unlock()
-		if ok && expiry > now {
+		if ok && entry.expiry > now {
 			atomic.AddInt64(&d.hits, 1)
 			return true
 		}
@@ -616,6 +659,7 @@ func (d *denylist) stats() denylistStats {
 	s.Entries += s.Overflow + int(s.Filling)
 	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
 	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
+	s.Refused.Lifetime = atomic.LoadInt64(&d.refusedLifetime)
 	s.AuthFailures = atomic.LoadInt64(&d.authFailures)
 	s.Bounded = d.bounds()
 	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
@@ -708,7 +752,8 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if d, ok := registry[name]; ok {
-		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() ||
+		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.maxLifetime != opts.maxLifetime || d.leeway != opts.leeway ||
+			d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() ||
 			d.loadWait != opts.loadWait || d.failClosed != opts.failClosed {
 			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q loadWait=%s failClosed=%t until restart",
 				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress, d.loadWait, d.failClosed)
@@ -764,5 +809,6 @@ func (d *denylist) bounds() bounded {
 	b.LogoutRules = rules
 	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
 	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
+	b.Tombstones = atomic.LoadInt64(&d.boundTombstones)
 	return b
 }

@@ -71,12 +71,13 @@ func TestDenylistLanes(t *testing.T) {
 		windows = append(windows, l.window)
 	}
 	want := []time.Duration{10 * time.Second, 40 * time.Second, 160 * time.Second, 640 * time.Second,
-		2560 * time.Second, 10240 * time.Second, 40960 * time.Second, 163840 * time.Second, 655360 * time.Second, 720 * time.Hour}
+		2560 * time.Second, 10240 * time.Second, 40960 * time.Second, 163840 * time.Second, 655360 * time.Second, 720 * time.Hour,
+		2880 * time.Hour, 8760 * time.Hour}
 	if fmt.Sprint(windows) != fmt.Sprint(want) {
 		t.Fatalf("lanes: got %v, want %v", windows, want)
 	}
 
-	small := newTestDenylist(t, denylistOptions{maxTTL: 5 * time.Second})
+	small := newTestDenylist(t, denylistOptions{maxTTL: 5 * time.Second, maxLifetime: 5 * time.Second})
 	if len(small.lanes) != 1 || small.lanes[0].window != 5*time.Second {
 		t.Fatalf("short maxTTL: got %d lanes", len(small.lanes))
 	}

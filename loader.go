@@ -70,6 +70,9 @@ func (d *denylist) startLoading(n int) {
 // that cannot be read is retried, backing off up to a minute, and marks the
 // source stalled meanwhile (watchLoad); one still being read does not.
 func (d *denylist) loadFile() {
+	d.persist.mu.Lock()
+	d.persist.maxTTL, d.persist.leeway = d.maxTTL, d.leeway
+	d.persist.mu.Unlock()
 	wait := time.Second
 	set, err := d.persist.load()
 	for err != nil {
@@ -88,12 +91,14 @@ func (d *denylist) loadFile() {
 	atomic.StoreInt32(&d.fileFailed, 0)
 	d.stage(set.recs, sourceFile)
 	for i := range set.records {
-		// The file's tombstones canceled its own revocations in
-		// decodeFrames; applied here they could cancel a later
-		// re-revocation loaded from Redis.
-		if set.records[i].typ != tombstoneRecordType {
-			d.applyExtension(&set.records[i])
+		// The file's tombstones already dropped what they cancel in the
+		// file (dropCanceled); applied here they cancel what the stream
+		// holds confirmed before them, and nothing confirmed after.
+		if set.records[i].typ == tombstoneRecordType {
+			d.applyTombstone(&set.records[i], sourceFile)
+			continue
 		}
+		d.applyExtension(&set.records[i])
 	}
 	atomic.StoreInt32(&d.fileLoading, 0)
 	releaseLoadGarbage()
@@ -115,6 +120,7 @@ func (d *denylist) stage(recs []revocation, source byte) {
 		return
 	}
 	staged := 0
+	longest := int64(0)
 	fresh := make([]revocation, 0, 1024) // for the pre-check
 	// While staging, nothing else reads the staging bitset: plain writes.
 	// While filling, the live one is read by the hot path: atomic writes.
@@ -124,8 +130,18 @@ func (d *denylist) stage(recs []revocation, source byte) {
 		if rec.expiry <= now {
 			continue
 		}
+		if d.tombN > 0 && d.canceledLocked(rec) {
+			continue
+		}
+		if rec.at > 0 && rec.expiry-rec.at > longest {
+			longest = rec.expiry - rec.at
+		}
 		key := binary.LittleEndian.Uint64(rec.digest[8:16]) // loadKey, inline
 		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
+			// The later confirmation and the later expiry win.
+			if rec.at > set.recs[at].at {
+				set.recs[at].at = rec.at
+			}
 			if rec.expiry > set.recs[at].expiry {
 				set.recs[at].expiry = rec.expiry
 				if rec.keyN > 0 {
@@ -156,6 +172,9 @@ func (d *denylist) stage(recs []revocation, source byte) {
 	}
 	d.pre.addBatch(fresh)
 	d.mu.Unlock()
+	if longest > 0 {
+		d.noteLife(longest, 1)
+	}
 	atomic.AddInt64(&d.loaded, int64(len(recs)))
 	atomic.AddInt64(&d.recorded[source], int64(staged))
 }
@@ -197,16 +216,28 @@ func (d *denylist) shareGrant(rec *grantRecord) {
 	}
 }
 
-// loadDirect stores records one by one, once bulk loading is over: a
-// replica's own revocations come back through the stream, so known ones
-// are skipped rather than stored twice (bigcache never reclaims a
-// rewritten entry). Every record read counts as loaded, echoes included.
+// loadDirect stores records one by one, once bulk loading is over. A
+// replica's own revocations come back through the stream: a record adds
+// nothing to what is held unless it brings a later expiry or a later
+// confirmation (merge), and what a remembered tombstone cancels is dropped.
+// Every record read counts as loaded, echoes included.
 func (d *denylist) loadDirect(recs []revocation, source byte) {
 	now := d.now().UnixNano()
 	stored := int64(0)
 	for i := range recs {
-		if recs[i].expiry > now && !d.has(&recs[i].digest) {
-			recs[i].source = source
+		if recs[i].expiry <= now || d.canceled(&recs[i]) {
+			continue
+		}
+		recs[i].source = source
+		d.noteLife(recs[i].expiry, recs[i].at)
+		if d.has(&recs[i].digest) {
+			h := d.held(&recs[i].digest)
+			if d.merge(&recs[i], &h, -1) {
+				stored++
+			}
+			continue
+		}
+		{
 			lane := d.store(&recs[i])
 			stored++
 			if recs[i].client != (clientTag{}) {

@@ -25,6 +25,8 @@ import (
 type persister struct {
 	path string
 	now  func() time.Time
+	// maxTTL and leeway decide how long a tombstone is kept (lifetime.go).
+	maxTTL, leeway time.Duration
 
 	mu            sync.Mutex
 	f             *os.File
@@ -82,7 +84,10 @@ func (p *persister) read() (*frameSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persistPath: %w", err)
 	}
-	return decodeFrames(buf, p.now().UnixNano()), nil
+	now := p.now().UnixNano()
+	set := decodeFrames(buf, now)
+	dropCanceled(set, now, p.maxTTL, p.leeway)
+	return set, nil
 }
 
 // rewrite replaces the file with set's live revocations and extension
@@ -118,9 +123,13 @@ func (p *persister) rewrite(set *frameSet) error {
 			// without it, keeps the pre-check open; the key is useless.
 			continue
 		}
-		if ext.typ == tombstoneRecordType && ext.version == tombstoneRecordVersion {
-			// Its revocations were left out above; a revocation after it
-			// would be canceled if it were written after them.
+		// A tombstone is kept while it can cancel a revocation (read
+		// dropped those that cannot): the revocations it canceled were left
+		// out above, and one confirmed before it may still arrive from
+		// the stream. One written before confirmation times is dropped,
+		// as that release did: it orders by file position, and the
+		// revocations after it would now come before it.
+		if ext.typ == tombstoneRecordType && ext.version == tombstoneRecordVersion && len(ext.payload) < tombstoneFullSize {
 			continue
 		}
 		if ext.typ == logoutRecordType && ext.version == logoutRecordVersion {

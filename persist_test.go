@@ -43,8 +43,9 @@ func TestPersistRestart(t *testing.T) {
 	if err := restarted.add(digestOf("after"), clock.now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
-	if info, _ := os.Stat(path); info.Size() != 4*frameSize {
-		t.Fatalf("file holds %d bytes, want 4 frames", info.Size())
+	// (each revocation is followed by its confirmation time's frame)
+	if info, _ := os.Stat(path); info.Size() != 7*frameSize {
+		t.Fatalf("file holds %d bytes, want 7 frames", info.Size())
 	}
 	again := restartFromFile(t, path, clock)
 	if !again.contains("after") || !again.contains("long") {
@@ -55,7 +56,7 @@ func TestPersistRestart(t *testing.T) {
 	clock.advance(compactEvery)
 	again.persist.compactIfDue()
 	raw, _ := os.ReadFile(path)
-	if len(raw) != 3*frameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[2*frameSize+33] != 99 {
+	if len(raw) != 5*frameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[1*frameSize+33] != stampRecordType || raw[4*frameSize+33] != 99 {
 		t.Fatalf("compacted file: %d bytes", len(raw))
 	}
 }

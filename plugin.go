@@ -23,9 +23,11 @@ type Config struct {
 	AccessTokenTTL string `json:"accessTokenTTL,omitempty"`
 	// RefreshTokenTTL is how long an opaque token revoked with hint refresh_token, or with no hint, is kept (the longer TTL applies without a hint). Default: 720h.
 	RefreshTokenTTL string `json:"refreshTokenTTL,omitempty"`
-	// MaxTTL caps the lifetime of every entry, JWT or not. Default: 720h.
+	// MaxTTL caps the lifetimes the edge has to guess: opaque tokens and JWTs without exp. A JWT's revocation lives until its exp plus leeway. Default: 720h.
 	MaxTTL string `json:"maxTTL,omitempty"`
-	// Leeway is added to a JWT's exp claim. Default: 60s.
+	// MaxLifetime is the longest revocation the store holds: a revoke whose revocation would outlive it gets 503 before the identity service is called. At least maxTTL. Default: 8760h.
+	MaxLifetime string `json:"maxLifetime,omitempty"`
+	// Leeway is added to a JWT's exp claim, and is the clock skew tolerated between replicas. Default: 5m, ASP.NET Core's and Microsoft.IdentityModel's default clock skew.
 	Leeway string `json:"leeway,omitempty"`
 	// CacheSizeMB is bigcache's HardMaxCacheSize for each lifetime lane of the denylist. Default: 64.
 	CacheSizeMB int `json:"cacheSizeMB,omitempty"`
@@ -179,7 +181,8 @@ func CreateConfig() *Config {
 		AccessTokenTTL:     "1h",
 		RefreshTokenTTL:    "720h",
 		MaxTTL:             "720h",
-		Leeway:             "60s",
+		MaxLifetime:        "8760h",
+		Leeway:             "5m",
 		CacheSizeMB:        64,
 		MaxBodyBytes:       65536,
 		RequireClientAuth:  true,

@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"time"
 )
 
 // The record format shared by persistPath and the Redis stream. Revocations
@@ -22,11 +23,17 @@ import (
 // written together. A record of a type a release does not know is kept as
 // it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go),
 // type 2 a back-channel logout (logout.go), type 3 a tombstone
-// (unrevoke.go), which cancels the revocations of its digest before it.
+// (unrevoke.go), which cancels the revocations of its digest confirmed
+// before it, type 4 a revocation's pre-check key and type 5 its
+// confirmation time (lifetime.go), each in one frame right after the
+// revocation's frame (the key first). A revocation with no type 5 frame,
+// as every release before confirmation times wrote it, loads as confirmed
+// at time zero.
 //
 // In the stream an entry with the fields d (hex digest) and e (expiry in
 // Unix milliseconds) and no t field is a revocation, as every release so far
-// has written it. Other record types carry t (type) and v (version) fields
+// has written it; a (its confirmation time in Unix milliseconds), k (its
+// pre-check key) and c (its client's tag) are optional. Other record types carry t (type) and v (version) fields
 // and their own; an entry whose t is not known is skipped, and the previous
 // release, which reads only d and e, skips them too.
 const (
@@ -37,20 +44,38 @@ const (
 )
 
 // encodeRevocation is the frame of one revocation, followed, when its
-// pre-check key is known, by the key's frame.
+// pre-check key is known, by the key's frame, and when its confirmation
+// time is, by the time's frame.
 func encodeRevocation(rec *revocation) []byte {
-	var buf [2 * frameSize]byte
+	var buf [3 * frameSize]byte
 	copy(buf[:], rec.digest[:])
 	binary.BigEndian.PutUint64(buf[sha256.Size:], uint64(rec.expiry))
-	if rec.keyN != keyLen {
-		return buf[:frameSize]
+	n := frameSize
+	if rec.keyN == keyLen {
+		var payload [keyRecordSize]byte
+		copy(payload[:], rec.key[:])
+		copy(payload[keyLen:], rec.digest[:8])
+		copy(buf[n:], encodeExtension(keyRecordType, keyRecordVersion, payload[:]))
+		n += frameSize
 	}
-	var payload [keyRecordSize]byte
-	copy(payload[:], rec.key[:])
-	copy(payload[keyLen:], rec.digest[:8])
-	copy(buf[frameSize:], encodeExtension(keyRecordType, keyRecordVersion, payload[:]))
-	return buf[:]
+	if rec.at > 0 {
+		var payload [stampRecordSize]byte
+		binary.BigEndian.PutUint64(payload[:], uint64(rec.at))
+		copy(payload[8:], rec.digest[:8])
+		copy(buf[n:], encodeExtension(stampRecordType, stampRecordVersion, payload[:]))
+		n += frameSize
+	}
+	return buf[:n]
 }
+
+// A stamp record (type stampRecordType) is a revocation's confirmation
+// time: Unix nanoseconds, then the first 8 bytes of the digest, in one
+// extension frame after the revocation's frame (and its key's).
+const (
+	stampRecordType    = 5
+	stampRecordVersion = 1
+	stampRecordSize    = 16
+)
 
 // A key record (type keyRecordType) is a revocation's pre-check key
 // (precheck.go): the key, then the first 8 bytes of the digest, in one
@@ -65,9 +90,10 @@ const (
 type extension struct {
 	typ, version byte
 	payload      []byte
-	// at is, in a stream batch, how many revocations came before it: a
-	// tombstone applies in stream order (unrevoke.go).
-	at int
+	// pos is, in a persistPath file, how many revocations came before it:
+	// a tombstone written before confirmation times cancels the unstamped
+	// revocations before it, not those after it (dropCanceled).
+	pos int
 }
 
 // encodeExtension is the frames of one record of type typ.
@@ -107,7 +133,7 @@ type frameSet struct {
 
 // knownExtension reports whether this release reads records of type typ.
 func knownExtension(typ byte) bool {
-	return typ == grantRecordType || typ == logoutRecordType || typ == tombstoneRecordType || typ == keyRecordType
+	return typ == grantRecordType || typ == logoutRecordType || typ == tombstoneRecordType || typ == keyRecordType || typ == stampRecordType
 }
 
 // decodeFrames reads the frames of buf. A torn last frame is ignored.
@@ -116,10 +142,7 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 	set := &frameSet{recs: make([]revocation, 0, len(buf)/frameSize)}
 	var open *extension
 	next := 0
-	// byDigest indexes the revocations read so far, from the first
-	// tombstone on: only a file with tombstones pays for it.
-	var byDigest map[[sha256.Size]byte][]int
-	prev := -1 // the revocation the previous frame appended, for its key frame
+	prev := -1 // the revocation the previous frames belong to, for its key and time frames
 	for off := 0; off+frameSize <= len(buf); off += frameSize {
 		expiry := int64(binary.BigEndian.Uint64(buf[off+sha256.Size : off+frameSize]))
 		if expiry <= 0 {
@@ -130,6 +153,15 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 				// does not know it may have moved it on a rewrite).
 				if prev >= 0 && frame[37] >= keyRecordSize && string(frame[keyLen:keyLen+8]) == string(set.recs[prev].digest[:8]) {
 					set.recs[prev].setKey(string(frame[:keyLen]))
+					continue // the time frame may follow
+				}
+				prev = -1
+				continue
+			}
+			if frame[32] == extensionMarker && frame[33] == stampRecordType && frame[34] == stampRecordVersion && frame[36] == 1 {
+				// A revocation's confirmation time, on the same terms.
+				if prev >= 0 && frame[37] >= stampRecordSize && string(frame[8:16]) == string(set.recs[prev].digest[:8]) {
+					set.recs[prev].at = int64(binary.BigEndian.Uint64(frame[:8]))
 				}
 				prev = -1
 				continue
@@ -141,7 +173,7 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			}
 			index, count, n := int(frame[35]), int(frame[36]), int(frame[37])
 			if index == 0 {
-				open = &extension{typ: frame[33], version: frame[34]}
+				open = &extension{typ: frame[33], version: frame[34], pos: len(set.recs)}
 				next = 0
 			}
 			if open == nil || index != next || n > sha256.Size {
@@ -152,9 +184,6 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			next++
 			if next == count {
 				set.records = append(set.records, *open)
-				if open.typ == tombstoneRecordType {
-					byDigest = cancelBefore(set, open.payload, byDigest)
-				}
 				open = nil
 			}
 			continue
@@ -166,24 +195,65 @@ func decodeFrames(buf []byte, now int64) *frameSet {
 			var rec revocation
 			copy(rec.digest[:], buf[off:off+sha256.Size])
 			rec.expiry = expiry
-			if byDigest != nil {
-				byDigest[rec.digest] = append(byDigest[rec.digest], len(set.recs))
-			}
 			prev = len(set.recs)
 			set.recs = append(set.recs, rec)
 		} else {
 			prev = -1
 		}
 	}
-	if byDigest != nil {
-		// Drop what tombstones canceled (expiry 0).
-		kept := set.recs[:0]
-		for i := range set.recs {
-			if set.recs[i].expiry != 0 {
-				kept = append(kept, set.recs[i])
-			}
-		}
-		set.recs = kept
-	}
 	return set
+}
+
+// dropCanceled drops from set the revocations its tombstones cancel
+// (lifetime.go), whatever their order in the file, and the tombstones that
+// have nothing left to cancel at now.
+//
+// A tombstone that has nothing left to cancel still cancels what the file
+// holds: a release before confirmation times capped every lifetime at
+// maxTTL, but a file may say otherwise.
+func dropCanceled(set *frameSet, now int64, maxTTL, leeway time.Duration) {
+	type fileTomb struct {
+		t   tombstone
+		pos int // for a legacy tombstone, the revocations before it
+	}
+	var tombs map[[sha256.Size]byte][]fileTomb
+	kept := set.records[:0]
+	for i := range set.records {
+		ext := set.records[i]
+		if ext.typ != tombstoneRecordType || ext.version != tombstoneRecordVersion {
+			kept = append(kept, ext)
+			continue
+		}
+		t, err := decodeTombstone(ext.payload, maxTTL, leeway)
+		if err != nil {
+			continue
+		}
+		if t.until > now {
+			kept = append(kept, ext)
+		}
+		if tombs == nil {
+			tombs = map[[sha256.Size]byte][]fileTomb{}
+		}
+		tombs[t.digest] = append(tombs[t.digest], fileTomb{t: t, pos: ext.pos})
+	}
+	set.records = kept
+	if tombs == nil {
+		return
+	}
+	recs := set.recs[:0]
+	for i := range set.recs {
+		canceled := false
+		for _, ft := range tombs[set.recs[i].digest] {
+			if ft.t.legacy && set.recs[i].at == 0 {
+				// Unstamped: file order decides, as it did.
+				canceled = canceled || i < ft.pos
+				continue
+			}
+			canceled = canceled || ft.t.cancels(set.recs[i].at, leeway)
+		}
+		if !canceled {
+			recs = append(recs, set.recs[i])
+		}
+	}
+	set.recs = recs
 }

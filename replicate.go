@@ -191,14 +191,12 @@ func (r *replicator) writeLoop() {
 		}
 		cmds := make([][]string, 0, len(batch)+len(exts)+1)
 		for i := range batch {
-			if batch[i].source == sourceTombstone {
-				// In the revocations' queue, so that it keeps its place
-				// among them (unrevoke.go).
-				cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion),
-					"x", hex.EncodeToString(encodeTombstone(&batch[i].digest, batch[i].expiry))})
-				continue
-			}
 			cmd := []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)}
+			if batch[i].at > 0 {
+				// The confirmation time (lifetime.go); the previous
+				// release reads d and e and ignores a.
+				cmd = append(cmd, "a", strconv.FormatInt(batch[i].at/int64(time.Millisecond), 10))
+			}
 			if batch[i].keyN == keyLen {
 				// The pre-check key (precheck.go); the previous release
 				// reads d and e and ignores k.
@@ -227,8 +225,20 @@ func (r *replicator) writeLoop() {
 				cmds = append(cmds, []string{"SET", r.stream + signedMarker, "1"})
 			}
 		}
+		if trim && atomic.LoadInt32(&r.ready) == 0 {
+			// Trimmed only once the stream has loaded: until then this
+			// replica does not know the longest life it holds.
+			trim = false
+		}
 		if trim {
-			minID := time.Now().Add(-r.list.maxTTL).UnixMilli()
+			// Past the longest life recorded (lifetime.go): a JWT's
+			// revocation may outlive maxTTL, and a replica that starts
+			// late must still read it.
+			keep := r.list.maxTTL
+			if life := time.Duration(atomic.LoadInt64(&r.list.longestLife)); life > keep {
+				keep = life
+			}
+			minID := time.Now().Add(-keep - r.list.leeway).UnixMilli()
 			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
 		}
 		replies, err := conn.pipeline(cmds, 0)
@@ -276,13 +286,8 @@ func (r *replicator) readLoop() {
 	// the other core meanwhile.
 	staged := make(chan []revocation, 4)
 	stagerDone := make(chan struct{})
-	stagerIdle := make(chan struct{})
 	go func() {
 		for recs := range staged {
-			if recs == nil {
-				stagerIdle <- struct{}{}
-				continue
-			}
 			r.list.stage(recs, sourceRedis)
 		}
 		close(stagerDone)
@@ -367,22 +372,14 @@ func (r *replicator) readLoop() {
 			// A blocking read that returned nothing: in sync.
 			atomic.StoreInt64(&r.list.syncLagNs, 0)
 		}
-		// Records apply in stream order where it matters: a tombstone
-		// cancels the revocations before it, not those after it.
-		prev := 0
+		// Time, not stream order, decides between a tombstone and a
+		// revocation (lifetime.go): a tombstone is remembered before it
+		// removes anything, and staging drops what a remembered one
+		// cancels, so the two may apply in either order.
+		r.stageBatch(recs, caughtUp, staged)
 		for i := range exts {
-			if exts[i].typ == tombstoneRecordType && exts[i].at > prev {
-				r.stageBatch(recs[prev:exts[i].at], caughtUp, staged)
-				prev = exts[i].at
-			}
-			if exts[i].typ == tombstoneRecordType && !caughtUp {
-				// Wait for the stager: the tombstone follows what it staged.
-				staged <- nil
-				<-stagerIdle
-			}
 			r.list.applyExtension(&exts[i])
 		}
-		r.stageBatch(recs[prev:], caughtUp, staged)
 		if !caughtUp && count < readBatch && !oversized {
 			close(staged)
 			<-stagerDone

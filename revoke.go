@@ -93,9 +93,24 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	}
 	rec.client = auditClient(claimed)
 	lifetime := rec.expiry.Sub(d.now())
-	if lifetime <= 0 || (d.isLoaded() && d.has(&rec.digest)) {
+	if lifetime <= 0 {
 		rec.known = true
 		return true
+	}
+	if lifetime > d.maxLifetime {
+		// The store cannot hold it whole: refused, never recorded shorter.
+		atomic.AddInt64(&d.refusedLifetime, 1)
+		d.emit(&auditEvent{Event: "refusal", Reason: "lifetime", Client: rec.client, Digest: digestPrefix(&rec.digest)})
+		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The token's revocation would outlive maxLifetime, the longest the revocation list holds")
+		return false
+	}
+	if d.isLoaded() && d.has(&rec.digest) {
+		if h := d.held(&rec.digest); h.found && h.expiry >= rec.expiry.UnixNano() {
+			// Held at least as long: no slot; the confirmation still
+			// records its time (settle).
+			rec.known = true
+			return true
+		}
 	}
 	lane := d.reserve(&rec.digest, lifetime)
 	family, ok := d.reserveTokens(d.grants.familyOf(&rec.digest))
@@ -140,8 +155,8 @@ func (d *denylist) answerFull(rw http.ResponseWriter, lifetime time.Duration) {
 }
 
 // expiryFor returns when the revocation of token may be forgotten: a JWT's exp
-// plus leeway, otherwise the TTL for its hint (the longer one without a hint),
-// and never later than maxTTL from now.
+// plus leeway, otherwise the TTL for its hint (the longer one without a hint)
+// but never later than maxTTL from now.
 func (m *middleware) expiryFor(token, hint string) time.Time {
 	s := m.settings
 	ttl := s.refreshTokenTTL
@@ -274,6 +289,13 @@ func (r *revokeRecorder) settle(confirmed bool) {
 	d.unreserveTokens(r.family)
 	switch {
 	case r.known && confirmed:
+		if r.expiry.After(d.now()) {
+			// Already held at least as long: the later confirmation is
+			// recorded in place, at no slot (lifetime.go).
+			if err := d.addReserved(&r.digest, r.key, r.expiry, -1, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint, tag: r.tag}); err != nil {
+				log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
+			}
+		}
 		d.revokeGrantOf(&r.digest, nil)
 	case r.known:
 		return

@@ -253,7 +253,7 @@ func TestExpiryFor(t *testing.T) {
 		{desc: "opaque refresh token capped by maxTTL", token: "opaque", hint: "refresh_token", exp: 24 * time.Hour},
 		{desc: "opaque without hint takes the longer TTL, capped", token: "opaque", exp: 24 * time.Hour},
 		{desc: "JWT lives until exp plus leeway", token: makeJWT(now.Add(10 * time.Minute).Unix()), hint: "refresh_token", exp: 11 * time.Minute},
-		{desc: "JWT capped by maxTTL", token: makeJWT(now.Add(100 * time.Hour).Unix()), exp: 24 * time.Hour},
+		{desc: "JWT beyond maxTTL lives until exp plus leeway", token: makeJWT(now.Add(100 * time.Hour).Unix()), exp: 100*time.Hour + time.Minute},
 		{desc: "expired JWT", token: makeJWT(now.Add(-time.Hour).Unix()), exp: -59 * time.Minute},
 	}
 	for _, test := range tests {

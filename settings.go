@@ -19,6 +19,7 @@ type settings struct {
 	accessTokenTTL    time.Duration
 	refreshTokenTTL   time.Duration
 	maxTTL            time.Duration
+	maxLifetime       time.Duration
 	leeway            time.Duration
 	cacheSizeMB       int
 	maxBodyBytes      int64
@@ -114,7 +115,19 @@ func (c *Config) validate(name string) (*settings, error) {
 		return nil, err
 	}
 	if s.leeway, err = time.ParseDuration(strings.TrimSpace(c.Leeway)); err != nil || s.leeway < 0 {
-		return nil, fieldError("leeway", "must be a duration of 0 or more such as 60s, got %q", c.Leeway)
+		return nil, fieldError("leeway", "must be a duration of 0 or more such as 5m, got %q", c.Leeway)
+	}
+	s.maxLifetime = defaultMaxLifetime
+	if s.maxTTL > s.maxLifetime {
+		s.maxLifetime = s.maxTTL
+	}
+	if strings.TrimSpace(c.MaxLifetime) != "" {
+		if s.maxLifetime, err = parsePositiveDuration("maxLifetime", c.MaxLifetime); err != nil {
+			return nil, err
+		}
+	}
+	if s.maxLifetime < s.maxTTL {
+		return nil, fieldError("maxLifetime", "must be at least maxTTL (%s), got %q", s.maxTTL, c.MaxLifetime)
 	}
 
 	if s.cacheSizeMB < 1 || s.cacheSizeMB > 1<<20 {
@@ -276,7 +289,7 @@ func (s *settings) denylistOptions() denylistOptions {
 		sizeMB: s.cacheSizeMB, maxTTL: s.maxTTL, persistPath: s.persistPath, redis: s.redis,
 		loadWait: s.loadWait, failClosed: s.failClosed,
 		clientRate: s.clientRate, clientBurst: s.clientBurst, clientShare: s.clientShare,
-		maxGrants: s.maxGrants,
+		maxGrants: s.maxGrants, leeway: s.leeway, maxLifetime: s.maxLifetime,
 	}
 }
 

@@ -112,13 +112,18 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			p = start + n + 2
 			// The layout "*4\r\n$1\r\nd\r\n$64\r\n" is checked at the bytes
 			// that tell it from any other: cheaper than a compiled call.
-			// *6 adds the pre-check key: $1 k $16 <hex>.
-			keyed := p+1 < len(buf) && buf[p+1] == '6'
+			// *6 or *8 add the confirmation time ($1 a $<m> <ms>) and the
+			// pre-check key ($1 k $16 <hex>), in that order.
+			extra := 0
+			if p+1 < len(buf) && (buf[p+1] == '6' || buf[p+1] == '8') {
+				extra = int(buf[p+1]-'4') / 2
+			}
 			rec.keyN = 0
+			rec.at = 0
 			rec.client = clientTag{}
 			if fast && pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
-				buf[p] == '*' && (buf[p+1] == '4' || keyed) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
+				buf[p] == '*' && (buf[p+1] == '4' || extra > 0) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
 				buf[p+8] == 'd' && buf[p+11] == '$' && buf[p+12] == '6' && buf[p+13] == '4' && buf[p+14] == '\r' {
 				p += len(revocationLayout)
 				_, err := hex.Decode(rec.digest[:], buf[p:p+2*sha256.Size])
@@ -136,8 +141,29 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					if m > 0 && m < 19 && end+2 <= len(buf) && buf[end] == '\r' {
 						ms, err := strconv.ParseInt(string(buf[p+2:end]), 10, 64)
 						after := end + 2
+						// Then, stamped: $1\r\na\r\n$<m>\r\n<ms>\r\n.
+						if err == nil && extra > 0 && after+10 <= len(buf) && buf[after] == '$' && buf[after+1] == '1' && buf[after+4] == 'a' && buf[after+7] == '$' {
+							q := after + 8
+							m := 0
+							for q < len(buf) && buf[q] >= '0' && buf[q] <= '9' && m < 1<<20 {
+								m = m*10 + int(buf[q]-'0')
+								q++
+							}
+							stop := q + 2 + m
+							err = errIncompleteKey
+							if m > 0 && m < 19 && stop+2 <= len(buf) && buf[stop] == '\r' {
+								var at int64
+								at, err = strconv.ParseInt(string(buf[q+2:stop]), 10, 64)
+								rec.at = at * int64(time.Millisecond)
+								after = stop + 2
+								extra--
+							}
+						}
 						// Then, keyed: $1\r\nk\r\n$16\r\n<16 hex>\r\n.
-						if keyed {
+						if err == nil && extra > 1 {
+							err = errIncompleteKey
+						}
+						if err == nil && extra == 1 {
 							k := after + len(keyLayout)
 							if err == nil && k+2*keyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
 								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*keyLen] == '\r' {
@@ -182,7 +208,6 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					recs = append(recs, rec)
 				}
 				if status == entryExtension {
-					ext.at = len(recs)
 					exts = append(exts, ext)
 				}
 				lastID = id
@@ -294,6 +319,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 	}
 	haveDigest, haveExpiry, typed := false, false, false
 	rec.keyN = 0
+	rec.at = 0
 	rec.client = clientTag{}
 	var typ, version, payload, sig []byte
 	var signed [][]byte
@@ -349,6 +375,17 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 				if _, err := hex.Decode(rec.client[:], value); err != nil {
 					rec.client = clientTag{}
 				}
+			}
+		case 'a':
+			ms := int64(0)
+			ok := len(value) > 0 && len(value) < 19
+			for i := 0; ok && i < len(value); i++ {
+				c := value[i]
+				ok = c >= '0' && c <= '9'
+				ms = ms*10 + int64(c-'0')
+			}
+			if ok {
+				rec.at = ms * int64(time.Millisecond)
 			}
 		case 'k':
 			rec.keyN = 0

@@ -121,7 +121,7 @@ func TestSignedStreamSkipsForgedRecords(t *testing.T) {
 	// when a Redis writer without the secret XADDs a tombstone of it, a
 	// revocation, and a record signed with another secret
 	exp := time.Now().Add(time.Hour)
-	tomb := encodeTombstone(digestOf("real"), time.Now().UnixNano())
+	tomb := encodeTombstone(&tombstone{digest: *digestOf("real"), at: time.Now().UnixNano()})
 	forger := &streamSigner{secrets: [][]byte{[]byte("not-the-secret-0123456789")}}
 	forged := []string{"d", hex.EncodeToString(digestOf("forged-2")[:]), "e", strconv.FormatInt(exp.UnixMilli(), 10)}
 	seedStream(t, srv, "test:signed", [][]string{

@@ -154,13 +154,15 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 }
 
 // issuedExpiry is how long an issued token can be used: a JWT's exp plus
-// leeway, else expires_in, else ttl; never past maxTTL.
+// leeway, whatever maxTTL (lifetime.go); else expires_in, else ttl, never
+// past maxTTL.
 func (m *middleware) issuedExpiry(token string, expiresIn json.Number, ttl time.Duration, now time.Time) int64 {
 	s := m.settings
-	expiry := now.Add(ttl)
 	if exp, ok := jwtExpiry(token); ok {
-		expiry = exp.Add(s.leeway)
-	} else if secs, err := expiresIn.Int64(); err == nil && secs > 0 {
+		return exp.Add(s.leeway).UnixNano()
+	}
+	expiry := now.Add(ttl)
+	if secs, err := expiresIn.Int64(); err == nil && secs > 0 {
 		expiry = now.Add(time.Duration(secs)*time.Second + s.leeway)
 	}
 	if limit := now.Add(s.maxTTL); expiry.After(limit) {

@@ -10,12 +10,13 @@ import (
 )
 
 // Un-revoking (the admin API's unrevoke): a mistaken revocation is undone on
-// every replica by a tombstone, record type tombstoneRecordType. Order is
-// what makes it right: a tombstone cancels the revocations of its digest
-// that came before it, in the stream and in persistPath, and a revocation
-// after it revokes the token again. So the replicator writes tombstones in
-// the same queue as revocations, and readers apply a batch in stream order.
-// The previous release skips tombstones: it keeps enforcing what they undo.
+// every replica by a tombstone, record type tombstoneRecordType. Time, not
+// arrival, decides what it undoes (lifetime.go): a tombstone cancels the
+// revocations of its digest confirmed before it, and a revocation confirmed
+// after it stands, in whatever order the stream, the file or a late
+// replica delivers them. The previous release skips tombstones of other
+// versions and reads this version's first 41 bytes: it keeps enforcing
+// what they undo, or undoes in stream order, as it always did.
 //
 // Undoing a revocation removes it from bigcache, the overflow map, the hot
 // cache and the loading overlay. Its bit in the bitset stays set: a set bit
@@ -24,60 +25,90 @@ import (
 const (
 	tombstoneRecordType    = 3
 	tombstoneRecordVersion = 1
-	// tombstoneSize is version, digest, time.
-	tombstoneSize = 1 + sha256.Size + 8
-	// sourceTombstone marks, in the replicator's queue, a tombstone among
-	// the revocations (never stored, never counted).
-	sourceTombstone byte = 0xFF
+	// tombstoneSize is version, digest, time: what every release reads.
+	// tombstoneFullSize adds held and until (lifetime.go), written from
+	// this release on.
+	tombstoneSize     = 1 + sha256.Size + 8
+	tombstoneFullSize = tombstoneSize + 16
 )
 
 var errTombstone = errors.New("malformed tombstone")
 
-func encodeTombstone(digest *[sha256.Size]byte, at int64) []byte {
-	buf := make([]byte, tombstoneSize)
+func encodeTombstone(t *tombstone) []byte {
+	buf := make([]byte, tombstoneFullSize)
 	buf[0] = tombstoneRecordVersion
-	copy(buf[1:], digest[:])
-	binary.BigEndian.PutUint64(buf[1+sha256.Size:], uint64(at))
+	copy(buf[1:], t.digest[:])
+	binary.BigEndian.PutUint64(buf[1+sha256.Size:], uint64(t.at))
+	binary.BigEndian.PutUint64(buf[tombstoneSize:], uint64(t.held))
+	binary.BigEndian.PutUint64(buf[tombstoneSize+8:], uint64(t.until))
 	return buf
 }
 
-func decodeTombstone(buf []byte) ([sha256.Size]byte, error) {
-	var digest [sha256.Size]byte
+// decodeTombstone reads a tombstone. One written before confirmation times
+// (41 bytes) cancels what was confirmed before it, and is kept for maxTTL
+// plus leeway after it: the longest life its release recorded.
+func decodeTombstone(buf []byte, maxTTL, leeway time.Duration) (tombstone, error) {
+	var t tombstone
 	if len(buf) < tombstoneSize || buf[0] != tombstoneRecordVersion {
-		return digest, errTombstone
+		return t, errTombstone
 	}
-	copy(digest[:], buf[1:])
-	return digest, nil
+	copy(t.digest[:], buf[1:])
+	t.at = int64(binary.BigEndian.Uint64(buf[1+sha256.Size:]))
+	if len(buf) >= tombstoneFullSize {
+		t.held = int64(binary.BigEndian.Uint64(buf[tombstoneSize:]))
+		t.until = int64(binary.BigEndian.Uint64(buf[tombstoneSize+8:]))
+	} else {
+		t.held = t.at - 1
+		t.until = t.at + int64(maxTTL+leeway)
+		t.legacy = true
+	}
+	if t.at <= 0 {
+		return t, errTombstone
+	}
+	return t, nil
 }
 
 // unrevoke undoes the revocation of digest here, then persists and
 // replicates the tombstone. It reports whether digest was revoked.
 func (d *denylist) unrevoke(digest *[sha256.Size]byte) (bool, error) {
-	held := d.remove(digest)
+	h := d.held(digest)
+	t := tombstone{digest: *digest, at: d.stamp(), held: h.at}
+	if t.at <= h.at {
+		// After what it undoes, whatever the clocks of the replicas that
+		// confirmed it.
+		t.at = h.at + int64(time.Millisecond)
+	}
+	t.until = t.at + int64(d.maxTTL)
+	if h.expiry > t.until {
+		t.until = h.expiry
+	}
+	t.until += int64(d.leeway)
+	held := d.cancel(&t)
+	payload := encodeTombstone(&t)
 	var err error
 	if d.persist != nil {
-		err = d.persist.appendExtension(tombstoneRecordType, tombstoneRecordVersion, encodeTombstone(digest, d.now().UnixNano()))
+		err = d.persist.appendExtension(tombstoneRecordType, tombstoneRecordVersion, payload)
 	}
 	if d.replica != nil {
-		d.replica.enqueue(revocation{digest: *digest, expiry: d.now().UnixNano(), source: sourceTombstone})
+		d.replica.enqueueExtension(extension{typ: tombstoneRecordType, version: tombstoneRecordVersion, payload: payload})
 	}
 	atomic.AddInt64(&d.unrevoked[sourceAdmin], 1)
-	return held, err
+	return held || h.found, err
 }
 
 // applyTombstone applies a tombstone read from the stream or the file.
 func (d *denylist) applyTombstone(ext *extension, source byte) {
-	digest, err := decodeTombstone(ext.payload)
+	t, err := decodeTombstone(ext.payload, d.maxTTL, d.leeway)
 	if err != nil {
+		atomic.AddInt64(&d.skipped.Malformed, 1)
 		return
 	}
-	if d.remove(&digest) {
+	if d.cancel(&t) {
 		atomic.AddInt64(&d.unrevoked[source], 1)
-		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&digest)})
+		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.digest)})
 	}
-	// Kept in this replica's file too, so that a restart that loads both
-	// the file and the stream cannot bring back from the file what the
-	// stream undid.
+	// Kept in this replica's file too, so that a restart whose stream was
+	// trimmed still cancels what the file holds.
 	if d.persist != nil && source == sourceRedis {
 		if err := d.persist.appendExtension(tombstoneRecordType, tombstoneRecordVersion, ext.payload); err != nil {
 			logTombstoneError(err)
@@ -85,93 +116,64 @@ func (d *denylist) applyTombstone(ext *extension, source byte) {
 	}
 }
 
-// remove takes digest out of every store and reports whether it was live.
-func (d *denylist) remove(digest *[sha256.Size]byte) bool {
+// cancel applies t: it is remembered first (so that a revocation it cancels
+// staged at the same time is dropped), then the revocations it cancels are
+// removed from every store. It reports whether one was live.
+func (d *denylist) cancel(t *tombstone) bool {
+	d.observe(t.at)
+	d.mu.Lock()
+	if t.until > d.now().UnixNano() {
+		d.rememberTombstone(t)
+	}
+	d.mu.Unlock()
+	return d.remove(t)
+}
+
+// remove takes the revocations t cancels out of every store and reports
+// whether one was live.
+func (d *denylist) remove(t *tombstone) bool {
 	now := d.now().UnixNano()
-	key := string(digest[:])
+	key := string(t.digest[:])
 	held := false
 	for _, l := range d.lanes {
 		if atomic.LoadInt32(&l.used) == 0 {
 			continue
 		}
-		if value, err := l.cache.Get(key); err == nil {
-			held = held || (len(value) >= expirySize && int64(binary.BigEndian.Uint64(value)) > now)
-			// onRemove gives the slot back.
-			_ = l.cache.Delete(key)
+		value, err := l.cache.Get(key)
+		if err != nil {
+			continue
 		}
+		at := int64(0)
+		if len(value) >= valueSize {
+			at = int64(binary.BigEndian.Uint64(value[expirySize+1:]))
+		}
+		if !t.cancels(at, d.leeway) {
+			continue
+		}
+		held = held || (len(value) >= expirySize && int64(binary.BigEndian.Uint64(value)) > now)
+		// onRemove gives the slot back.
+		_ = l.cache.Delete(key)
 	}
 	d.hot.Delete(key)
 	d.mu.Lock()
-	if expiry, ok := d.overflow[key]; ok {
-		held = held || expiry > now
+	if e, ok := d.overflow[key]; ok && t.cancels(e.at, d.leeway) {
+		held = held || e.expiry > now
 		delete(d.overflow, key)
 		atomic.StoreInt32(&d.overflowN, int32(len(d.overflow)))
 	}
 	if set := d.overlay; set != nil {
-		if at, ok := set.index[loadKey(digest)]; ok && set.recs[at].digest == *digest {
-			held = held || set.recs[at].expiry > now
-			set.recs[at].expiry = 0 // skipped by the fill and by lookups
+		if i, ok := set.index[loadKey(&t.digest)]; ok && set.recs[i].digest == t.digest && t.cancels(set.recs[i].at, d.leeway) {
+			held = held || set.recs[i].expiry > now
+			set.recs[i].expiry = 0 // skipped by the fill and by lookups
 		}
 	}
 	d.mu.Unlock()
 	return held
 }
 
-// entry reports digest's expiry and source when it is revoked and live.
-func (d *denylist) entry(digest *[sha256.Size]byte) (time.Time, byte, bool) {
-	now := d.now().UnixNano()
-	key := string(digest[:])
-	for _, l := range d.lanes {
-		if atomic.LoadInt32(&l.used) == 0 {
-			continue
-		}
-		if value, err := l.cache.Get(key); err == nil && len(value) >= expirySize {
-			if expiry := int64(binary.BigEndian.Uint64(value)); expiry > now {
-				source := sourceUnknown
-				if len(value) >= valueSize {
-					source = value[expirySize]
-				}
-				return time.Unix(0, expiry), source, true
-			}
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if expiry, ok := d.overflow[key]; ok && expiry > now {
-		return time.Unix(0, expiry), sourceUnknown, true
-	}
-	if set := d.overlay; set != nil {
-		if at, ok := set.index[loadKey(digest)]; ok && set.recs[at].digest == *digest && set.recs[at].expiry > now {
-			return time.Unix(0, set.recs[at].expiry), set.recs[at].source, true
-		}
-	}
-	return time.Time{}, 0, false
-}
-
 // logTombstoneError logs a tombstone that could not be persisted.
 func logTombstoneError(err error) {
 	log.Printf("tokenrevocation: ERROR an un-revocation was applied but not persisted: %v", err)
-}
-
-// cancelBefore cancels (expiry 0) the revocations of a tombstone's digest
-// read before it, and returns the index of revocations by digest, built at
-// the first tombstone.
-func cancelBefore(set *frameSet, payload []byte, byDigest map[[sha256.Size]byte][]int) map[[sha256.Size]byte][]int {
-	digest, err := decodeTombstone(payload)
-	if byDigest == nil {
-		byDigest = make(map[[sha256.Size]byte][]int, len(set.recs))
-		for i := range set.recs {
-			byDigest[set.recs[i].digest] = append(byDigest[set.recs[i].digest], i)
-		}
-	}
-	if err != nil {
-		return byDigest
-	}
-	for _, i := range byDigest[digest] {
-		set.recs[i].expiry = 0
-	}
-	delete(byDigest, digest)
-	return byDigest
 }
 
 // each calls fn with every live revocation: bigcache's lanes, the overflow
@@ -196,11 +198,11 @@ func (d *denylist) each(fn func(digest []byte, expiry int64)) {
 	}
 	d.mu.Lock()
 	var extra []revocation
-	for k, expiry := range d.overflow {
-		if expiry > now && len(k) == sha256.Size {
+	for k, e := range d.overflow {
+		if e.expiry > now && len(k) == sha256.Size {
 			var rec revocation
 			copy(rec.digest[:], k)
-			rec.expiry = expiry
+			rec.expiry = e.expiry
 			extra = append(extra, rec)
 		}
 	}

@@ -1,0 +1,324 @@
+package tokenrevocation
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+)
+
+// Lifetimes and order (README "Storage": lifetimes and order).
+//
+//   - A digest's revocations merge: the later expiry and the later
+//     confirmation win, whichever source (the revoke endpoint, the admin API,
+//     a grant or logout family, Redis, persistPath) delivers them and in
+//     whatever order. A revocation never shortens a live one.
+//   - Every revocation and tombstone carries the time it was confirmed: the
+//     confirming replica's wall clock, in whole milliseconds, raised to the
+//     latest tombstone time this replica has seen (stamp), so that what a
+//     replica confirms after it applied an un-revoke is never ordered
+//     before it. Records written before confirmation times load as
+//     confirmed at time zero.
+//   - A tombstone (unrevoke.go) names the latest confirmation the
+//     un-revoking replica held (held). It cancels a revocation of its
+//     digest confirmed at or before held, or more than leeway before the
+//     tombstone itself. A revocation the un-revoking replica had not seen,
+//     confirmed within leeway of the un-revoke, or any time after it,
+//     stands: a clock skew of up to leeway between replicas never lets an
+//     un-revoke cancel a later revocation, and when in doubt the token stays
+//     revoked. Ties go to the revocation.
+//   - Tombstones are remembered until everything they cancel has expired,
+//     so that a canceled revocation arriving late (a partition healing, a
+//     replica starting late, the file read after the stream) stays canceled.
+//   - A JWT's revocation lives until its exp plus leeway. maxTTL bounds only
+//     guessed lifetimes (opaque tokens, JWTs without exp). maxLifetime is the
+//     longest life the store holds: a revoke whose revocation would outlive
+//     it is refused with 503 before the identity service is called.
+
+// defaultMaxLifetime is maxLifetime's default: a year.
+const defaultMaxLifetime = 8760 * time.Hour
+
+// laneWindows is the ladder of lane windows: fourfold from base, with a rung
+// at maxTTL (where the guessed lifetimes end) and the last at maxLifetime.
+func laneWindows(base, maxTTL, maxLifetime time.Duration) []time.Duration {
+	var out []time.Duration
+	w := base
+	ttlRung := false
+	for w < maxLifetime {
+		if !ttlRung && w >= maxTTL {
+			out = append(out, maxTTL)
+			ttlRung = true
+			w = maxTTL * 4
+			continue
+		}
+		out = append(out, w)
+		w *= 4
+	}
+	if !ttlRung && maxTTL < maxLifetime {
+		out = append(out, maxTTL)
+	}
+	return append(out, maxLifetime)
+}
+
+// stamp is a confirmation time for a record confirmed now.
+func (d *denylist) stamp() int64 {
+	now := d.now().UnixNano() / int64(time.Millisecond) * int64(time.Millisecond)
+	if c := atomic.LoadInt64(&d.clock); c > now {
+		return c
+	}
+	return now
+}
+
+// observe raises the clock to a tombstone's time.
+func (d *denylist) observe(at int64) {
+	for {
+		c := atomic.LoadInt64(&d.clock)
+		if at <= c || atomic.CompareAndSwapInt64(&d.clock, c, at) {
+			return
+		}
+	}
+}
+
+// noteLife keeps the longest lifetime recorded, from confirmation to
+// expiry: the Redis stream is trimmed only past it (replicate.go).
+func (d *denylist) noteLife(expiry, at int64) {
+	if at <= 0 {
+		return
+	}
+	life := expiry - at
+	for {
+		c := atomic.LoadInt64(&d.longestLife)
+		if life <= c || atomic.CompareAndSwapInt64(&d.longestLife, c, life) {
+			return
+		}
+	}
+}
+
+// A heldEntry is what the denylist holds for one digest: the latest expiry
+// and the latest confirmation among its live entries.
+type heldEntry struct {
+	found  bool
+	expiry int64
+	at     int64
+	source byte
+	// lane holds the entry with the latest expiry, -1 when that is in the
+	// overflow map or the loading overlay; lanes has a bit per lane that
+	// holds an entry of the digest, live or not.
+	lane  int
+	lanes uint64
+}
+
+// held reports what the denylist holds for digest.
+func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
+	h := heldEntry{lane: -1}
+	now := d.now().UnixNano()
+	key := string(digest[:])
+	for i, l := range d.lanes {
+		if atomic.LoadInt32(&l.used) == 0 {
+			continue
+		}
+		value, err := l.cache.Get(key)
+		if err != nil || len(value) < expirySize {
+			continue
+		}
+		h.lanes |= 1 << uint(i)
+		expiry := int64(binary.BigEndian.Uint64(value))
+		if expiry <= now {
+			continue
+		}
+		h.found = true
+		if expiry > h.expiry {
+			h.expiry = expiry
+			h.lane = i
+			h.source = sourceUnknown
+			if len(value) > expirySize {
+				h.source = value[expirySize]
+			}
+		}
+		if len(value) >= valueSize {
+			if at := int64(binary.BigEndian.Uint64(value[expirySize+1:])); at > h.at {
+				h.at = at
+			}
+		}
+	}
+	d.mu.Lock()
+	if e, ok := d.overflow[key]; ok && e.expiry > now {
+		h.found = true
+		if e.expiry > h.expiry {
+			h.expiry, h.lane, h.source = e.expiry, -1, sourceUnknown
+		}
+		if e.at > h.at {
+			h.at = e.at
+		}
+	}
+	if set := d.overlay; set != nil {
+		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].digest == *digest && set.recs[i].expiry > now {
+			h.found = true
+			if set.recs[i].expiry > h.expiry {
+				h.expiry, h.lane, h.source = set.recs[i].expiry, -1, set.recs[i].source
+			}
+			if set.recs[i].at > h.at {
+				h.at = set.recs[i].at
+			}
+		}
+	}
+	d.mu.Unlock()
+	return h
+}
+
+// merge stores rec for a digest held as h: the later expiry and the later
+// confirmation win. A new digest, or a later expiry, takes a slot (reserved,
+// or one admission picks; none when it overwrites the digest's entry in the
+// same lane, whose slot it takes over). A later confirmation alone rewrites
+// the entry in place and costs no slot. It reports whether anything
+// changed; rec then holds what is stored. A reservation it does not use is
+// given back.
+func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
+	if h.found && rec.at < h.at {
+		rec.at = h.at
+	}
+	switch {
+	case !h.found || rec.expiry > h.expiry:
+		lifetime := time.Duration(rec.expiry - d.now().UnixNano())
+		i := reserved
+		if i < 0 && lifetime <= d.lanes[len(d.lanes)-1].window {
+			i = d.reserveOrForce(&rec.digest, lifetime)
+		}
+		if i < 0 {
+			d.store(rec)
+		} else {
+			if h.lanes&(1<<uint(i)) != 0 {
+				// bigcache overwrites that entry without calling onRemove:
+				// its slot carries over to this one.
+				d.unreserve(i, &rec.digest)
+			}
+			d.put(rec, i)
+		}
+		if h.found {
+			d.hot.Delete(string(rec.digest[:]))
+		}
+		return true
+	case rec.at > h.at:
+		if reserved >= 0 {
+			d.unreserve(reserved, &rec.digest)
+		}
+		rec.expiry = h.expiry
+		if h.lane >= 0 {
+			d.set(rec, h.lane)
+		} else {
+			d.updateAside(rec)
+		}
+		return true
+	default:
+		if reserved >= 0 {
+			d.unreserve(reserved, &rec.digest)
+		}
+		return false
+	}
+}
+
+// updateAside raises the confirmation of a digest held in the overflow map
+// or the loading overlay.
+func (d *denylist) updateAside(rec *revocation) {
+	key := string(rec.digest[:])
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.overflow[key]; ok && rec.at > e.at {
+		e.at = rec.at
+		d.overflow[key] = e
+	}
+	if set := d.overlay; set != nil {
+		if i, ok := set.index[loadKey(&rec.digest)]; ok && set.recs[i].digest == rec.digest && rec.at > set.recs[i].at {
+			set.recs[i].at = rec.at
+		}
+	}
+}
+
+// A tombstone is an un-revocation (unrevoke.go).
+type tombstone struct {
+	digest [sha256.Size]byte
+	// at is when it was confirmed; held the latest confirmation of the
+	// digest the un-revoking replica held (0: none); until when everything
+	// it can cancel has expired.
+	at, held, until int64
+	// legacy: written before confirmation times (41 bytes). It cancels
+	// what this replica holds confirmed before it, unstamped records
+	// included, as its release did; an unstamped record that arrives after
+	// it came after it in the stream or the file, and stands.
+	legacy bool
+}
+
+// cancels reports whether t cancels a revocation confirmed at at.
+func (t *tombstone) cancels(at int64, leeway time.Duration) bool {
+	return at <= t.held || at < t.at-int64(leeway)
+}
+
+// cancelsArrival is cancels for a revocation that arrives after t was
+// applied.
+func (t *tombstone) cancelsArrival(at int64, leeway time.Duration) bool {
+	if t.legacy && at == 0 {
+		return false
+	}
+	return t.cancels(at, leeway)
+}
+
+// maxTombstones bounds the tombstones remembered: un-revocations are admin
+// operations, and one takes about 100 bytes.
+const maxTombstones = 1 << 16
+
+// rememberTombstone keeps t until it has nothing left to cancel, merged
+// with one already kept for its digest. The caller holds mu. A full table
+// (after expired ones are swept) keeps nothing and counts it.
+func (d *denylist) rememberTombstone(t *tombstone) {
+	if d.tombs == nil {
+		d.tombs = map[[sha256.Size]byte]tombstone{}
+	}
+	old, ok := d.tombs[t.digest]
+	if !ok && len(d.tombs) >= maxTombstones {
+		now := d.now().UnixNano()
+		for k, v := range d.tombs {
+			if v.until <= now {
+				delete(d.tombs, k)
+			}
+		}
+		if len(d.tombs) >= maxTombstones {
+			atomic.AddInt64(&d.boundTombstones, 1)
+			return
+		}
+	}
+	merged := *t
+	if ok {
+		if old.at > merged.at {
+			merged.at = old.at
+		}
+		if old.held > merged.held {
+			merged.held = old.held
+		}
+		if old.until > merged.until {
+			merged.until = old.until
+		}
+		merged.legacy = old.legacy && t.legacy
+	}
+	d.tombs[t.digest] = merged
+	atomic.StoreInt32(&d.tombN, int32(len(d.tombs)))
+}
+
+// canceledLocked reports whether a remembered tombstone cancels rec. The
+// caller holds mu.
+func (d *denylist) canceledLocked(rec *revocation) bool {
+	if len(d.tombs) == 0 {
+		return false
+	}
+	t, ok := d.tombs[rec.digest]
+	return ok && t.until > d.now().UnixNano() && t.cancelsArrival(rec.at, d.leeway)
+}
+
+// canceled is canceledLocked for a caller without mu.
+func (d *denylist) canceled(rec *revocation) bool {
+	if atomic.LoadInt32(&d.tombN) == 0 {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.canceledLocked(rec)
+}

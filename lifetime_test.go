@@ -1,0 +1,407 @@
+package tokenrevocation
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The lifetime and ordering rules of lifetime.go.
+
+// deliverFrom hands d a revocation of digest until expiry, confirmed now
+// (local sources) or at at (Redis and the file), as source delivers it.
+func deliverFrom(d *denylist, source byte, digest *[sha256.Size]byte, expiry time.Time, at int64) {
+	switch source {
+	case sourceRedis, sourceFile:
+		d.loadDirect([]revocation{{digest: *digest, expiry: expiry.UnixNano(), at: at}}, source)
+	default:
+		_, _, _ = d.record(digest, "", expiry, -1, source, nil)
+	}
+}
+
+// liveSlots is the slots every lane counts for digest's shard.
+func liveSlots(d *denylist, digest *[sha256.Size]byte) int32 {
+	n := int32(0)
+	for _, l := range d.lanes {
+		n += atomic.LoadInt32(&l.live[shardOf(digest)])
+	}
+	return n
+}
+
+func TestLaterExpiryWinsInEveryOrderOfSources(t *testing.T) {
+	sources := []byte{sourceRevoke, sourceAdmin, sourceGrant, sourceLogout, sourceRedis, sourceFile}
+	for _, first := range sources {
+		for _, second := range sources {
+			for _, shortFirst := range []bool{true, false} {
+				// given a denylist holding a revocation from one source
+				clock := newFakeClock()
+				d := newTestDenylist(t, denylistOptions{now: clock.now})
+				digest := digestOf("token")
+				short, long := clock.now().Add(2*time.Second), clock.now().Add(time.Hour)
+				a, b := short, long
+				if !shortFirst {
+					a, b = long, short
+				}
+				deliverFrom(d, first, digest, a, clock.now().UnixNano())
+				// when another source delivers a revocation of the same digest
+				clock.advance(time.Millisecond)
+				deliverFrom(d, second, digest, b, clock.now().UnixNano())
+
+				// then the later expiry is held, and still rejects after the shorter one
+				h := d.held(digest)
+				if !h.found || h.expiry != long.UnixNano() {
+					t.Errorf("%s then %s (short first %t): held expiry %v, want %v", sourceNames[first], sourceNames[second], shortFirst, time.Unix(0, h.expiry), long)
+				}
+				clock.advance(3 * time.Second)
+				if !d.has(digest) {
+					t.Errorf("%s then %s (short first %t): passes after the shorter expiry", sourceNames[first], sourceNames[second], shortFirst)
+				}
+			}
+		}
+	}
+}
+
+func TestLaterExpiryWinsWhileLoading(t *testing.T) {
+	// given a denylist loading a short revocation from a source, while a
+	// longer one of the same token is confirmed here
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	d.startLoading(1)
+	digest := digestOf("token")
+	long := clock.now().Add(time.Hour)
+	if _, _, err := d.record(digest, "", long, -1, sourceRevoke, nil); err != nil {
+		t.Fatal(err)
+	}
+	d.stage([]revocation{{digest: *digest, expiry: clock.now().Add(2 * time.Second).UnixNano()}}, sourceFile)
+	d.sourceLoaded()
+	// then the later expiry holds once loaded
+	clock.advance(3 * time.Second)
+	if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
+		t.Fatalf("held %+v", d.held(digest))
+	}
+}
+
+func TestHeldRevokeCostsNoSlotUnlessItExtends(t *testing.T) {
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	digest := digestOf("token")
+	expiry := clock.now().Add(time.Minute)
+	if _, _, err := d.record(digest, "", expiry, -1, sourceRevoke, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := liveSlots(d, digest)
+	// when the same revocation is confirmed again, later, and a shorter one
+	clock.advance(time.Second)
+	_, recorded, _ := d.record(digest, "", expiry, -1, sourceRevoke, nil)
+	_, shorter, _ := d.record(digest, "", expiry.Add(-time.Second), -1, sourceAdmin, nil)
+	// then neither takes a slot; the later confirmation is recorded
+	if got := liveSlots(d, digest); got != before {
+		t.Fatalf("slots: %d, want %d", got, before)
+	}
+	if !recorded || shorter || d.held(digest).at != clock.now().UnixNano() {
+		t.Fatalf("recorded %t %t, held %+v", recorded, shorter, d.held(digest))
+	}
+	// and an extension in the same lane takes over the entry's slot
+	if _, extended, _ := d.record(digest, "", expiry.Add(5*time.Second), -1, sourceAdmin, nil); !extended {
+		t.Fatal("an extension was not recorded")
+	}
+	if got := liveSlots(d, digest); got != before {
+		t.Fatalf("slots after an extension in the same lane: %d, want %d", got, before)
+	}
+}
+
+// tombAt is a tombstone of digest confirmed at at, naming held.
+func tombAt(digest *[sha256.Size]byte, at, held time.Time) *extension {
+	h := int64(0)
+	if !held.IsZero() {
+		h = held.UnixNano()
+	}
+	t := tombstone{digest: *digest, at: at.UnixNano(), held: h, until: at.Add(24 * time.Hour).UnixNano()}
+	return &extension{typ: tombstoneRecordType, version: tombstoneRecordVersion, payload: encodeTombstone(&t)}
+}
+
+func TestTombstoneAndRevocationInEitherOrder(t *testing.T) {
+	base := newFakeClock().now()
+	r1 := base                         // the revocation the un-revoke undoes
+	un := base.Add(10 * time.Minute)   // the un-revoke
+	r2 := un.Add(time.Second)          // a revocation confirmed after it
+	skewed := un.Add(-2 * time.Minute) // after it, on a replica whose clock is 2 min behind (leeway 5m)
+	old := un.Add(-7 * time.Minute)    // before it by more than leeway, unseen by the un-revoking replica
+	cases := []struct {
+		desc    string
+		revoked time.Time
+		want    bool
+	}{
+		{"the revocation it names", r1, false},
+		{"a revocation confirmed after it", r2, true},
+		{"a later revocation from a replica 2 min behind", skewed, true},
+		{"an older revocation it had not seen", old, false},
+		{"a revocation at the same millisecond", un, true},
+	}
+	for _, c := range cases {
+		for _, tombFirst := range []bool{false, true} {
+			clock := newFakeClock()
+			clock.advance(11 * time.Minute)
+			d := newTestDenylist(t, denylistOptions{now: clock.now, leeway: 5 * time.Minute})
+			digest := digestOf("token")
+			rec := revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: c.revoked.UnixNano()}
+			tomb := tombAt(digest, un, r1)
+			if tombFirst {
+				d.applyTombstone(tomb, sourceRedis)
+				d.loadDirect([]revocation{rec}, sourceRedis)
+			} else {
+				d.loadDirect([]revocation{rec}, sourceRedis)
+				d.applyTombstone(tomb, sourceRedis)
+			}
+			if got := d.has(digest); got != c.want {
+				t.Errorf("%s, tombstone first %t: revoked %t, want %t", c.desc, tombFirst, got, c.want)
+			}
+		}
+	}
+}
+
+func TestTombstoneAndRevocationThroughTheFile(t *testing.T) {
+	// given files holding a revocation r1, its un-revoke and a later
+	// revocation r2, in every order, written before and after a compaction
+	base := newFakeClock().now()
+	digest := digestOf("token")
+	r1 := encodeRevocation(&revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: base.UnixNano()})
+	r2 := encodeRevocation(&revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: base.Add(2 * time.Second).UnixNano()})
+	ext := tombAt(digest, base.Add(time.Second), base)
+	tomb := encodeExtension(ext.typ, ext.version, ext.payload)
+	orders := map[string][][]byte{
+		"r1 tomb r2": {r1, tomb, r2}, "r2 tomb r1": {r2, tomb, r1}, "tomb r1 r2": {tomb, r1, r2},
+		"r1 r2 tomb": {r1, r2, tomb}, "tomb r2 r1": {tomb, r2, r1}, "r2 r1 tomb": {r2, r1, tomb},
+	}
+	for name, frames := range orders {
+		for _, only := range []bool{false, true} {
+			clock := newFakeClock()
+			clock.advance(3 * time.Second)
+			path := filepath.Join(t.TempDir(), "denylist.bin")
+			var file []byte
+			for _, f := range frames {
+				if only && string(f) == string(r2) {
+					continue
+				}
+				file = append(file, f...)
+			}
+			if err := os.WriteFile(path, file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want := !only
+			// when a replica loads it, and again after a compaction
+			d := restartFromFile(t, path, clock)
+			if d.has(digest) != want {
+				t.Errorf("%s (r2 in the file: %t): revoked %t, want %t", name, !only, !want, want)
+			}
+			d.persist.minExpiry = 1
+			d.persist.lastRewrite = time.Time{}
+			d.persist.compactIfDue()
+			if got := restartFromFile(t, path, clock).has(digest); got != want {
+				t.Errorf("%s (r2 in the file: %t) after a compaction: revoked %t, want %t", name, !only, got, want)
+			}
+		}
+	}
+}
+
+func TestTombstoneCancelsAStreamRecordArrivingLate(t *testing.T) {
+	// given a replica that applied an un-revoke and then restarted
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), "denylist.bin")
+	d := restartFromFile(t, path, clock)
+	digest := digestOf("token")
+	if _, _, err := d.record(digest, "", clock.now().Add(time.Hour), -1, sourceRevoke, nil); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := d.held(digest).at
+	clock.advance(time.Second)
+	if _, err := d.unrevoke(digest); err != nil {
+		t.Fatal(err)
+	}
+	again := restartFromFile(t, path, clock)
+	// when the stream then delivers the revocation it undid
+	again.loadDirect([]revocation{{digest: *digest, expiry: clock.now().Add(time.Hour).UnixNano(), at: confirmed}}, sourceRedis)
+	// then it stays undone
+	if again.has(digest) {
+		t.Fatal("a revocation its tombstone canceled came back from the stream")
+	}
+}
+
+func TestRecordsOfThePreviousRelease(t *testing.T) {
+	// given the persistPath file the release before confirmation times wrote
+	clock := newFakeClock()
+	raw, err := os.ReadFile(filepath.Join("testdata", "records-v0", "persist.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "denylist.bin")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// when this release loads it, and again after it compacted it
+	for _, when := range []string{"loaded", "compacted"} {
+		d := restartFromFile(t, path, clock)
+		// then it means what it meant: token-c un-revoked, token-d revoked again after its un-revoke
+		for token, want := range map[string]bool{"token-a": true, "token-b": true, "token-c": false, "token-d": true} {
+			if got := d.has(digestOf(token)); got != want {
+				t.Errorf("%s: %s revoked %t, want %t", when, token, got, want)
+			}
+			if h := d.held(digestOf(token)); h.found && h.at != 0 {
+				t.Errorf("%s: %s loads confirmed at %d, want time zero", when, token, h.at)
+			}
+		}
+		if len(d.grants.familyOf(digestOf("refresh-g"))) == 0 {
+			t.Errorf("%s: the grant family was not loaded", when)
+		}
+		d.persist.minExpiry = 1
+		d.persist.lastRewrite = time.Time{}
+		d.persist.compactIfDue()
+	}
+}
+
+func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
+	// given the XREAD reply of the stream the previous release wrote
+	raw, err := os.ReadFile(filepath.Join("testdata", "records-v0", "xread.resp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		buf := make([]byte, 4096)
+		_, _ = server.Read(buf)
+		_, _ = server.Write(raw)
+	}()
+	c := &redisConn{conn: client, r: bufio.NewReader(client), w: bufio.NewWriter(client), opts: testRedisOptions("unused")}
+	recs, exts, _, _, err := c.xread([]string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// when a replica applies it
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	d.loadDirect(recs, sourceRedis)
+	for i := range exts {
+		d.applyExtension(&exts[i])
+	}
+	// then the records mean what they meant, confirmed at time zero
+	for token, want := range map[string]bool{"token-a": true, "token-b": true, "token-c": false} {
+		if got := d.has(digestOf(token)); got != want {
+			t.Errorf("%s revoked %t, want %t", token, got, want)
+		}
+	}
+	for i := range recs {
+		if recs[i].at != 0 {
+			t.Errorf("record %d loads confirmed at %d, want 0", i, recs[i].at)
+		}
+	}
+	if len(d.grants.familyOf(digestOf("refresh-g"))) == 0 {
+		t.Error("the grant family was not loaded")
+	}
+}
+
+func TestStreamEntryCarriesItsConfirmation(t *testing.T) {
+	// given the entries this release writes: stamped, keyed or both
+	at := int64(1767225600123) * int64(time.Millisecond)
+	digest := "a70bf50e531ce1a817561f2f5d5b6645d4e806becf58ccc5e8cf6b8045a090a8"
+	entries := [][]string{
+		{"d", digest, "e", "4102444800000", "a", "1767225600123"},
+		{"d", digest, "e", "4102444800000", "a", "1767225600123", "k", "0102030405060708"},
+		{"d", digest, "e", "4102444800000", "a", "1767225600123", "k", "0102030405060708", "c", "000102030405060708090a0b0c0d0e0f"},
+	}
+	for i, fields := range entries {
+		var rec revocation
+		var ext extension
+		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
+		if status != entryRevocation || rec.at != at {
+			t.Errorf("entry %d: status %d, at %d, want %d", i, status, rec.at, at)
+		}
+	}
+}
+
+func TestJWTOutlivesMaxTTL(t *testing.T) {
+	// given maxTTL 5s and a JWT with 60 s left
+	clock := newFakeClock()
+	m := newTestMiddleware(t, &upstream{}, clock, func(c *Config) { c.MaxTTL = "5s" })
+	token := makeJWT(clock.now().Add(time.Minute).Unix())
+	revoke(t, m, token, "")
+	// then it is still rejected after 7 s, and until exp plus leeway
+	clock.advance(7 * time.Second)
+	if rw := serve(m, apiRequest(token)); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("after 7 s: %d", rw.Code)
+	}
+	clock.advance(time.Minute + 4*time.Minute)
+	if rw := serve(m, apiRequest(token)); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("within the leeway after exp: %d", rw.Code)
+	}
+	// and an opaque token still lives maxTTL
+	revoke(t, m, "opaque-token", "")
+	clock.advance(6 * time.Second)
+	if rw := serve(m, apiRequest("opaque-token")); rw.Code != http.StatusOK {
+		t.Fatalf("an opaque token outlived maxTTL: %d", rw.Code)
+	}
+}
+
+func TestRevokeBeyondMaxLifetimeIsRefused(t *testing.T) {
+	// given maxLifetime 1h and a JWT with 2 h left
+	clock := newFakeClock()
+	up := &upstream{}
+	m := newTestMiddleware(t, up, clock, func(c *Config) { c.MaxTTL = "10m"; c.MaxLifetime = "1h" })
+	token := makeJWT(clock.now().Add(2 * time.Hour).Unix())
+	rw := serve(m, revokeRequest("token="+token))
+	// then the revoke gets 503 before the identity service, and is counted
+	if rw.Code != http.StatusServiceUnavailable || up.calls() != 0 {
+		t.Fatalf("revoke: %d, %d calls upstream", rw.Code, up.calls())
+	}
+	if got := m.list.stats().Refused.Lifetime; got != 1 {
+		t.Fatalf("refused.lifetime: %d", got)
+	}
+}
+
+func TestLeewayCoversClockSkew(t *testing.T) {
+	// given the default leeway and a JWT whose exp passed 2 minutes ago
+	if CreateConfig().Leeway != "5m" {
+		t.Fatalf("default leeway %q", CreateConfig().Leeway)
+	}
+	clock := newFakeClock()
+	m := newTestMiddleware(t, &upstream{}, clock, nil)
+	token := makeJWT(clock.now().Add(-2 * time.Minute).Unix())
+	revoke(t, m, token, "")
+	// then its revocation is recorded, and lasts until exp plus 5 minutes
+	if rw := serve(m, apiRequest(token)); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("a JWT revoked 2 min past exp: %d", rw.Code)
+	}
+	clock.advance(3*time.Minute + time.Second)
+	if m.list.contains(token) {
+		t.Fatal("still held past exp plus leeway")
+	}
+}
+
+func TestLaneWindows(t *testing.T) {
+	got := laneWindows(10*time.Second, 720*time.Hour, 8760*time.Hour)
+	if got[len(got)-1] != 8760*time.Hour {
+		t.Fatalf("last lane %s", got[len(got)-1])
+	}
+	ttl := false
+	for i, w := range got {
+		if w == 720*time.Hour {
+			ttl = true
+		}
+		if i > 0 && w <= got[i-1] {
+			t.Fatalf("not increasing: %v", got)
+		}
+	}
+	if !ttl {
+		t.Fatalf("no rung at maxTTL: %v", got)
+	}
+	if got := laneWindows(10*time.Second, 5*time.Second, 5*time.Second); len(got) != 1 || got[0] != 5*time.Second {
+		t.Fatalf("maxTTL = maxLifetime: %v", got)
+	}
+}
