@@ -71,8 +71,10 @@ func FuzzParseStreamEntry(f *testing.F) {
 }
 
 func FuzzDecodeFrames(f *testing.F) {
-	rec := revocation{expiry: 4102444800000000000}
+	rec := revocation{expiry: 4102444800000000000, at: 1767225600000000000}
 	f.Add(append(encodeRevocation(&rec), 0xFF, 1, 2))
+	tomb := tombstone{at: 1767225601000000000, held: rec.at, until: rec.expiry}
+	f.Add(append(encodeRevocation(&rec), encodeExtension(tombstoneRecordType, tombstoneRecordVersion, encodeTombstone(&tomb))...))
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		set := decodeFrames(buf, 0)
 		if len(set.recs)*frameSize+len(set.extensions) > len(buf) {
@@ -82,6 +84,12 @@ func FuzzDecodeFrames(f *testing.F) {
 			if r.expiry <= 0 || (set.minExpiry != 0 && r.expiry < set.minExpiry) {
 				t.Fatalf("expiry %d, min %d", r.expiry, set.minExpiry)
 			}
+		}
+		// Tombstones drop revocations, never add or change one.
+		before := len(set.recs)
+		dropCanceled(set, 0, time.Hour, time.Minute)
+		if len(set.recs) > before {
+			t.Fatalf("%d revocations after tombstones, %d before", len(set.recs), before)
 		}
 	})
 }

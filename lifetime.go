@@ -121,7 +121,7 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 		if err != nil || len(value) < expirySize {
 			continue
 		}
-		h.lanes |= 1 << uint(i)
+		h.lanes |= uint64(1) << uint(i)
 		expiry := int64(binary.BigEndian.Uint64(value))
 		if expiry <= now {
 			continue
@@ -187,7 +187,7 @@ func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
 		if i < 0 {
 			d.store(rec)
 		} else {
-			if h.lanes&(1<<uint(i)) != 0 {
+			if h.lanes&(uint64(1)<<uint(i)) != 0 {
 				// bigcache overwrites that entry without calling onRemove:
 				// its slot carries over to this one.
 				d.unreserve(i, &rec.digest)

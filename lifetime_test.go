@@ -3,10 +3,13 @@ package tokenrevocation
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -403,5 +406,41 @@ func TestLaneWindows(t *testing.T) {
 	}
 	if got := laneWindows(10*time.Second, 5*time.Second, 5*time.Second); len(got) != 1 || got[0] != 5*time.Second {
 		t.Fatalf("maxTTL = maxLifetime: %v", got)
+	}
+}
+
+func TestTombstoneAndRevocationThroughTheStream(t *testing.T) {
+	// given streams holding a revocation r1, its un-revoke and (or not) a
+	// later revocation r2, in every order
+	srv := startRedis(t)
+	now := time.Now()
+	digest := digestOf("token")
+	hexDigest := fmt.Sprintf("%x", digest[:])
+	exp := fmt.Sprint(now.Add(time.Hour).UnixMilli())
+	r1 := []string{"d", hexDigest, "e", exp, "a", fmt.Sprint(now.Add(-3 * time.Second).UnixMilli())}
+	r2 := []string{"d", hexDigest, "e", exp, "a", fmt.Sprint(now.Add(-time.Second).UnixMilli())}
+	un := tombAt(digest, now.Add(-2*time.Second), now.Add(-3*time.Second))
+	tomb := []string{"t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion), "x", hex.EncodeToString(un.payload)}
+	orders := [][][]string{{r1, tomb, r2}, {r2, tomb, r1}, {tomb, r1, r2}, {tomb, r2, r1}, {r1, r2, tomb}, {r1, tomb}, {tomb, r1}}
+	for i, entries := range orders {
+		want := len(entries) == 3
+		name := fmt.Sprintf("order%d", i)
+		seedStream(t, srv, "test:"+name, entries)
+		// when a replica starts and loads it
+		d := newReplica(t, name, srv.addr())
+		if !waitFor(t, 5*time.Second, func() bool { return d.stats().Ready }) {
+			t.Fatalf("%s: never ready", name)
+		}
+		// then only a revocation confirmed after the un-revoke stands
+		if got := d.has(digest); got != want {
+			t.Errorf("%s (%d entries): revoked %t, want %t", name, len(entries), got, want)
+		}
+		// and a running replica that reads the entries again (as when
+		// they arrive late) keeps that outcome
+		seedStream(t, srv, "test:"+name, entries)
+		time.Sleep(100 * time.Millisecond)
+		if got := d.has(digest); got != want {
+			t.Errorf("%s, entries delivered again: revoked %t, want %t", name, got, want)
+		}
 	}
 }
