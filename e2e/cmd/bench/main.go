@@ -192,6 +192,8 @@ func run(o options) error {
 		// token, beside the no-op plugin's same POST.
 		{name: "no-op Yaegi plugin, JSON POST", path: "/noop/x", header: "Authorization: Bearer " + unknown, body: jsonBody200},
 		{name: "(f) plugin, JSON POST, unknown bearer token", path: "/plugin/x", header: "Authorization: Bearer " + unknown, body: jsonBody200},
+		// Issue 18: (b) in a denylist where the short token "abc" is revoked.
+		{name: "(b) unknown bearer, token=abc revoked", path: "/short/x", header: "Authorization: Bearer " + unknown},
 	}
 	// A token of a logged-out session, to check that the rules are live.
 	loggedOut := "Authorization: Bearer " + sessionJWT("bench-session-7", time.Now().Add(-time.Hour))
@@ -257,10 +259,19 @@ func run(o options) error {
 	if got := status(t.URL+"/rules/x", loggedOut); o.rules > 7 && got != 401 {
 		return fmt.Errorf("a logged-out session's token answered %d on /rules/, not 401", got)
 	}
-	for _, s := range setups[13:] {
+	for _, s := range setups[13:15] {
 		if got := postStatus(t.URL+s.path, s.header, s.body); got != 200 {
 			return fmt.Errorf("%s answered %d, not 200", s.name, got)
 		}
+	}
+	if got := formStatus(t.URL+"/short/revoke", "client_id=bench&token=abc"); got != 200 {
+		return fmt.Errorf("revoking abc answered %d, not 200", got)
+	}
+	if got := status(t.URL+"/short/x", "Authorization: Bearer abc"); got != 401 {
+		return fmt.Errorf("the revoked abc answered %d, not 401", got)
+	}
+	if got := status(t.URL+setups[15].path, setups[15].header); got != 200 {
+		return fmt.Errorf("%s answered %d, not 200", setups[15].name, got)
 	}
 	for _, s := range setups { // warm-up
 		if _, err := runWrk(o, t.URL+s.path, s.header, postScript(t.Dir, s), time.Second); err != nil {
@@ -365,6 +376,19 @@ func postStatus(url, header, body string) int {
 	if k, v, ok := strings.Cut(header, ": "); ok {
 		req.Header.Set(k, v)
 	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// formStatus POSTs a form body to url and returns the status.
+func formStatus(url, body string) int {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return 0
