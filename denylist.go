@@ -449,8 +449,9 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 // and the Redis replication queue when configured. For a digest already
 // held the later expiry and the later confirmation win (merge): a
 // revocation never shortens one. A past expiry records nothing. It returns
-// the expiry now held and whether anything was recorded; a reservation not
-// used is given back.
+// the expiry now held and whether it is new or later than the one held (a
+// later confirmation alone is recorded too, but reported false); a
+// reservation not used is given back.
 func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) (int64, bool, error) {
 	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source, at: d.stamp()}
 	rec.setKey(key)
@@ -464,6 +465,7 @@ func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Tim
 		rec.client = who.tag
 	}
 	h := d.held(digest)
+	extended := !h.found || rec.expiry > h.expiry
 	if !d.merge(&rec, &h, reserved) {
 		return h.expiry, false, nil
 	}
@@ -478,7 +480,7 @@ func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Tim
 	atomic.AddInt64(&d.revokes, 1)
 	atomic.AddInt64(&d.recorded[source], 1)
 	d.auditRevocation(&rec, who)
-	return rec.expiry, true, err
+	return rec.expiry, extended, err
 }
 
 // store puts one revocation in the lane capacity admission picks for it;

@@ -107,7 +107,7 @@ func TestHeldRevokeCostsNoSlotUnlessItExtends(t *testing.T) {
 	if got := liveSlots(d, digest); got != before {
 		t.Fatalf("slots: %d, want %d", got, before)
 	}
-	if !recorded || shorter || d.held(digest).at != clock.now().UnixNano() {
+	if recorded || shorter || d.held(digest).at != clock.now().UnixNano() {
 		t.Fatalf("recorded %t %t, held %+v", recorded, shorter, d.held(digest))
 	}
 	// and an extension in the same lane takes over the entry's slot

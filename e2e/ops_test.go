@@ -64,8 +64,15 @@ func opsRandHex(n int) string {
 // the test ends, and returns once its denylist is ready.
 func (e *opsEnv) start(t *testing.T, dir string, data opsData) *harness.Traefik {
 	t.Helper()
+	return e.startTemplate(t, dir, "ops-dynamic.yml.tmpl", data)
+}
+
+// startTemplate is start with another dynamic configuration template of the
+// same layout.
+func (e *opsEnv) startTemplate(t *testing.T, dir, template string, data opsData) *harness.Traefik {
+	t.Helper()
 	data.IdentityURL, data.APIURL, data.AdminToken = e.identity.URL, e.api.URL, e.secret
-	tr := e.startFrom(t, dir, "ops-dynamic.yml.tmpl", data, opsMetricsPath)
+	tr := e.startFrom(t, dir, template, data, opsMetricsPath)
 	e.waitReady(t, tr, 30*time.Second)
 	return tr
 }
