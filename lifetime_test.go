@@ -444,3 +444,34 @@ func TestTombstoneAndRevocationThroughTheStream(t *testing.T) {
 		}
 	}
 }
+
+func TestLaterExpiryWinsThroughTheFile(t *testing.T) {
+	for _, shortFirst := range []bool{true, false} {
+		// given a persisted denylist that recorded a short and a long
+		// revocation of one token, in either order
+		clock := newFakeClock()
+		path := filepath.Join(t.TempDir(), "denylist.bin")
+		d := restartFromFile(t, path, clock)
+		digest := digestOf("token")
+		short, long := clock.now().Add(time.Minute), clock.now().Add(time.Hour)
+		first, second := short, long
+		if !shortFirst {
+			first, second = long, short
+		}
+		_, _, _ = d.record(digest, "", first, -1, sourceAdmin, nil)
+		clock.advance(time.Millisecond)
+		_, _, _ = d.record(digest, "", second, -1, sourceRevoke, nil)
+		// when it restarts after the short one expired, and after a compaction
+		clock.advance(2 * time.Minute)
+		again := restartFromFile(t, path, clock)
+		if !again.has(digest) || again.held(digest).expiry != long.UnixNano() {
+			t.Errorf("short first %t, after a restart: held %+v", shortFirst, again.held(digest))
+		}
+		again.persist.minExpiry = 1
+		again.persist.lastRewrite = time.Time{}
+		again.persist.compactIfDue()
+		if h := restartFromFile(t, path, clock).held(digest); !h.found || h.expiry != long.UnixNano() {
+			t.Errorf("short first %t, after a compaction: held %+v", shortFirst, h)
+		}
+	}
+}
