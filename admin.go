@@ -145,7 +145,14 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		if !expiry.After(d.now()) {
 			return http.StatusBadRequest, errorBody("invalid_request", "The token has already expired"), prefix
 		}
-		stored, recorded, err := d.record(&digest, keyOf(in.Token), expiry, -1, sourceAdmin, nil)
+		key := ""
+		if in.Token != "" {
+			// By digest alone no key is known: the pre-check stays open
+			// until it expires (keyOf("") would be keyNone, which no
+			// bearer token has).
+			key = keyOf(in.Token)
+		}
+		stored, recorded, err := d.record(&digest, key, expiry, -1, sourceAdmin, nil)
 		if err != nil {
 			log.Printf("tokenrevocation: ERROR an admin revocation was enforced but not persisted: %v", err)
 		}

@@ -217,3 +217,22 @@ func TestShortTokenKeepsPrecheckClosed(t *testing.T) {
 		t.Fatalf("abc: status %d", rw.Code)
 	}
 }
+
+func TestNeverRevokedNeverClearsARevokedToken(t *testing.T) {
+	// given revoked tokens of every shape the key rule knows
+	given := newTestMiddleware(t, &upstream{}, newFakeClock(), nil)
+	revoked := []string{"abc", "opaque-token-value", makeJWT(time.Now().Add(time.Hour).Unix()), "a.b.c+d/efghijk"}
+	for _, token := range revoked {
+		revoke(t, given, url.QueryEscape(token), "access_token")
+	}
+	// then none of them, nor a re-encoding, is cleared by the pre-check
+	for _, token := range append(revoked, revoked[2]+"==", "Bearer") {
+		if given.list.contains(token) && given.neverRevoked(token) {
+			t.Errorf("%q: revoked, yet cleared", token)
+		}
+	}
+	// and a token never revoked is
+	if !given.neverRevoked("another-opaque-token") {
+		t.Error("a token never revoked was not cleared")
+	}
+}

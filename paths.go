@@ -43,6 +43,15 @@ func endpointPaths(s *settings) []string {
 	return out
 }
 
+// endpointTails are the last segments of endpointPaths.
+func endpointTails(paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		out = append(out, p[strings.LastIndexByte(p, '/')+1:])
+	}
+	return out
+}
+
 // endpointVariant reports whether req is one an identity service could
 // route to an intercepted endpoint that the edge would not handle as it: a
 // POST in another case, or a POST to a variant of the endpoint's path.
@@ -58,6 +67,20 @@ func (m *middleware) endpointVariant(req *http.Request) bool {
 	}
 	if exact {
 		return true
+	}
+	// A variant holds its endpoint's last segment, in any case: routing
+	// drops and folds characters, it never joins segments. Most paths
+	// hold none, and skip routedPath (a dozen compiled calls under Yaegi).
+	lower := strings.ToLower(p)
+	hint := false
+	for _, tail := range m.endpointTails {
+		if strings.Contains(lower, tail) {
+			hint = true
+			break
+		}
+	}
+	if !hint {
+		return false
 	}
 	routed := routedPath(p)
 	for _, e := range m.endpoints {

@@ -233,7 +233,8 @@ type middleware struct {
 	adminPrefix string
 	// endpoints are the intercepted endpoints' paths as an identity
 	// service may route them (paths.go).
-	endpoints []string
+	endpoints     []string
+	endpointTails []string // their last segments (endpointVariant's prefilter)
 }
 
 // retryAfterLoading is the Retry-After, in seconds, of a request turned away
@@ -280,6 +281,7 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m.intercept = m.metricsPath != "" || m.adminPath != ""
 	m.plain = !m.slow && !m.intercept
 	m.endpoints = endpointPaths(s)
+	m.endpointTails = endpointTails(m.endpoints)
 	m.filter = list.filter
 	m.mask = list.mask
 	return m
@@ -436,7 +438,7 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	}
 	rules := atomic.LoadInt32(m.rules) != 0
 	for _, token := range tokens {
-		if m.list.contains(token) {
+		if !m.neverRevoked(token) && m.list.contains(token) {
 			atomic.AddInt64(&m.list.rejected[rejectRevoked], 1)
 			m.rejectRevoked(rw)
 			return

@@ -23,6 +23,7 @@ func TestJSONPostCost(t *testing.T) {
 		"words":         func(rw http.ResponseWriter, req *http.Request) { appendCredentialWords(nil, token) },
 		"variant":       func(rw http.ResponseWriter, req *http.Request) { m.endpointVariant(req) },
 		"contains":      func(rw http.ResponseWriter, req *http.Request) { m.list.contains(token[7:]) },
+		"neverRevoked":  func(rw http.ResponseWriter, req *http.Request) { m.neverRevoked(token[7:]) },
 		"json":          func(rw http.ResponseWriter, req *http.Request) { appendJSONTokens(nil, []byte(body)) },
 	}
 	const n = 300

@@ -106,6 +106,29 @@ func keyOf(token string) string {
 	return token[len(token)-keyLen:]
 }
 
+// neverRevoked reports whether the pre-check proves token never revoked:
+// it is not open and holds no revocation with the token's key. It spares
+// serveSlow the exact lookup (two SHA-256 and a JWS parse, about 35 µs
+// under Yaegi) for each word, parameter and field of a request that was
+// never revoked; the logout rules are checked apart.
+func (m *middleware) neverRevoked(token string) bool {
+	p := m.pre.Load().(*precheckSet)
+	if p.open {
+		return false
+	}
+	var k pkey
+	copy(k[:], keyOf(token))
+	if p.keys[k] != 0 {
+		return false
+	}
+	if p.delta != nil {
+		if _, maybe := p.delta.Load(k); maybe {
+			return false
+		}
+	}
+	return true
+}
+
 // keyNone is the key of tokens the hot path never settles by key: no
 // request can present it, since NUL never appears in a header value. It is
 // an ordinary key to the previous release, which reads it harmlessly.

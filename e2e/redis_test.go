@@ -543,13 +543,26 @@ func TestLateReplicaLoadsEverything(t *testing.T) {
 	// (the JWT's exp, leeway 0s); then k, the hex of the token's last 8
 	// characters, the pre-check key, which the previous release ignores;
 	// then c, the client's limiter tag (the first 16 bytes of the SHA-256 of
-	// its id, for a client with a secret), which it ignores too.
+	// its id, for a client with a secret), which it ignores too. Between e
+	// and k comes a, below.
 	first, err := conn.Do("XRANGE", replicaStream, "-", "+", "COUNT", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "k", preKeyHex(tokens[0]), "c", clientTagHex(clientID)}
-	if entries, ok := first.([]any); !ok || len(entries) != 1 || !reflect.DeepEqual(entries[0].([]any)[1], wantFields) {
+	// Then a, its confirmation time in Unix ms (issue 17), which the
+	// previous release ignores too: checked for being a time near now.
+	entries, ok := first.([]any)
+	confirmed := ""
+	if ok && len(entries) == 1 {
+		if fields, _ := entries[0].([]any)[1].([]any); len(fields) > 5 {
+			confirmed = fmt.Sprint(fields[5])
+		}
+	}
+	if ms, err := strconv.ParseInt(confirmed, 10, 64); err != nil || time.Since(time.UnixMilli(ms)).Abs() > time.Hour {
+		t.Fatalf("A's first stream entry: confirmation time %q", confirmed)
+	}
+	wantFields := []any{"d", digestHex(tokens[0]), "e", strconv.FormatInt(exp.Unix()*1000, 10), "a", confirmed, "k", preKeyHex(tokens[0]), "c", clientTagHex(clientID)}
+	if !ok || len(entries) != 1 || !reflect.DeepEqual(entries[0].([]any)[1], wantFields) {
 		t.Fatalf("A's first stream entry: got %v, want fields %v", first, wantFields)
 	}
 
