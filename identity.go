@@ -112,6 +112,11 @@ func jwsSigningInputEnd(token string) (int, bool) {
 // '-' and '_', every other character skipped; "" when the segment has no
 // more than sigPrefixLen of them (the last one may carry unused bits).
 func sigPrefix(sig string) string {
+	if len(sig) > sigPrefixLen && strings.Trim(sig[:sigPrefixLen+1], b64url) == "" {
+		// Canonical already, the common case: one compiled call, not a
+		// loop of interpreted statements.
+		return sig[:sigPrefixLen]
+	}
 	var out [sigPrefixLen]byte
 	n := 0
 	for i := 0; i < len(sig); i++ {

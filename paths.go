@@ -70,16 +70,9 @@ func (m *middleware) endpointVariant(req *http.Request) bool {
 	}
 	// A variant holds its endpoint's last segment, in any case: routing
 	// drops and folds characters, it never joins segments. Most paths
-	// hold none, and skip routedPath (a dozen compiled calls under Yaegi).
-	lower := strings.ToLower(p)
-	hint := false
-	for _, tail := range m.endpointTails {
-		if strings.Contains(lower, tail) {
-			hint = true
-			break
-		}
-	}
-	if !hint {
+	// hold none (plainPath), and skip routedPath (a dozen compiled calls
+	// under Yaegi).
+	if m.plainPath(p) {
 		return false
 	}
 	routed := routedPath(p)

@@ -5,12 +5,15 @@
 package tokenrevocation
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -315,6 +318,10 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 		(m.query && req.URL.RawQuery != "" && (strings.IndexByte(req.URL.RawQuery, '%') >= 0 || strings.Contains(strings.ToLower(req.URL.RawQuery), "access"))) ||
 		(m.intercept && (req.URL.Path == m.metricsPath || req.URL.Path == m.adminPath ||
 			(len(req.URL.Path) >= len(m.adminPrefix) && m.adminPrefix != "" && req.URL.Path[:len(m.adminPrefix)] == m.adminPrefix))) {
+		if m.plain && req.URL.RawQuery == "" {
+			m.serveBody(rw, req)
+			return
+		}
 		m.serveSlow(rw, req)
 		return
 	}
@@ -370,6 +377,60 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 		}
 	}
 	m.serveSlow(rw, req)
+}
+
+// serveBody settles, for less than serveSlow, a request with a body (case
+// (f)) whose only credential is one clean "Bearer <token>" the pre-check
+// clears, on a path no intercepted endpoint could be routed from, with no
+// query: a body of a kind that holds no token passes unread, and a JSON or
+// form body of known length, with no Content-Encoding, in which no
+// access_token can be, passes once read. Anything else goes to serveSlow,
+// the body put back when read.
+func (m *middleware) serveBody(rw http.ResponseWriter, req *http.Request) {
+	s := m.settings
+	auth := req.Header["Authorization"]
+	if len(auth) != 1 || len(req.Header["Content-Encoding"]) != 0 || req.ContentLength <= 0 || req.ContentLength > s.maxBodyBytes ||
+		atomic.LoadInt32(m.rules) != 0 || !m.plainPath(req.URL.Path) || !m.neverRevokedBearer(auth[0]) {
+		m.serveSlow(rw, req)
+		return
+	}
+	kind, _ := bodyKind(req.Header.Get("Content-Type"))
+	if !s.fromForm || kind == bodyOther {
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	if kind == bodyMultipart {
+		m.serveSlow(rw, req)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, s.maxBodyBytes+1))
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil || int64(len(body)) != req.ContentLength ||
+		(kind == bodyJSON && mayHoldAccessToken(string(body))) || (kind == bodyForm && mayCarryQueryToken(string(body))) {
+		m.serveSlow(rw, req)
+		return
+	}
+	m.next.ServeHTTP(rw, req)
+}
+
+// plainPath reports whether no intercepted endpoint could be routed from p:
+// it holds none of their last segments, in any case (endpointVariant).
+func (m *middleware) plainPath(p string) bool {
+	lower := strings.ToLower(p)
+	for _, tail := range m.endpointTails {
+		if strings.Contains(lower, tail) {
+			return false
+		}
+	}
+	return true
+}
+
+// neverRevokedBearer reports whether v is one clean "Bearer <token>" whose
+// words the pre-check clears (appendCredentialWords, neverRevoked).
+func (m *middleware) neverRevokedBearer(v string) bool {
+	return len(v) > 7 && v[:7] == "Bearer " && !strings.ContainsAny(v[7:], " \t\n\v\f\r,") &&
+		utf8.RuneCountInString(v) == len(v) && m.neverRevoked(v[7:]) && m.neverRevoked(v[:6])
 }
 
 // serveSlow handles every request the hot path did not settle.

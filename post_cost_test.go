@@ -24,21 +24,33 @@ func TestJSONPostCost(t *testing.T) {
 		"variant":       func(rw http.ResponseWriter, req *http.Request) { m.endpointVariant(req) },
 		"contains":      func(rw http.ResponseWriter, req *http.Request) { m.list.contains(token[7:]) },
 		"neverRevoked":  func(rw http.ResponseWriter, req *http.Request) { m.neverRevoked(token[7:]) },
+		"keyOf":         func(rw http.ResponseWriter, req *http.Request) { keyOf(token[7:]) },
+		"bodyKind":      func(rw http.ResponseWriter, req *http.Request) { bodyKind(req.Header.Get("Content-Type")) },
+		"serveSlow":     m.serveSlow,
 		"json":          func(rw http.ResponseWriter, req *http.Request) { appendJSONTokens(nil, []byte(body)) },
 	}
-	const n = 300
-	for name, step := range steps {
-		reqs := make([]*http.Request, n)
-		for i := range reqs {
-			reqs[i] = httptest.NewRequest(http.MethodPost, "/api/x", strings.NewReader(body))
-			reqs[i].Header.Set("Content-Type", "application/json")
-			reqs[i].Header.Set("Authorization", token)
+	const n = 500
+	best := map[string]time.Duration{}
+	for round := 0; round < 3; round++ {
+		for name, step := range steps {
+			reqs := make([]*http.Request, n)
+			for i := range reqs {
+				reqs[i] = httptest.NewRequest(http.MethodPost, "/api/x", strings.NewReader(body))
+				reqs[i].Header.Set("Content-Type", "application/json")
+				reqs[i].Header.Set("Authorization", token)
+			}
+			rw := httptest.NewRecorder()
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				step(rw, reqs[i])
+			}
+			if took := time.Since(start) / n; best[name] == 0 || took < best[name] {
+				best[name] = took
+			}
 		}
-		rw := httptest.NewRecorder()
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			step(rw, reqs[i])
-		}
-		t.Logf("%-14s %v", name, time.Since(start)/n)
+	}
+	// The best of three rounds each: the noise of a shared machine only adds.
+	for name, took := range best {
+		t.Logf("%-14s %v", name, took)
 	}
 }

@@ -38,6 +38,7 @@ type options struct {
 	preload     int
 	out         string
 	profile     string
+	profileCase int
 	coldStart   int
 	rules       int
 }
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&o.coldStart, "coldstart", 1000000, "revocations in the Redis stream for the cold-start measurement; 0 skips it")
 	flag.IntVar(&o.rules, "rules", 10000, "live back-channel logout rules in case (d)'s denylist")
 	flag.StringVar(&o.profile, "profile", "", "instead of the rounds, write a CPU profile of Traefik under case (b) load to this file")
+	flag.IntVar(&o.profileCase, "profile-case", 3, "the setup -profile loads, by its index in the report's table (3: case (b), 14: case (f))")
 	flag.Parse()
 	if err := run(o); err != nil {
 		log.Fatal(err)
@@ -279,7 +281,7 @@ func run(o options) error {
 		}
 	}
 	if o.profile != "" {
-		return profile(o, t, setups[3])
+		return profile(o, t, setups[o.profileCase])
 	}
 
 	for r := 0; r < o.rounds; r++ {
@@ -328,7 +330,7 @@ func run(o options) error {
 func profile(o options, t *harness.Traefik, s *setup) error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := runWrk(o, t.URL+s.path, s.header, "", o.duration+2*time.Second)
+		_, err := runWrk(o, t.URL+s.path, s.header, postScript(t.Dir, s), o.duration+2*time.Second)
 		done <- err
 	}()
 	time.Sleep(time.Second)
