@@ -153,6 +153,17 @@ func (rec *revocation) setKey(key string) {
 	rec.keyN = uint8(copy(rec.key[:], key))
 }
 
+// precheckKey is the key the pre-check holds for rec: "" (none, which
+// holds the pre-check open until it expires) for a record of a release
+// before confirmation times, whose key (a token's last 8 characters) is
+// not the key this release reads for a token with a dot.
+func (rec *revocation) precheckKey() string {
+	if rec.at == 0 {
+		return ""
+	}
+	return string(rec.key[:rec.keyN])
+}
+
 // Where a revocation or un-revocation was learned, as the metrics, the
 // audit trail and the admin lookup name it.
 const (
@@ -492,7 +503,7 @@ func (d *denylist) store(rec *revocation) int {
 	if lifetime > d.lanes[len(d.lanes)-1].window {
 		// Longer than any lane holds (a replica with a longer
 		// maxLifetime confirmed it): kept whole in the overflow map.
-		d.pre.add(string(rec.key[:rec.keyN]), rec.expiry)
+		d.pre.add(rec.precheckKey(), rec.expiry)
 		d.keepOverflow(string(rec.digest[:]), rec.expiry, rec.at)
 		d.markBit(&rec.digest)
 		return len(d.lanes) - 1
@@ -518,7 +529,7 @@ func (d *denylist) putLoaded(rec *revocation, now int64) {
 // bitset.
 func (d *denylist) put(rec *revocation, i int) {
 	// The pre-check first: from here on it answers "maybe" for the token.
-	d.pre.add(string(rec.key[:rec.keyN]), rec.expiry)
+	d.pre.add(rec.precheckKey(), rec.expiry)
 	d.set(rec, i)
 	d.markBit(&rec.digest)
 }

@@ -108,11 +108,21 @@ type heldEntry struct {
 	lanes uint64
 }
 
-// held reports what the denylist holds for digest.
+// held reports what the denylist holds for digest. The loading overlay is
+// read first: the fill moves its records into the lanes, so read the other
+// way round a record could be missed in both.
 func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 	h := heldEntry{lane: -1}
 	now := d.now().UnixNano()
 	key := string(digest[:])
+	d.mu.Lock()
+	if set := d.overlay; set != nil {
+		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].digest == *digest && set.recs[i].expiry > now {
+			h.found = true
+			h.expiry, h.at, h.source = set.recs[i].expiry, set.recs[i].at, set.recs[i].source
+		}
+	}
+	d.mu.Unlock()
 	for i, l := range d.lanes {
 		if atomic.LoadInt32(&l.used) == 0 {
 			continue
@@ -149,17 +159,6 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 		}
 		if e.at > h.at {
 			h.at = e.at
-		}
-	}
-	if set := d.overlay; set != nil {
-		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].digest == *digest && set.recs[i].expiry > now {
-			h.found = true
-			if set.recs[i].expiry > h.expiry {
-				h.expiry, h.lane, h.source = set.recs[i].expiry, -1, set.recs[i].source
-			}
-			if set.recs[i].at > h.at {
-				h.at = set.recs[i].at
-			}
 		}
 	}
 	d.mu.Unlock()

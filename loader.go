@@ -311,7 +311,9 @@ func (d *denylist) fill(set *loadSet) {
 		d.mu.Unlock()
 		now := d.now().UnixNano()
 		for i := range batch {
-			if batch[i].expiry > now {
+			// A tombstone applied since the batch was copied is remembered:
+			// what it cancels stays out.
+			if batch[i].expiry > now && !d.canceled(&batch[i]) {
 				d.putLoaded(&batch[i], now)
 			}
 		}

@@ -180,8 +180,8 @@ func (p *precheck) addBatch(recs []revocation) {
 	defer p.mu.Unlock()
 	for i := range recs {
 		rec := &recs[i]
-		if rec.keyN == 0 || !p.loading {
-			p.addLocked(string(rec.key[:rec.keyN]), rec.expiry)
+		if rec.keyN == 0 || rec.at == 0 || !p.loading {
+			p.addLocked(rec.precheckKey(), rec.expiry)
 			continue
 		}
 		if rec.keyN != keyLen {

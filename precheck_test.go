@@ -72,7 +72,7 @@ func TestPrecheckNeverHidesARevocation(t *testing.T) {
 						t.Fatal(err)
 					}
 				case 2:
-					rec := revocation{digest: digest, expiry: expiry.UnixNano()}
+					rec := revocation{digest: digest, expiry: expiry.UnixNano(), at: time.Now().UnixNano()}
 					rec.setKey(keyOf(token))
 					bulk = append(bulk, rec)
 				default:
@@ -279,6 +279,7 @@ func TestPrecheckWriteCost(t *testing.T) {
 	expiry := time.Now().Add(time.Hour).UnixNano()
 	for i := range recs {
 		recs[i].expiry = expiry
+		recs[i].at = 1 // stamped: a key of this release's rule
 		recs[i].setKey(strconv.Itoa(10000000 + i))
 	}
 	p.setLoading(true)
@@ -307,4 +308,20 @@ func pkeyOf(token string) pkey {
 	var k pkey
 	copy(k[:], keyOf(token))
 	return k
+}
+
+func TestPrecheckOpenForKeysOfThePreviousRelease(t *testing.T) {
+	// given a JWT revoked by the previous release: its record keyed by the
+	// token's last 8 characters, with no confirmation time
+	m := newTestMiddleware(t, &upstream{}, nil, nil)
+	token := makeJWT(time.Now().Add(time.Hour).Unix())
+	legacy := sha256.Sum256([]byte(token))
+	rec := revocation{digest: legacy, expiry: time.Now().Add(time.Hour).UnixNano()}
+	rec.setKey(token[len(token)-keyLen:])
+	// when it loads from the stream or the file
+	m.list.stage([]revocation{rec}, sourceRedis)
+	// then the pre-check does not clear the token by this release's key
+	if !setOf(m).open || status(m, token) != 401 {
+		t.Fatal("a JWT revoked by the previous release passed the pre-check")
+	}
 }
