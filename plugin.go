@@ -9,9 +9,11 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"log"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 )
@@ -247,6 +249,26 @@ const retryAfterLoading = "2"
 // revokedChallenge is the RFC 6750 challenge sent with a revoked token.
 const revokedChallenge = `Bearer error="invalid_token", error_description="The access token has been revoked"`
 
+// namespaceWarned holds the middleware names warnNamespacedDenylist has
+// warned about, once each: New runs per router and on every reload.
+var namespaceWarned sync.Map
+
+// warnNamespacedDenylist warns, once per name, when the denylist defaults
+// to a Kubernetes provider's qualified middleware name
+// (<namespace>-<name>@kubernetescrd): the same middleware referenced from
+// another namespace is then another denylist, and revocations seen on the
+// identity service's routes would not reach an API's.
+func warnNamespacedDenylist(configured, name string) {
+	if strings.TrimSpace(configured) != "" || !strings.Contains(name, "@kubernetes") {
+		return
+	}
+	if _, seen := namespaceWarned.LoadOrStore(name, true); seen {
+		return
+	}
+	log.Printf("tokenrevocation: WARN middleware %q has no denylist option, so its denylist is named after it; "+
+		"a middleware of another namespace gets another denylist, and revocations do not carry over: set the same denylist on every one", name)
+}
+
 // New creates the middleware; its errors name the offending field.
 func New(_ context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
 	s, err := config.validate(name)
@@ -257,6 +279,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
+	warnNamespacedDenylist(config.Denylist, name)
 	m := newMiddleware(next, s, list)
 	if s.auditLog != "" {
 		list.audit.Store(sharedAuditor(s.auditLog))

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -468,5 +470,41 @@ func BenchmarkServeHTTP(b *testing.B) {
 				m.ServeHTTP(rw, req)
 			}
 		})
+	}
+}
+
+func TestWarnsOfANamespacedDefaultDenylist(t *testing.T) {
+	var logs strings.Builder
+	log.SetOutput(&logs)
+	defer log.SetOutput(os.Stderr)
+	name := "ns-a-revocation-" + uniqueName(t) + "@kubernetescrd"
+	other := "edge-" + uniqueName(t)
+	t.Cleanup(func() {
+		registryMu.Lock()
+		defer registryMu.Unlock()
+		for _, n := range []string{name, other} {
+			if d := registry[n]; d != nil {
+				d.close()
+				delete(registry, n)
+			}
+		}
+	})
+	// when a Kubernetes middleware has no denylist option, on two routers
+	for i := 0; i < 2; i++ {
+		if _, err := New(context.Background(), &upstream{}, CreateConfig(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// then one warning says so; with the option set there is none
+	if got := strings.Count(logs.String(), "has no denylist option"); got != 1 {
+		t.Fatalf("warnings: %d\n%s", got, logs.String())
+	}
+	cfg := CreateConfig()
+	cfg.Denylist = other
+	if _, err := New(context.Background(), &upstream{}, cfg, "ns-b-revocation@kubernetescrd"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), "has no denylist option"); got != 1 {
+		t.Fatalf("a configured denylist was warned about:\n%s", logs.String())
 	}
 }
