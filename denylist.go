@@ -59,7 +59,8 @@ type denylist struct {
 	// Loading at start (loader.go). mu guards overlay and overflow.
 	mu             sync.Mutex
 	overlay        *loadSet
-	staging        int32 // 1 while the live bitset is all ones and stores also mark the staging one
+	fillTaken      func() // tests: called after the fill takes a batch, before it writes it
+	staging        int32  // 1 while the live bitset is all ones and stores also mark the staging one
 	state          int32
 	loadingSources int32
 	loadedCh       chan struct{}

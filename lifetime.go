@@ -137,7 +137,9 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 			continue
 		}
 		h.found = true
-		if expiry > h.expiry {
+		if expiry > h.expiry || (expiry == h.expiry && h.lane < 0) {
+			// A lane wins a tie with the overlay: an update in place must
+			// reach the copy that outlives the fill.
 			h.expiry = expiry
 			h.lane = i
 			h.source = sourceUnknown
@@ -155,7 +157,11 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 	if e, ok := d.overflow[key]; ok && e.expiry > now {
 		h.found = true
 		if e.expiry > h.expiry {
-			h.expiry, h.lane, h.source = e.expiry, -1, sourceUnknown
+			// One assignment each: Yaegi v0.16.1 can lose a constant in a
+			// multiple assignment.
+			h.expiry = e.expiry
+			h.lane = -1
+			h.source = sourceUnknown
 		}
 		if e.at > h.at {
 			h.at = e.at

@@ -274,19 +274,7 @@ func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, server := net.Pipe()
-	defer client.Close()
-	go func() {
-		defer server.Close()
-		buf := make([]byte, 4096)
-		_, _ = server.Read(buf)
-		_, _ = server.Write(raw)
-	}()
-	c := &redisConn{conn: client, r: bufio.NewReader(client), w: bufio.NewWriter(client), opts: testRedisOptions("unused")}
-	recs, exts, _, _, err := c.xread([]string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs, exts := xreadReply(t, string(raw))
 	// when a replica applies it
 	clock := newFakeClock()
 	d := newTestDenylist(t, denylistOptions{now: clock.now})
@@ -474,4 +462,149 @@ func TestLaterExpiryWinsThroughTheFile(t *testing.T) {
 			t.Errorf("short first %t, after a compaction: held %+v", shortFirst, h)
 		}
 	}
+}
+
+// legacyTomb is a tombstone as the release before confirmation times wrote
+// it: version, digest and the time of the un-revoke (41 bytes).
+func legacyTomb(digest *[sha256.Size]byte, at time.Time) []byte {
+	t := tombstone{digest: *digest, at: at.UnixNano()}
+	return encodeExtension(tombstoneRecordType, tombstoneRecordVersion, encodeTombstone(&t)[:tombstoneSize])
+}
+
+func TestLegacyReRevokeAfterALegacyTombstoneInTheFile(t *testing.T) {
+	// given a file of the previous release: a revocation, its un-revoke a
+	// second ago, and the token revoked again after it (no confirmation times)
+	clock := newFakeClock()
+	digest := digestOf("token")
+	rec := encodeRevocation(&revocation{digest: *digest, expiry: clock.now().Add(time.Hour).UnixNano()})
+	tomb := legacyTomb(digest, clock.now().Add(-time.Second))
+	path := filepath.Join(t.TempDir(), "denylist.bin")
+	if err := os.WriteFile(path, append(append(append([]byte{}, rec...), tomb...), rec...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// when this release loads it
+	d := restartFromFile(t, path, clock)
+	// then the re-revocation stands, as it did for that release
+	if !d.has(digest) {
+		t.Fatal("a re-revocation written after a legacy tombstone was canceled by it")
+	}
+	// and a file holding only the revocation and its un-revoke cancels it
+	if err := os.WriteFile(path, append(append([]byte{}, rec...), tomb...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if restartFromFile(t, path, clock).has(digest) {
+		t.Fatal("a legacy tombstone did not cancel the revocation before it")
+	}
+}
+
+func TestLegacyTombstoneOrdersByStreamPosition(t *testing.T) {
+	// given one XREAD batch of the previous release: a revocation, its
+	// un-revoke, and the token revoked again
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	digest := digestOf("token")
+	hexDigest := fmt.Sprintf("%x", digest[:])
+	exp := fmt.Sprint(clock.now().Add(time.Hour).UnixMilli())
+	t0 := tombstone{digest: *digest, at: clock.now().Add(-time.Second).UnixNano()}
+	tomb := hex.EncodeToString(encodeTombstone(&t0)[:tombstoneSize])
+	reply := "*1\r\n*2\r\n$6\r\nstream\r\n*3\r\n" +
+		entryRESP("1-1", "d", hexDigest, "e", exp) +
+		entryRESP("1-2", "t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion), "x", tomb) +
+		entryRESP("1-3", "d", hexDigest, "e", exp)
+	recs, exts := xreadReply(t, reply)
+	if len(recs) != 2 || len(exts) != 1 || exts[0].pos != 1 {
+		t.Fatalf("parsed %d revocations, %d extensions (%+v)", len(recs), len(exts), exts)
+	}
+	// when the reader applies the batch
+	r := &replicator{list: d}
+	r.applyBatch(recs, exts)
+	// then the re-revocation after the tombstone stands
+	if !d.has(digest) {
+		t.Fatal("a re-revocation after a legacy tombstone in one batch was canceled by it")
+	}
+}
+
+func TestFarFutureJWTExpiryIsRefused(t *testing.T) {
+	// given JWTs whose exp lies past maxLifetime, one past what UnixNano counts
+	clock := newFakeClock()
+	for _, exp := range []int64{clock.now().Add(2 * 8760 * time.Hour).Unix(), 9999999999} {
+		up := &upstream{}
+		m := newTestMiddleware(t, up, clock, nil)
+		token := makeJWT(exp)
+		// when it is revoked
+		rw := serve(m, revokeRequest("token="+token))
+		// then it is refused with 503, never recorded shorter
+		if rw.Code != http.StatusServiceUnavailable || up.calls() != 0 {
+			t.Errorf("exp %d: %d (upstream saw %d calls), want 503 before the upstream", exp, rw.Code, up.calls())
+		}
+		if m.list.has(digestOf(token)) {
+			t.Errorf("exp %d: recorded", exp)
+		}
+	}
+}
+
+func TestUpdateDuringTheFillIsKept(t *testing.T) {
+	for _, when := range []string{"while staging", "after the fill took it", "after the fill"} {
+		// given a denylist loading a record and filling it into its lanes
+		clock := newFakeClock()
+		d := newTestDenylist(t, denylistOptions{now: clock.now})
+		d.startLoading(1)
+		digest := digestOf("token")
+		short := clock.now().Add(2 * time.Second)
+		long := clock.now().Add(3 * time.Second) // the same lane
+		update := func() {
+			d.stage([]revocation{{digest: *digest, expiry: long.UnixNano(), at: clock.now().Add(time.Millisecond).UnixNano()}}, sourceRedis)
+		}
+		d.stage([]revocation{{digest: *digest, expiry: short.UnixNano(), at: clock.now().UnixNano()}}, sourceFile)
+		// when the stream delivers a longer one of the same digest
+		if when == "while staging" {
+			update()
+		}
+		d.fillTaken = func() {
+			d.fillTaken = nil
+			if when == "after the fill took it" {
+				// (before the fill wrote it)
+				update()
+			}
+		}
+		d.sourceLoaded()
+		filled := func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.overlay == nil
+		}
+		if !waitFor(t, 5*time.Second, filled) {
+			t.Fatal("the fill never ended")
+		}
+		if when == "after the fill" {
+			update()
+		}
+		// then the longer one holds, in one slot
+		clock.advance(2500 * time.Millisecond)
+		if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
+			t.Errorf("%s: held %+v", when, d.held(digest))
+		}
+		if n := liveSlots(d, digest); n != 1 {
+			t.Errorf("%s: %d slots, want 1", when, n)
+		}
+	}
+}
+
+// xreadReply parses reply as the answer to an XREAD.
+func xreadReply(t *testing.T, reply string) ([]revocation, []extension) {
+	t.Helper()
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		buf := make([]byte, 4096)
+		_, _ = server.Read(buf)
+		_, _ = server.Write([]byte(reply))
+	}()
+	c := &redisConn{conn: client, r: bufio.NewReader(client), w: bufio.NewWriter(client), opts: testRedisOptions("unused")}
+	recs, exts, _, _, err := c.xread([]string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs, exts
 }

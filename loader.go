@@ -43,6 +43,12 @@ type loadSet struct {
 	recs  []revocation
 	index map[uint64]int32
 	bits  []uint64 // the staging bitset; nil once copied into the live one
+	// filled is how many of recs the fill has taken (some perhaps not yet
+	// written); late holds updates of those, which the fill merges into
+	// the lanes after writing what it took, so that its copy never
+	// overwrites them. Both are guarded by the denylist's mu.
+	filled int
+	late   []revocation
 }
 
 // loadKey is the map key of a digest: bytes 8 to 16, the bytes that also
@@ -95,7 +101,12 @@ func (d *denylist) loadFile() {
 		// file (dropCanceled); applied here they cancel what the stream
 		// holds confirmed before them, and nothing confirmed after.
 		if set.records[i].typ == tombstoneRecordType {
-			d.applyTombstone(&set.records[i], sourceFile)
+			// One written before confirmation times orders by file
+			// position, which dropCanceled has applied; applied again it
+			// would cancel an unstamped re-revocation after it.
+			if len(set.records[i].payload) >= tombstoneFullSize {
+				d.applyTombstone(&set.records[i], sourceFile)
+			}
 			continue
 		}
 		d.applyExtension(&set.records[i])
@@ -137,6 +148,14 @@ func (d *denylist) stage(recs []revocation, source byte) {
 			longest = rec.expiry - rec.at
 		}
 		key := binary.LittleEndian.Uint64(rec.digest[8:16]) // loadKey, inline
+		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest && int(at) < set.filled {
+			// The fill has taken that record: it merges the update after
+			// writing it (fill).
+			rec.source = source
+			set.late = append(set.late, *rec)
+			fresh = append(fresh, *rec)
+			continue
+		}
 		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
 			// The later confirmation and the later expiry win.
 			if rec.at > set.recs[at].at {
@@ -297,18 +316,27 @@ func (d *denylist) fill(set *loadSet) {
 	done := 0
 	for {
 		d.mu.Lock()
+		late := set.late
+		set.late = nil
 		batch := set.recs[done:]
 		if len(batch) > 1000 {
 			batch = batch[:1000]
 		}
+		set.filled = done + len(batch)
 		if len(batch) == 0 {
 			d.overlay = nil
 			d.mu.Unlock()
+			d.mergeLate(late)
 			break
 		}
 		batch = append([]revocation(nil), batch...)
 		total := len(set.recs)
 		d.mu.Unlock()
+		if d.fillTaken != nil {
+			d.fillTaken()
+		}
+		// Updates of what earlier batches wrote, after those writes.
+		d.mergeLate(late)
 		now := d.now().UnixNano()
 		for i := range batch {
 			// A tombstone applied since the batch was copied is remembered:
@@ -322,6 +350,17 @@ func (d *denylist) fill(set *loadSet) {
 	}
 	atomic.StoreInt64(&d.filling, 0)
 	releaseLoadGarbage()
+}
+
+// mergeLate merges updates the fill took after it wrote their records.
+func (d *denylist) mergeLate(late []revocation) {
+	for i := range late {
+		if d.canceled(&late[i]) {
+			continue
+		}
+		h := d.held(&late[i].digest)
+		d.merge(&late[i], &h, -1)
+	}
 }
 
 // overlayHas reports whether the overlay holds a live record for digest.

@@ -90,7 +90,8 @@ const (
 type extension struct {
 	typ, version byte
 	payload      []byte
-	// pos is, in a persistPath file, how many revocations came before it:
+	// pos is, in a persistPath file or an XREAD reply, how many
+	// revocations came before it:
 	// a tombstone written before confirmation times cancels the unstamped
 	// revocations before it, not those after it (dropCanceled).
 	pos int

@@ -284,11 +284,11 @@ func (r *replicator) readLoop() {
 	// Until caught up, batches are staged on a goroutine of their own, so
 	// that reading the next batch (the costlier half under Yaegi) runs on
 	// the other core meanwhile.
-	staged := make(chan []revocation, 4)
+	staged := make(chan streamBatch, 4)
 	stagerDone := make(chan struct{})
 	go func() {
-		for recs := range staged {
-			r.list.stage(recs, sourceRedis)
+		for b := range staged {
+			r.applyBatch(b.recs, b.exts)
 		}
 		close(stagerDone)
 	}()
@@ -372,14 +372,7 @@ func (r *replicator) readLoop() {
 			// A blocking read that returned nothing: in sync.
 			atomic.StoreInt64(&r.list.syncLagNs, 0)
 		}
-		// Time, not stream order, decides between a tombstone and a
-		// revocation (lifetime.go): a tombstone is remembered before it
-		// removes anything, and staging drops what a remembered one
-		// cancels, so the two may apply in either order.
-		r.stageBatch(recs, caughtUp, staged)
-		for i := range exts {
-			r.list.applyExtension(&exts[i])
-		}
+		r.stageBatch(streamBatch{recs: recs, exts: exts}, caughtUp, staged)
 		if !caughtUp && count < readBatch && !oversized {
 			close(staged)
 			<-stagerDone
@@ -429,15 +422,48 @@ func (r *replicator) noteStuck(failed int) {
 	atomic.StoreInt32(&r.stuck, stuck)
 }
 
-// stageBatch stages recs: on the stager goroutine while catching up, here
-// once caught up.
-func (r *replicator) stageBatch(recs []revocation, caughtUp bool, staged chan []revocation) {
+// streamBatch is one XREAD reply's revocations and extensions.
+type streamBatch struct {
+	recs []revocation
+	exts []extension
+}
+
+// stageBatch applies b: on the stager goroutine while catching up (in
+// order, after the batches before it), here once caught up.
+func (r *replicator) stageBatch(b streamBatch, caughtUp bool, staged chan streamBatch) {
 	switch {
-	case len(recs) == 0:
+	case len(b.recs) == 0 && len(b.exts) == 0:
 	case !caughtUp:
-		staged <- recs
+		staged <- b
 	default:
-		r.list.stage(recs, sourceRedis)
+		r.applyBatch(b.recs, b.exts)
+	}
+}
+
+// applyBatch stages recs and applies exts. Time, not stream order, decides
+// between a tombstone and a revocation (lifetime.go): a tombstone is
+// remembered before it removes anything, and staging drops what a
+// remembered one cancels. A tombstone written before confirmation times
+// orders by stream position instead: what came before it is staged first,
+// and what comes after it (unstamped) it does not cancel.
+func (r *replicator) applyBatch(recs []revocation, exts []extension) {
+	prev := 0
+	for i := range exts {
+		if exts[i].typ == tombstoneRecordType && len(exts[i].payload) < tombstoneFullSize {
+			if exts[i].pos > prev && exts[i].pos <= len(recs) {
+				r.list.stage(recs[prev:exts[i].pos], sourceRedis)
+				prev = exts[i].pos
+			}
+			r.list.applyExtension(&exts[i])
+		}
+	}
+	if prev < len(recs) {
+		r.list.stage(recs[prev:], sourceRedis)
+	}
+	for i := range exts {
+		if exts[i].typ != tombstoneRecordType || len(exts[i].payload) >= tombstoneFullSize {
+			r.list.applyExtension(&exts[i])
+		}
 	}
 }
 

@@ -208,6 +208,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					recs = append(recs, rec)
 				}
 				if status == entryExtension {
+					ext.pos = len(recs)
 					exts = append(exts, ext)
 				}
 				lastID = id

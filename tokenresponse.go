@@ -159,6 +159,12 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 func (m *middleware) issuedExpiry(token string, expiresIn json.Number, ttl time.Duration, now time.Time) int64 {
 	s := m.settings
 	if exp, ok := jwtExpiry(token); ok {
+		if limit := now.Add(s.maxLifetime); exp.Add(s.leeway).After(limit) {
+			// Past what the store holds (and past what UnixNano can
+			// count, for exp 9999999999): just beyond maxLifetime, so that
+			// admission refuses it with 503, never records it shorter.
+			return limit.Add(time.Second).UnixNano()
+		}
 		return exp.Add(s.leeway).UnixNano()
 	}
 	expiry := now.Add(ttl)
