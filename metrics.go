@@ -90,9 +90,10 @@ var metricFamilies = []metricFamily{
 			w.value("reason", rejectNames[r], float64(atomic.LoadInt64(&d.rejected[r])))
 		}
 	}},
-	{"tokenrevocation_refused_revocations_total", "counter", "Revoke calls refused before the identity service, by reason (capacity: 503, client_limit: 429).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+	{"tokenrevocation_refused_revocations_total", "counter", "Revoke calls refused before the identity service, by reason (capacity: 503, client_limit: 429, lifetime: 503, past maxLifetime).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("reason", "capacity", float64(st.Refused.Capacity))
 		w.value("reason", "client_limit", float64(st.Refused.ClientLimit))
+		w.value("reason", "lifetime", float64(st.Refused.Lifetime))
 	}},
 	{"tokenrevocation_auth_failures_total", "counter", "Revoke calls the identity service refused with 401: they spend none of the claimed client's limits.", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(st.AuthFailures))
@@ -105,6 +106,7 @@ var metricFamilies = []metricFamily{
 		w.value("bound", "logout_rules", float64(b.LogoutRules))
 		w.value("bound", "overflow", float64(b.Overflow))
 		w.value("bound", "audit_fields", float64(b.AuditFields))
+		w.value("bound", "tombstones", float64(b.Tombstones))
 	}},
 	{"tokenrevocation_stream_skipped_total", "counter", "Stream entries skipped rather than applied, by reason (denylists with Redis only).", func(d *denylist, st *denylistStats, w *seriesWriter) {
 		if d.replica != nil {
@@ -151,6 +153,20 @@ var metricFamilies = []metricFamily{
 	}},
 	{"tokenrevocation_grants", "gauge", "Grant families tracked (trackGrants).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(st.Grants))
+	}},
+	{"tokenrevocation_grants_untracked_total", "counter", "New grants not tracked because maxGrants was reached: a revoke of their refresh token does not revoke their access tokens.", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+		w.value("", "", float64(st.GrantsUntracked))
+	}},
+	{"tokenrevocation_overflow_entries", "gauge", "Live revocations kept in the overflow map, outside bigcache: its lanes were full or evicted them (still enforced).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+		w.value("", "", float64(st.Overflow))
+	}},
+	{"tokenrevocation_jwks_keys", "gauge", "Signing keys of the OpenID provider held for back-channel logout, by issuer (denylists whose middleware has backchannelLogoutPath only).", func(d *denylist, st *denylistStats, w *seriesWriter) {
+		d.mu.Lock()
+		keys := d.keys
+		d.mu.Unlock()
+		if keys != nil {
+			w.value("issuer", keys.issuer, float64(st.JWKSKeys))
+		}
 	}},
 	{"tokenrevocation_audit_dropped_total", "counter", "Audit lines dropped because the audit sink was slow.", func(d *denylist, _ *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(atomic.LoadInt64(&d.auditDropped)))

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // scrape returns the metrics exposition of m.
@@ -59,6 +61,10 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 		{series("tokenrevocation_admin_requests_total", `,operation="lookup",outcome="unauthorized"`), "1"},
 		{series("tokenrevocation_entries", ""), "2"},
 		{series("tokenrevocation_ready", ""), "1"},
+		{series("tokenrevocation_grants_untracked_total", ""), "0"},
+		{series("tokenrevocation_overflow_entries", ""), "0"},
+		{series("tokenrevocation_refused_revocations_total", `,reason="lifetime"`), "0"},
+		{series("tokenrevocation_bound_refusals_total", `,bound="tombstones"`), "0"},
 	} {
 		if got := sample(t, text, c.series); got != c.want {
 			t.Errorf("%s = %s, want %s", c.series, got, c.want)
@@ -113,5 +119,29 @@ func TestMetricsSurviveAReload(t *testing.T) {
 	text := scrape(t, second)
 	if got := sample(t, text, `tokenrevocation_revocations_total{denylist="`+name+`",source="revoke_endpoint"}`); got != "1" {
 		t.Fatalf("after a reload the counter reads %s", got)
+	}
+}
+
+func TestMetricsShowTheBlindSpots(t *testing.T) {
+	// given a denylist with a live revocation in its overflow map, an
+	// untracked grant, and signing keys held for back-channel logout
+	m := adminMiddleware(t, &identityStub{}, nil)
+	d := m.list
+	d.keepOverflow(string(digestOf("aside")[:]), d.now().Add(time.Hour).UnixNano(), d.now().UnixNano())
+	atomic.AddInt64(&d.grants.untracked, 3)
+	d.mu.Lock()
+	d.keys = &keySource{issuer: "https://op.example"}
+	d.mu.Unlock()
+	text := scrape(t, m)
+	// then the metrics show them, not only the stats JSON
+	name := d.name
+	for series, want := range map[string]string{
+		`tokenrevocation_overflow_entries{denylist="` + name + `"}`:                      "1",
+		`tokenrevocation_grants_untracked_total{denylist="` + name + `"}`:                "3",
+		`tokenrevocation_jwks_keys{denylist="` + name + `",issuer="https://op.example"}`: "0",
+	} {
+		if got := sample(t, text, series); got != want {
+			t.Errorf("%s = %s, want %s", series, got, want)
+		}
 	}
 }

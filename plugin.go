@@ -139,6 +139,9 @@ type Config struct {
 	AdminTokenFile string `json:"adminTokenFile,omitempty"`
 	// Redis, when its address is set, shares the denylist with every replica through a Redis Stream. Default: nil (off).
 	Redis *RedisConfig `json:"redis,omitempty"`
+	// Unknown holds the options Traefik's decoder could not place (a
+	// misspelled name): New refuses them (options.go). Not an option.
+	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
 }
 
 // RedisConfig is the connection to Redis or Valkey.
@@ -149,10 +152,18 @@ type RedisConfig struct {
 	Username string `json:"username,omitempty"`
 	// Password for AUTH. Default: "" (no AUTH).
 	Password string `json:"password,omitempty"`
+	// PasswordFile is a file holding the password for AUTH (a mounted
+	// secret; one trailing newline is dropped), read again at every
+	// connect. Exclusive with Password. Default: "".
+	PasswordFile string `json:"passwordFile,omitempty"`
 	// DB is the database SELECTed after connecting. Default: 0.
 	DB int `json:"db,omitempty"`
 	// TLS connects with TLS 1.2 or later. Default: false.
 	TLS bool `json:"tls,omitempty"`
+	// CAFile is a PEM file of the CA certificates that verify the server's
+	// TLS certificate, instead of the system's; setting it turns TLS on.
+	// Read again at every connect. Default: "" (the system's roots).
+	CAFile string `json:"caFile,omitempty"`
 	// InsecureSkipVerify skips TLS certificate checks. Default: false.
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 	// KeyPrefix is prepended to the denylist name to make the stream key. Default: tokenrevocation:.
@@ -176,6 +187,9 @@ type RedisConfig struct {
 	// first signs, every one verifies (rotation). Exclusive with
 	// SigningSecret. Read at start. Default: "".
 	SigningSecretFile string `json:"signingSecretFile,omitempty"`
+	// Unknown holds the options the decoder could not place; New refuses
+	// them. Not an option.
+	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
 }
 
 // CreateConfig returns the default configuration.

@@ -10,11 +10,14 @@ package tokenrevocation
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,6 +26,8 @@ type redisOptions struct {
 	address      string
 	username     string
 	password     string
+	passwordFile string // read at every dial, instead of password
+	caFile       string // read at every dial: the roots that verify the server
 	db           int
 	tls          bool
 	tlsSkipCheck bool
@@ -60,10 +65,19 @@ func dialRedis(opts *redisOptions) (*redisConn, error) {
 	dialer := &net.Dialer{Timeout: opts.dialTimeout}
 	var conn net.Conn
 	var err error
+	password, err := opts.readPassword()
+	if err != nil {
+		return nil, err
+	}
 	if opts.tls {
 		host, _, _ := net.SplitHostPort(opts.address)
 		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		cfg.InsecureSkipVerify = opts.tlsSkipCheck
+		if opts.caFile != "" {
+			if cfg.RootCAs, err = readCAFile(opts.caFile); err != nil {
+				return nil, err
+			}
+		}
 		conn, err = tls.DialWithDialer(dialer, "tcp", opts.address, cfg)
 	} else {
 		conn, err = dialer.Dial("tcp", opts.address)
@@ -72,10 +86,10 @@ func dialRedis(opts *redisOptions) (*redisConn, error) {
 		return nil, fmt.Errorf("redis: dial %s: %w", opts.address, err)
 	}
 	c := &redisConn{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), w: bufio.NewWriterSize(conn, 64<<10), opts: opts}
-	if opts.password != "" {
-		args := []string{"AUTH", opts.password}
+	if password != "" {
+		args := []string{"AUTH", password}
 		if opts.username != "" {
-			args = []string{"AUTH", opts.username, opts.password}
+			args = []string{"AUTH", opts.username, password}
 		}
 		if _, err := c.do(args...); err != nil {
 			c.close()
@@ -89,6 +103,37 @@ func dialRedis(opts *redisOptions) (*redisConn, error) {
 		}
 	}
 	return c, nil
+}
+
+// readPassword is the password for AUTH: passwordFile's content, read now
+// (a rotated secret takes effect at the next connect), else password. Its
+// errors never quote the file's content.
+func (opts *redisOptions) readPassword() (string, error) {
+	if opts.passwordFile == "" {
+		return opts.password, nil
+	}
+	raw, err := os.ReadFile(opts.passwordFile)
+	if err != nil {
+		return "", fmt.Errorf("redis: reading passwordFile: %w", err)
+	}
+	password := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
+	if password == "" {
+		return "", fmt.Errorf("redis: passwordFile %s is empty", opts.passwordFile)
+	}
+	return password, nil
+}
+
+// readCAFile reads a PEM bundle of CA certificates.
+func readCAFile(path string) (*x509.CertPool, error) {
+	raw, err := os.ReadFile(path) //nolint:gosec // the operator's redis.caFile
+	if err != nil {
+		return nil, fmt.Errorf("redis: reading caFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(raw) {
+		return nil, fmt.Errorf("redis: caFile %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 func (c *redisConn) close() {

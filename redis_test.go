@@ -252,14 +252,22 @@ func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-func TestRedisTLS(t *testing.T) {
-	certFile, keyFile := writeSelfSigned(t, t.TempDir())
+// startTLSRedis starts a redis-server that serves TLS only, with the
+// certificate certFile (its own CA), stopped when the test ends.
+func startTLSRedis(t *testing.T, certFile, keyFile string, extra ...string) *redisServer {
+	t.Helper()
 	srv := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
-	srv.args = []string{"--port", "0", "--tls-port", strconv.Itoa(srv.port), "--bind", "127.0.0.1", "--dir", srv.dir,
+	srv.args = append([]string{"--port", "0", "--tls-port", strconv.Itoa(srv.port), "--bind", "127.0.0.1", "--dir", srv.dir,
 		"--save", "", "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
-		"--tls-auth-clients", "no", "--requirepass", "s3cret", "--daemonize", "no"}
+		"--tls-auth-clients", "no", "--daemonize", "no"}, extra...)
 	srv.start()
 	t.Cleanup(srv.stop)
+	return srv
+}
+
+func TestRedisTLS(t *testing.T) {
+	certFile, keyFile := writeSelfSigned(t, t.TempDir())
+	srv := startTLSRedis(t, certFile, keyFile, "--requirepass", "s3cret")
 	opts := testRedisOptions(srv.addr())
 	opts.password = "s3cret"
 	opts.tls = true

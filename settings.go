@@ -75,6 +75,9 @@ func (c *Config) validate(name string) (*settings, error) {
 	if c == nil {
 		return nil, fmt.Errorf("tokenrevocation: no configuration")
 	}
+	if err := c.checkUnknown(); err != nil {
+		return nil, err
+	}
 	s := &settings{
 		revokePath:        c.RevokePath,
 		tokenPath:         c.TokenPath,
@@ -180,7 +183,7 @@ func (c *Config) validate(name string) (*settings, error) {
 	if err := s.parseOperations(c); err != nil {
 		return nil, err
 	}
-	if c.Redis != nil && strings.TrimSpace(c.Redis.Address) != "" {
+	if c.Redis != nil {
 		if s.redis, err = c.Redis.validate(); err != nil {
 			return nil, err
 		}
@@ -343,13 +346,34 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 		address:      strings.TrimSpace(r.Address),
 		username:     r.Username,
 		password:     r.Password,
+		passwordFile: strings.TrimSpace(r.PasswordFile),
+		caFile:       strings.TrimSpace(r.CAFile),
 		db:           r.DB,
-		tls:          r.TLS,
+		tls:          r.TLS || strings.TrimSpace(r.CAFile) != "",
 		tlsSkipCheck: r.InsecureSkipVerify,
 		keyPrefix:    r.KeyPrefix,
 	}
+	if o.address == "" {
+		return nil, fieldError("redis.address", "is required in a redis block (leave the block out to run without Redis)")
+	}
 	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
 		return nil, fieldError("redis.address", "must be host:port, got %q", r.Address)
+	}
+	if o.passwordFile != "" {
+		if o.password != "" {
+			return nil, fieldError("redis.passwordFile", "is exclusive with redis.password")
+		}
+		if _, err := o.readPassword(); err != nil {
+			return nil, fieldError("redis.passwordFile", "%v", err)
+		}
+	}
+	if o.caFile != "" {
+		if o.tlsSkipCheck {
+			return nil, fieldError("redis.caFile", "is exclusive with redis.insecureSkipVerify")
+		}
+		if _, err := readCAFile(o.caFile); err != nil {
+			return nil, fieldError("redis.caFile", "%v", err)
+		}
 	}
 	if o.db < 0 {
 		return nil, fieldError("redis.db", "must be 0 or more, got %d", o.db)

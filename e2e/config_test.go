@@ -75,6 +75,9 @@ func TestConfigDecoding(t *testing.T) {
 		{desc: "bad duration", file: "bad-duration.yml", expErr: "invalid accessTokenTTL"},
 		{desc: "bad token source", file: "bad-source.yml", expErr: "invalid tokenSources"},
 		{desc: "bad cache size", file: "bad-size.yml", expErr: "invalid cacheSizeMB"},
+		{desc: "misspelled option", file: "typo.yml", expErr: `unknown option "revokePth": did you mean "revokePath"?`},
+		{desc: "misspelled redis option", file: "typo-redis.yml", expErr: `unknown option "redis.adress": did you mean "redis.address"?`},
+		{desc: "redis without an address", file: "redis-no-address.yml", expErr: "invalid redis.address: is required"},
 	}
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {

@@ -36,9 +36,19 @@ var exportedMetrics = []string{
 	"tokenrevocation_grants",
 	"tokenrevocation_audit_dropped_total",
 	"tokenrevocation_admin_requests_total",
+	"tokenrevocation_auth_failures_total",
+	"tokenrevocation_bound_refusals_total",
+	"tokenrevocation_stream_skipped_total",
+	"tokenrevocation_grants_untracked_total",
+	"tokenrevocation_overflow_entries",
+	"tokenrevocation_jwks_keys",
 }
 
 var metricName = regexp.MustCompile(`tokenrevocation_[a-z_]+`)
+
+// runbookBase is where every alert's runbook_url points: the README's
+// Runbook section, one heading per alert.
+const runbookBase = "https://github.com/edgerevoke/tokenrevocation/blob/main/README.md#"
 
 const (
 	alertRulesFile = "tokenrevocation-alerts.yml"
@@ -129,8 +139,12 @@ func TestExamplesAlertRules(t *testing.T) {
 			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
 				t.Errorf("%s: severity %q, want warning or critical", r.Alert, s)
 			}
+			if want := runbookBase + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+				t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+			}
 			for _, a := range []string{"summary", "description"} {
-				if !strings.Contains(r.Annotations[a], "$labels.denylist") {
+				// absent() has no labels to name.
+				if !strings.HasPrefix(r.Expr, "absent(") && !strings.Contains(r.Annotations[a], "$labels.denylist") {
 					t.Errorf("%s: annotation %s does not name $labels.denylist: %q", r.Alert, a, r.Annotations[a])
 				}
 			}
@@ -147,6 +161,7 @@ func TestExamplesAlertRules(t *testing.T) {
 		"TokenRevocationRedisDisconnected",
 		"TokenRevocationRedisSyncLagHigh",
 		"TokenRevocationAuditDropped",
+		"TokenRevocationMetricsAbsent",
 	} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing from %s", want, alertRulesFile)

@@ -400,6 +400,32 @@ func TestTraefikExpiredEntryLeavesDenylist(t *testing.T) {
 	}
 }
 
+func TestTraefikMisspeltOptionRefused(t *testing.T) {
+	// given routers whose middleware has a misspelled option, top level and in redis
+	s := traefikSuite(t)
+	for path, want := range map[string][]string{
+		"/typo/orders":       {`revokePth`, `did you mean`, `revokePath`},
+		"/typo-redis/orders": {`redis.adress`, `did you mean`, `redis.address`},
+	} {
+		// then Traefik reports New's error, with the nearest valid name
+		found := false
+		for _, line := range strings.Split(s.traefik.Log(), "\n") {
+			all := true
+			for _, w := range want {
+				all = all && strings.Contains(line, w)
+			}
+			found = found || all
+		}
+		if !found {
+			t.Errorf("%s: no log line names %v\n%s", path, want, s.traefik.Log())
+		}
+		// and the router never serves: the API sees nothing
+		if r := s.do(t, http.MethodGet, path, bearer("any-token"), ""); r.status < 400 {
+			t.Errorf("%s: %d %s, want the router refused", path, r.status, r.body)
+		}
+	}
+}
+
 func TestTraefikQueryTokenSource(t *testing.T) {
 	s := traefikSuite(t)
 	tok, other := s.issue(t), s.issue(t)

@@ -71,6 +71,23 @@ func pluginFuncs(t *testing.T, i *interp.Interpreter) (fnNew, fnCreateConfig ref
 	return fnNew, fnCreateConfig
 }
 
+// decodeInto decodes config into the interpreted Config cfg as Traefik's
+// plugin builder does (mapstructure, weakly typed, comma-split strings).
+func decodeInto(t *testing.T, cfg reflect.Value, config map[string]any) {
+	t.Helper()
+	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
+		WeaklyTypedInput: true,
+		Result:           cfg.Interface(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := decoder.Decode(config); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestYaegiNeedsUnsafe(t *testing.T) {
 	if _, err := loadPlugin(t, false); err == nil || !strings.Contains(err.Error(), "unsafe") {
 		t.Fatalf("import without unsafe symbols: got %v, want an unsafe error", err)
@@ -84,14 +101,6 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 	}
 	fnNew, fnCreateConfig := pluginFuncs(t, i)
 	cfg := fnCreateConfig.Call(nil)[0]
-	decoder, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
-		WeaklyTypedInput: true,
-		Result:           cfg.Interface(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A Redis that is not there: New does not dial it, and the plugin works.
 	deadPort := mustFreePort(t)
 	config := map[string]any{
@@ -101,9 +110,7 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 		"loadWait":     "1s",
 		"redis":        map[string]any{"address": fmt.Sprintf("127.0.0.1:%d", deadPort), "dialTimeout": "5s"},
 	}
-	if err := decoder.Decode(config); err != nil {
-		t.Fatal(err)
-	}
+	decodeInto(t, cfg, config)
 
 	var calls int
 	next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
@@ -155,6 +162,33 @@ func TestYaegiRevokeThenReject(t *testing.T) {
 	routerB.ServeHTTP(rw, good)
 	if rw.Code != http.StatusOK || calls != 2 {
 		t.Fatalf("good token: %d", rw.Code)
+	}
+}
+
+func TestYaegiMisspeltOptionRefused(t *testing.T) {
+	// given the plugin loaded as Traefik loads it, and options with typos
+	i, err := loadPlugin(t, true)
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	fnNew, fnCreateConfig := pluginFuncs(t, i)
+	for _, test := range []struct {
+		config map[string]any
+		want   string
+	}{
+		{map[string]any{"revokePth": "/oauth/revoke"}, `unknown option "revokePth": did you mean "revokePath"?`},
+		{map[string]any{"redis": map[string]any{"adress": "127.0.0.1:6379"}}, `unknown option "redis.adress": did you mean "redis.address"?`}, //nolint:misspell // the typo under test
+		{map[string]any{"redis": map[string]any{"address": "127.0.0.1:6379", "sentinels": "a:1,b:2"}}, `unknown option "redis.sentinels"`},
+	} {
+		// when Traefik's decoder fills the interpreted Config
+		cfg := fnCreateConfig.Call(nil)[0]
+		decodeInto(t, cfg, test.config)
+		// then New refuses it, naming the nearest option
+		res := fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(http.NotFoundHandler()), cfg, reflect.ValueOf("typo")})
+		errV, _ := res[1].Interface().(error)
+		if errV == nil || !strings.Contains(errV.Error(), test.want) {
+			t.Errorf("%v: New returned %v, want %s", test.config, errV, test.want)
+		}
 	}
 }
 
