@@ -57,10 +57,13 @@ type denylist struct {
 	replica *replicator
 
 	// Loading at start (loader.go). mu guards overlay and overflow.
-	mu             sync.Mutex
-	overlay        *loadSet
-	fillTaken      func() // tests: called after the fill takes a batch, before it writes it
-	staging        int32  // 1 while the live bitset is all ones and stores also mark the staging one
+	mu        sync.Mutex
+	overlay   *loadSet
+	fillTaken func() // tests: called after the fill takes a batch, before it writes it
+	// digestMu serializes the read-merge-write of one digest's entry
+	// (held, merge), by a stripe of its digest (digestLock).
+	digestMu       [digestLocks]sync.Mutex
+	staging        int32 // 1 while the live bitset is all ones and stores also mark the staging one
 	state          int32
 	loadingSources int32
 	loadedCh       chan struct{}
@@ -476,9 +479,13 @@ func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Tim
 	if who != nil {
 		rec.client = who.tag
 	}
+	mu := d.digestLock(digest)
+	mu.Lock()
 	h := d.held(digest)
 	extended := !h.found || rec.expiry > h.expiry
-	if !d.merge(&rec, &h, reserved) {
+	changed := d.mergeSync(&rec, &h, reserved)
+	mu.Unlock()
+	if !changed {
 		return h.expiry, false, nil
 	}
 	d.noteLife(rec.expiry, rec.at)

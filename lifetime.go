@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -69,8 +70,14 @@ func (d *denylist) stamp() int64 {
 	return now
 }
 
-// observe raises the clock to a tombstone's time.
+// observe raises the clock to a tombstone's time, up to leeway and a
+// minute ahead of this replica's clock: a stamp further ahead (a clock past
+// the skew the replicas tolerate, or a forged record) must not pin every
+// later stamp.
 func (d *denylist) observe(at int64) {
+	if limit := d.now().UnixNano() + int64(d.leeway+time.Minute); at > limit {
+		at = limit
+	}
 	for {
 		c := atomic.LoadInt64(&d.clock)
 		if at <= c || atomic.CompareAndSwapInt64(&d.clock, c, at) {
@@ -220,6 +227,54 @@ func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
 		}
 		return false
 	}
+}
+
+// digestLocks is how many stripes digestMu has: a power of two.
+const digestLocks = 64
+
+// digestLock is the stripe that serializes updates of digest's entry, so
+// that two records of one digest at once cannot leave the shorter expiry.
+func (d *denylist) digestLock(digest *[sha256.Size]byte) *sync.Mutex {
+	return &d.digestMu[digest[1]&(digestLocks-1)]
+}
+
+// mergeSync is merge, followed, while loading, by the same update of the
+// loading overlay's copy of the digest (syncOverlay): the fill must never
+// write its older copy over what merge stored. The caller holds the
+// digest's lock.
+func (d *denylist) mergeSync(rec *revocation, h *heldEntry, reserved int) bool {
+	// merge wrote to the overlay itself (updateAside) when only the
+	// confirmation was later and the overlay alone held the digest.
+	aside := h.found && rec.expiry <= h.expiry && h.lane < 0
+	if !d.merge(rec, h, reserved) {
+		return false
+	}
+	if !aside {
+		d.syncOverlay(rec)
+	}
+	return true
+}
+
+// syncOverlay makes the loading overlay's copy of rec's digest, if any,
+// yield to what merge stored in the lanes: one the fill has not taken yet
+// is dropped (its expiry set to 0, which the fill skips); one it has taken
+// is merged again after the fill writes it (loadSet.late).
+func (d *denylist) syncOverlay(rec *revocation) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.overlay
+	if set == nil {
+		return
+	}
+	i, ok := set.index[loadKey(&rec.digest)]
+	if !ok || set.recs[i].digest != rec.digest || set.recs[i].expiry == 0 {
+		return
+	}
+	if int(i) < set.filled {
+		set.late = append(set.late, *rec)
+		return
+	}
+	set.recs[i].expiry = 0
 }
 
 // updateAside raises the confirmation of a digest held in the overflow map

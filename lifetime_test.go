@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -607,4 +608,107 @@ func xreadReply(t *testing.T, reply string) ([]revocation, []extension) {
 		t.Fatal(err)
 	}
 	return recs, exts
+}
+
+func TestConcurrentRecordsOfOneDigestKeepTheLongest(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		// given a denylist, and one digest revoked from many places at once
+		clock := newFakeClock()
+		d := newTestDenylist(t, denylistOptions{now: clock.now})
+		digest := digestOf(fmt.Sprintf("token-%d", round))
+		var wg sync.WaitGroup
+		longest := int64(0)
+		for i := 0; i < 8; i++ {
+			expiry := clock.now().Add(2*time.Second + time.Duration(i)*100*time.Millisecond) // one lane
+			if expiry.UnixNano() > longest {
+				longest = expiry.UnixNano()
+			}
+			wg.Add(1)
+			go func(source byte) {
+				defer wg.Done()
+				if source == sourceRedis {
+					d.loadDirect([]revocation{{digest: *digest, expiry: expiry.UnixNano(), at: clock.now().UnixNano()}}, source)
+					return
+				}
+				_, _, _ = d.record(digest, "", expiry, -1, source, nil)
+			}([]byte{sourceRevoke, sourceRedis}[i%2])
+		}
+		wg.Wait()
+		// then the longest expiry is held, in one slot
+		if h := d.held(digest); h.expiry != longest {
+			t.Fatalf("round %d: held %+v, want expiry %d", round, h, longest)
+		}
+		if n := liveSlots(d, digest); n != 1 {
+			t.Fatalf("round %d: %d slots, want 1", round, n)
+		}
+	}
+}
+
+func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
+	for _, taken := range []bool{false, true} {
+		// given a denylist filling a loaded record into its lanes
+		clock := newFakeClock()
+		d := newTestDenylist(t, denylistOptions{now: clock.now})
+		d.startLoading(1)
+		digest := digestOf("token")
+		d.stage([]revocation{{digest: *digest, expiry: clock.now().Add(2 * time.Second).UnixNano(), at: clock.now().UnixNano()}}, sourceFile)
+		long := clock.now().Add(3 * time.Second) // the same lane
+		revokeHere := func() {
+			if _, _, err := d.record(digest, "", long, -1, sourceRevoke, nil); err != nil {
+				t.Error(err)
+			}
+		}
+		// when this replica revokes it for longer, before or after the fill takes it
+		d.fillTaken = func() {
+			d.fillTaken = nil
+			if taken {
+				revokeHere()
+			}
+		}
+		if !taken {
+			revokeHere()
+		}
+		d.sourceLoaded()
+		if !waitFor(t, 5*time.Second, func() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.overlay == nil }) {
+			t.Fatal("the fill never ended")
+		}
+		// then the longer one holds after the fill
+		clock.advance(2500 * time.Millisecond)
+		if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
+			t.Errorf("revoked after the fill took it %t: held %+v", taken, d.held(digest))
+		}
+	}
+}
+
+func TestStreamTimesOutOfRangeAreSkipped(t *testing.T) {
+	// given stream entries whose times overflow nanoseconds
+	digest := "a70bf50e531ce1a817561f2f5d5b6645d4e806becf58ccc5e8cf6b8045a090a8"
+	for _, fields := range [][]string{
+		{"d", digest, "e", "999999999999999999"},
+		{"d", digest, "e", "4102444800000", "a", "999999999999999999"},
+		{"d", digest, "e", "4102444800000", "a", "999999999999999999", "k", "0102030405060708"},
+	} {
+		// when they are read, by the inline parser and the full one
+		recs, _ := xreadReply(t, "*1\r\n*2\r\n$6\r\nstream\r\n*1\r\n"+entryRESP("1-1", fields...))
+		var rec revocation
+		var ext extension
+		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
+		// then they are skipped as malformed, never applied with a wrapped time
+		if len(recs) != 0 || status != entryMalformed {
+			t.Errorf("%v: %d revocations read (%+v), status %d", fields, len(recs), recs, status)
+		}
+	}
+}
+
+func TestAFarFutureTombstoneDoesNotPinTheClock(t *testing.T) {
+	// given a tombstone stamped years ahead (a broken clock, or forged)
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now})
+	digest := digestOf("token")
+	far := clock.now().Add(5 * 365 * 24 * time.Hour)
+	d.applyTombstone(tombAt(digest, far, time.Time{}), sourceRedis)
+	// then this replica's stamps stay within leeway and a minute of its clock
+	if got := time.Duration(d.stamp() - clock.now().UnixNano()); got > d.leeway+time.Minute {
+		t.Fatalf("stamp %s ahead of the clock", got)
+	}
 }

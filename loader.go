@@ -249,15 +249,19 @@ func (d *denylist) loadDirect(recs []revocation, source byte) {
 		}
 		recs[i].source = source
 		d.noteLife(recs[i].expiry, recs[i].at)
+		mu := d.digestLock(&recs[i].digest)
+		mu.Lock()
 		if d.has(&recs[i].digest) {
 			h := d.held(&recs[i].digest)
-			if d.merge(&recs[i], &h, -1) {
+			if d.mergeSync(&recs[i], &h, -1) {
 				stored++
 			}
+			mu.Unlock()
 			continue
 		}
 		{
 			lane := d.store(&recs[i])
+			mu.Unlock()
 			stored++
 			if recs[i].client != (clientTag{}) {
 				// Confirmed on another replica, against its share there:
@@ -358,8 +362,11 @@ func (d *denylist) mergeLate(late []revocation) {
 		if d.canceled(&late[i]) {
 			continue
 		}
+		mu := d.digestLock(&late[i].digest)
+		mu.Lock()
 		h := d.held(&late[i].digest)
 		d.merge(&late[i], &h, -1)
+		mu.Unlock()
 	}
 }
 

@@ -154,6 +154,9 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 							if m > 0 && m < 19 && stop+2 <= len(buf) && buf[stop] == '\r' {
 								var at int64
 								at, err = strconv.ParseInt(string(buf[q+2:stop]), 10, 64)
+								if at < 0 || at > maxStreamMs {
+									err = errIncompleteKey // the full parser skips it
+								}
 								rec.at = at * int64(time.Millisecond)
 								after = stop + 2
 								extra--
@@ -174,7 +177,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 								err = errIncompleteKey
 							}
 						}
-						if err == nil && ms > 0 {
+						if err == nil && ms > 0 && ms <= maxStreamMs {
 							rec.expiry = ms * int64(time.Millisecond)
 							recs = append(recs, rec)
 							next = after
@@ -319,6 +322,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 		return framing(p, -1), "", entryMalformed
 	}
 	haveDigest, haveExpiry, typed := false, false, false
+	badStamp := false // an a field that is not a time in range
 	rec.keyN = 0
 	rec.at = 0
 	rec.client = clientTag{}
@@ -362,7 +366,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 				haveExpiry = c >= '0' && c <= '9'
 				ms = ms*10 + int64(c-'0')
 			}
-			haveExpiry = haveExpiry && ms > 0
+			haveExpiry = haveExpiry && ms > 0 && ms <= maxStreamMs
 			rec.expiry = ms * int64(time.Millisecond)
 		case 't':
 			typed = true
@@ -385,8 +389,10 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 				ok = c >= '0' && c <= '9'
 				ms = ms*10 + int64(c-'0')
 			}
-			if ok {
+			if ok && ms <= maxStreamMs {
 				rec.at = ms * int64(time.Millisecond)
+			} else {
+				badStamp = true
 			}
 		case 'k':
 			rec.keyN = 0
@@ -413,11 +419,15 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 		}
 	case typed:
 		status = entryOther
-	case haveDigest && haveExpiry:
+	case haveDigest && haveExpiry && !badStamp:
 		status = entryRevocation
 	}
 	return p, id, status
 }
+
+// maxStreamMs is the largest time in milliseconds a stream field may carry:
+// past it, the time in nanoseconds would overflow an int64 (year 2262).
+const maxStreamMs = int64(1<<63-1) / int64(time.Millisecond)
 
 // Positions parseStreamEntry and respHeader return instead of one in buf.
 const (

@@ -441,9 +441,9 @@ func TestReplicasPropagation(t *testing.T) {
 	p50, p99 := percentile(sorted, 50), percentile(sorted, 99)
 	t.Logf("%d revocations A -> B in %s: propagation p50 %s, p99 %s, max %s",
 		tokens, time.Since(start).Round(time.Millisecond), p50, p99, sorted[len(sorted)-1])
-	if p99 > 100*time.Millisecond {
-		t.Errorf("propagation p99 %s, want at most 100ms", p99)
-	}
+	// The latencies are reported, not asserted: on a shared machine they
+	// follow the load (BENCHMARKS.md holds the measured figures). What is
+	// asserted is that every revocation arrived, within 5 s, above.
 
 	assertAllRevoked(t, b, pool)
 	assertAccepted(t, b, bystanders)
