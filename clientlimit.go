@@ -153,6 +153,31 @@ func (c *clientLimiter) admit(client string, lane int, window time.Duration, lan
 	return &limitDecision{Allowed: true}
 }
 
+// admitRate decides one revoke call of client that takes no slot (its token
+// is already held at least as long): only the rate applies. A confirmed one
+// spends its token with spend.
+func (c *clientLimiter) admitRate(client string) *limitDecision {
+	if c.rate == 0 {
+		return &limitDecision{Allowed: true}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixNano()
+	st := c.state(client, now)
+	c.refill(st, now)
+	if st.tokens < 1 {
+		wait := float64(time.Second) * (1 - st.tokens) / c.rate
+		return &limitDecision{Reason: limitRate, RetryAfter: retrySeconds(wait)}
+	}
+	return &limitDecision{Allowed: true}
+}
+
+// spend takes client's rate token for a confirmed call that took no slot:
+// a commit of no entries.
+func (c *clientLimiter) spend(client string) {
+	c.commit(client, -1, 0)
+}
+
 // commit settles a reservation of admit whose call the upstream confirmed:
 // it takes the call's rate token and becomes n live entries (the revoked
 // token and, for a grant's refresh token, the family revoked with it),

@@ -601,3 +601,35 @@ func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
 		t.Fatalf("another client: %d", rw.Code)
 	}
 }
+
+func TestReRevokeOfAHeldTokenSpendsTheRate(t *testing.T) {
+	// given a client allowed 1 revoke call a second, burst 2, and one token it revoked
+	clock := newFakeClock()
+	up := &upstream{}
+	m := newTestMiddleware(t, up, clock, func(c *Config) { c.ClientRate = 1; c.ClientBurst = 2 })
+	revoke(t, m, "held-token", "")
+	// when it revokes the held token again and again, faster than its rate
+	codes := []int{}
+	for i := 0; i < 6; i++ {
+		clock.advance(time.Millisecond)
+		codes = append(codes, serve(m, revokeRequest("token=held-token")).Code)
+	}
+	// then the calls past its rate and burst get 429 before the identity
+	// service, so they write nothing to the file or the stream
+	refused := 0
+	for _, c := range codes {
+		if c == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 || up.calls() != 1+len(codes)-refused {
+		t.Fatalf("answers %v, %d upstream calls", codes, up.calls())
+	}
+	if got := m.list.stats().Refused.ClientLimit; got != int64(refused) {
+		t.Fatalf("refused.clientLimit %d, want %d", got, refused)
+	}
+	// and the token stays revoked
+	if rw := serve(m, apiRequest("held-token")); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("held token: %d", rw.Code)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +39,11 @@ type denylist struct {
 	filter []uint64
 	mask   uint64
 
-	sizeMB       int
-	maxTTL       time.Duration
-	maxLifetime  time.Duration
-	leeway       time.Duration
-	persistPath  string
-	redisAddress string
+	sizeMB      int
+	maxTTL      time.Duration
+	maxLifetime time.Duration
+	leeway      time.Duration
+	persistPath string
 
 	// hot remembers revoked digests found recently (string key, int64
 	// expiry): a token replayed after its revocation costs a map lookup,
@@ -60,6 +60,10 @@ type denylist struct {
 	mu        sync.Mutex
 	overlay   *loadSet
 	fillTaken func() // tests: called after the fill takes a batch, before it writes it
+	// opts are the options the denylist was created with; warnedFixed the
+	// last change of them a New was warned about (sharedDenylist).
+	opts        denylistOptions
+	warnedFixed string
 	// digestMu serializes the read-merge-write of one digest's entry
 	// (held, merge), by a stripe of its digest (digestLock).
 	digestMu       [digestLocks]sync.Mutex
@@ -225,14 +229,6 @@ type denylistOptions struct {
 	maxLifetime time.Duration
 }
 
-// redisAddress is the configured Redis address, "" when Redis is off.
-func (o *denylistOptions) redisAddress() string {
-	if o.redis == nil {
-		return ""
-	}
-	return o.redis.address
-}
-
 // denylistStats is what a denylist reports about itself.
 type denylistStats struct {
 	Denylist string `json:"denylist"`
@@ -379,7 +375,6 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	d.state = stateReady
 	close(d.loadedCh)
 	d.persistPath = opts.persistPath
-	d.redisAddress = opts.redisAddress()
 
 	// The bitset gets one bit per 16 bytes of cache budget: 4 MiB at the
 	// default 64 MiB, about a 3% false-positive rate with a million entries.
@@ -760,6 +755,44 @@ var (
 	registry   = map[string]*denylist{}
 )
 
+// changedFixed names the options fixed at a denylist's creation that b
+// changes from a: they take effect only on restart. Secrets are compared,
+// never shown.
+func changedFixed(a, b *denylistOptions) []string {
+	var out []string
+	add := func(name string, changed bool) {
+		if changed {
+			out = append(out, name)
+		}
+	}
+	add("cacheSizeMB", a.sizeMB != b.sizeMB)
+	add("maxTTL", a.maxTTL != b.maxTTL)
+	add("maxLifetime", a.maxLifetime != b.maxLifetime)
+	add("leeway", a.leeway != b.leeway)
+	add("persistPath", a.persistPath != b.persistPath)
+	add("loadWait", a.loadWait != b.loadWait)
+	add("failClosed", a.failClosed != b.failClosed)
+	add("clientRate", a.clientRate != b.clientRate)
+	add("clientBurst", a.clientBurst != b.clientBurst)
+	add("clientSharePercent", a.clientShare != b.clientShare)
+	add("maxGrants", a.maxGrants != b.maxGrants)
+	ra, rb := a.redis, b.redis
+	switch {
+	case (ra == nil) != (rb == nil):
+		add("redis", true)
+	case ra != nil:
+		add("redis.address", ra.address != rb.address)
+		add("redis.username", ra.username != rb.username)
+		add("redis.password", ra.password != rb.password || ra.passwordFile != rb.passwordFile)
+		add("redis.db", ra.db != rb.db)
+		add("redis.tls", ra.tls != rb.tls || ra.tlsSkipCheck != rb.tlsSkipCheck || ra.caFile != rb.caFile)
+		add("redis.keyPrefix", ra.keyPrefix != rb.keyPrefix)
+		add("redis timeouts", ra.dialTimeout != rb.dialTimeout || ra.readTimeout != rb.readTimeout || ra.writeTimeout != rb.writeTimeout)
+		add("redis signing secrets", (ra.signer == nil) != (rb.signer == nil) || (ra.signer != nil && !ra.signer.same(rb.signer)))
+	}
+	return out
+}
+
 // benchPreload is nil in the plugin. Only the benchmark harness sets it, by
 // adding e2e/testdata/benchhook/preload_bench.go to its own copy of the
 // plugin: no configuration can reach it.
@@ -773,11 +806,10 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if d, ok := registry[name]; ok {
-		if d.sizeMB != opts.sizeMB || d.maxTTL != opts.maxTTL || d.maxLifetime != opts.maxLifetime || d.leeway != opts.leeway ||
-			d.persistPath != opts.persistPath || d.redisAddress != opts.redisAddress() ||
-			d.loadWait != opts.loadWait || d.failClosed != opts.failClosed {
-			log.Printf("tokenrevocation: WARN denylist %q keeps cacheSizeMB=%d maxTTL=%s persistPath=%q redis=%q loadWait=%s failClosed=%t until restart",
-				name, d.sizeMB, d.maxTTL, d.persistPath, d.redisAddress, d.loadWait, d.failClosed)
+		if changed := strings.Join(changedFixed(&d.opts, &opts), ", "); changed != "" && changed != d.warnedFixed {
+			// Once per different change, not at every New of every router.
+			d.warnedFixed = changed
+			log.Printf("tokenrevocation: WARN denylist %q keeps %s as it was created until restart: this configuration changes them", name, changed)
 		}
 		return d, nil
 	}
@@ -785,6 +817,7 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.opts = opts
 	// New never waits on loading: the file and the stream load in the
 	// background while requests carrying a token are held (loader.go).
 	sources := 0

@@ -3,6 +3,9 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"fmt"
+	"log"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,5 +287,32 @@ func TestDenylistHotCacheIsBounded(t *testing.T) {
 	}
 	if d.contains("never-revoked") {
 		t.Fatal("a token never revoked is reported revoked")
+	}
+}
+
+func TestFixedOptionsWarnOncePerChange(t *testing.T) {
+	// given a shared denylist
+	var logged strings.Builder
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	name := uniqueName(t)
+	opts := denylistOptions{sizeMB: 1, maxTTL: time.Hour, clientRate: 100, clientBurst: 200, maxGrants: 10}
+	d, err := sharedDenylist(name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unregister(t, name, d)
+	// when routers are built again with options fixed at its creation changed
+	changed := opts
+	changed.clientRate, changed.maxGrants = 5, 20
+	for i := 0; i < 3; i++ {
+		if _, err := sharedDenylist(name, changed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = sharedDenylist(name, opts)
+	// then one WARN names what is kept, not one per New
+	if n := strings.Count(logged.String(), fmt.Sprintf("denylist %q keeps clientRate, maxGrants as it was created until restart", name)); n != 1 {
+		t.Fatalf("%d warnings:\n%s", n, logged.String())
 	}
 }

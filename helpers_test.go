@@ -139,3 +139,14 @@ func makeJWT(exp int64) string {
 	payload := enc.EncodeToString([]byte(fmt.Sprintf(`{"sub":"user-1","exp":%d}`, exp)))
 	return header + "." + payload + "." + enc.EncodeToString([]byte("signature"))
 }
+
+// unregister drops the shared denylist name from the registry and closes
+// d, when the test ends.
+func unregister(t testing.TB, name string, d *denylist) {
+	t.Cleanup(func() {
+		registryMu.Lock()
+		delete(registry, name)
+		registryMu.Unlock()
+		d.close()
+	})
+}

@@ -103,12 +103,7 @@ func TestMetricsSurviveAReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		registryMu.Lock()
-		delete(registry, name)
-		registryMu.Unlock()
-		first.(*middleware).list.close()
-	})
+	unregister(t, name, first.(*middleware).list)
 	revoke(t, first, "reload-token", "")
 	// when Traefik reloads its configuration (New again, same name)
 	second, err := New(context.Background(), &upstream{}, cfg, name)

@@ -107,7 +107,13 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	if d.isLoaded() && d.has(&rec.digest) {
 		if h := d.held(&rec.digest); h.found && h.expiry >= rec.expiry.UnixNano() {
 			// Held at least as long: no slot; the confirmation still
-			// records its time (settle).
+			// records its time (settle), which writes the file and the
+			// stream, so the client's rate applies.
+			rec.tag = clientKey(claimed, isConfidential(authorization, form), req.RemoteAddr)
+			if decision := d.limiter.admitRate(string(rec.tag[:])); !decision.Allowed {
+				m.refuseClientLimit(rw, rec, decision)
+				return false
+			}
 			rec.known = true
 			return true
 		}
@@ -127,14 +133,21 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	if !decision.Allowed {
 		d.unreserve(lane, &rec.digest)
 		d.unreserveTokens(family)
-		atomic.AddInt64(&d.refusedClientLimit, 1)
-		d.emit(&auditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
-		rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
-		writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
+		m.refuseClientLimit(rw, rec, decision)
 		return false
 	}
 	rec.lane = lane
 	return true
+}
+
+// refuseClientLimit answers 429 to a revoke call over its client's limit,
+// before the identity service is called, and counts it.
+func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecorder, decision *limitDecision) {
+	d := m.list
+	atomic.AddInt64(&d.refusedClientLimit, 1)
+	d.emit(&auditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
+	rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
+	writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
 }
 
 // refuseCapacity answers 503 to a call whose revocations the denylist cannot
@@ -295,6 +308,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 			if err := d.addReserved(&r.digest, r.key, r.expiry, -1, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint, tag: r.tag}); err != nil {
 				log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 			}
+			d.limiter.spend(string(r.tag[:]))
 		}
 		d.revokeGrantOf(&r.digest, nil)
 	case r.known:

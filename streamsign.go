@@ -40,6 +40,19 @@ type streamSigner struct {
 	secrets [][]byte // the first signs; any verifies
 }
 
+// same reports whether k and o hold the same secrets in the same order.
+func (k *streamSigner) same(o *streamSigner) bool {
+	if len(k.secrets) != len(o.secrets) {
+		return false
+	}
+	for i := range k.secrets {
+		if string(k.secrets[i]) != string(o.secrets[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // sign returns the s field of a record of stream with fields (name, value,
 // ...), signed at now.
 func (k *streamSigner) sign(stream string, now time.Time, fields []string) string {
