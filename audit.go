@@ -20,9 +20,10 @@ import (
 // the token, never the whole digest, never the admin secret.
 //
 // Revocations are audited where they are recorded from a request (the
-// revoke endpoint, a revoked grant, a back-channel logout, the admin API);
-// replicas that load them from Redis or persistPath log one "load" line
-// with the count when loading ends.
+// revoke endpoint, a revoked grant, a back-channel logout, the admin API),
+// on the replica that recorded them; one that loads them from Redis or
+// persistPath audits nothing for them (its ready line in Traefik's log
+// gives the count).
 
 // An auditor writes the lines of one sink: a file path, stdout or stderr.
 type auditor struct {
