@@ -2,6 +2,7 @@ package tokenrevocation
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -487,6 +488,35 @@ func TestServeRevokePublicClientFloodFromAnotherAddress(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		if code := public(fmt.Sprint("user-", i), "192.0.2.1:5000"); code != http.StatusOK {
 			t.Fatalf("user's revoke %d: %d", i, code)
+		}
+	}
+}
+
+func TestClientAuthIsReadByOneBasicParser(t *testing.T) {
+	// given the edge requiring client authentication on revoke calls
+	for _, c := range []struct {
+		authorization string
+		reaches       bool
+	}{
+		{"Basic " + base64.StdEncoding.EncodeToString([]byte("client:secret")), true},
+		{"basic\t" + base64.StdEncoding.EncodeToString([]byte("client:secret")), true},
+		{"Basic !!not-base64!!", false},
+		{"Basic " + base64.StdEncoding.EncodeToString([]byte("no-colon")), false},
+		{"Basic ", false},
+	} {
+		up := &upstream{}
+		m := newTestMiddleware(t, up, nil, nil)
+		req := revokeRequest("token=abc-token")
+		req.Header.Set("Authorization", c.authorization)
+		// when a revoke call carries this Authorization and no client_id
+		rw := serve(m, req)
+		// then what the client limits read as Basic is what counts as
+		// credentials: anything else gets 401 before the identity service
+		if got := up.calls() == 1; got != c.reaches {
+			t.Errorf("%q: reached the identity service %t (answer %d), want %t", c.authorization, got, rw.Code, c.reaches)
+		}
+		if !c.reaches && rw.Code != http.StatusUnauthorized {
+			t.Errorf("%q: %d, want 401", c.authorization, rw.Code)
 		}
 	}
 }

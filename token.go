@@ -26,10 +26,11 @@ func bearerToken(value string) string {
 	return strings.TrimRight(strings.TrimLeft(value[7:], " \t"), " \t")
 }
 
-// hasBasicAuth reports whether value is an HTTP Basic credential.
+// hasBasicAuth reports whether value is an HTTP Basic credential, by the
+// one parser the client limits use too (basicUser).
 func hasBasicAuth(value string) bool {
-	return len(value) > 6 && value[5] == ' ' && strings.EqualFold(value[:5], "Basic") &&
-		strings.TrimSpace(value[6:]) != ""
+	_, ok := basicUser(value)
+	return ok
 }
 
 // isFormContentType reports whether the Content-Type header value names
