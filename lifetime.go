@@ -186,6 +186,12 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 // changed; rec then holds what is stored. A reservation it does not use is
 // given back.
 func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
+	if rec.at == 0 {
+		// A record of the release before confirmation times: its key
+		// follows that release's rule. Dropped before at is raised below,
+		// so that it never keys the pre-check (precheckKey).
+		rec.keyN = 0
+	}
 	if h.found && rec.at < h.at {
 		rec.at = h.at
 	}

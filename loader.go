@@ -157,6 +157,9 @@ func (d *denylist) stage(recs []revocation, source byte) {
 			continue
 		}
 		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
+			if rec.at == 0 {
+				rec.keyN = 0 // an old rule's key never keys the pre-check (merge)
+			}
 			// The later confirmation and the later expiry win.
 			if rec.at > set.recs[at].at {
 				set.recs[at].at = rec.at

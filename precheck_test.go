@@ -325,3 +325,41 @@ func TestPrecheckOpenForKeysOfThePreviousRelease(t *testing.T) {
 		t.Fatal("a JWT revoked by the previous release passed the pre-check")
 	}
 }
+
+func TestALegacyKeyNeverKeysThePrecheckAfterAMerge(t *testing.T) {
+	for _, loading := range []bool{false, true} {
+		// given a JWT's exact-string digest held with a confirmation time
+		// and no key (an admin revoke by digest), for a short while
+		clock := newFakeClock()
+		d := newTestDenylist(t, denylistOptions{now: clock.now})
+		token := makeJWT(clock.now().Add(2 * time.Hour).Unix())
+		digest := sha256.Sum256([]byte(token))
+		first := revocation{digest: digest, expiry: clock.now().Add(time.Minute).UnixNano(), at: clock.now().UnixNano()}
+		if loading {
+			d.startLoading(1)
+			d.stage([]revocation{first}, sourceRedis)
+		} else {
+			d.loadDirect([]revocation{first}, sourceRedis)
+		}
+		// when the previous release's record of it arrives, longer, keyed
+		// by that release's rule (the token's last 8 characters)
+		legacy := revocation{digest: digest, expiry: clock.now().Add(time.Hour).UnixNano()}
+		legacy.setKey(token[len(token)-keyLen:])
+		if loading {
+			d.stage([]revocation{legacy}, sourceFile)
+			d.mu.Lock()
+			held := d.overlay.recs[d.overlay.index[loadKey(&digest)]]
+			d.mu.Unlock()
+			// then the merged record keys the pre-check by nothing (held open)
+			if held.expiry != legacy.expiry || held.precheckKey() != "" {
+				t.Errorf("loading: merged %+v keys the pre-check by %q", held, held.precheckKey())
+			}
+			continue
+		}
+		h := d.held(&digest)
+		rec := legacy
+		if !d.merge(&rec, &h, -1) || rec.at == 0 || rec.precheckKey() != "" {
+			t.Errorf("merged %+v keys the pre-check by %q", rec, rec.precheckKey())
+		}
+	}
+}
