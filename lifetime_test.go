@@ -712,3 +712,19 @@ func TestAFarFutureTombstoneDoesNotPinTheClock(t *testing.T) {
 		t.Fatalf("stamp %s ahead of the clock", got)
 	}
 }
+
+func TestATombstoneThatCancelsNothingHereStillBoundsTheTrim(t *testing.T) {
+	// given a replica that holds nothing of a digest, and only short-lived
+	// revocations of others
+	clock := newFakeClock()
+	d := newTestDenylist(t, denylistOptions{now: clock.now, maxTTL: time.Hour})
+	_, _, _ = d.record(digestOf("other"), "", clock.now().Add(time.Minute), -1, sourceRevoke, nil)
+	// when an un-revoke of that digest arrives from the stream
+	tomb := tombAt(digestOf("token"), clock.now(), time.Time{})
+	d.applyTombstone(tomb, sourceRedis)
+	// then the stream is kept at least as long as the tombstone can cancel,
+	// so that a revocation it cancels, arriving late, still meets it
+	if got, want := time.Duration(atomic.LoadInt64(&d.longestLife)), 24*time.Hour; got < want {
+		t.Fatalf("longest life %s, want at least the tombstone's %s", got, want)
+	}
+}

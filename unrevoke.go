@@ -121,6 +121,10 @@ func (d *denylist) applyTombstone(ext *extension, source byte) {
 // removed from every store. It reports whether one was live.
 func (d *denylist) cancel(t *tombstone) bool {
 	d.observe(t.at)
+	// The stream is trimmed only past the longest life noted (replicate.go):
+	// the tombstone must outlast a revocation it cancels that arrives late,
+	// whether or not it cancels anything here.
+	d.noteLife(t.until, t.at)
 	d.mu.Lock()
 	if t.until > d.now().UnixNano() {
 		d.rememberTombstone(t)
