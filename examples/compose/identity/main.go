@@ -1,4 +1,4 @@
-//go:build ignore
+//go:build composeidentity
 
 // Command identity serves the identity-service stand-in of the e2e suite
 // (e2e/fixtures) for the Compose quick start: the token endpoint
@@ -6,11 +6,10 @@
 // RFC 7009 revoke endpoint, on the repository's default paths.
 //
 // It is built inside the e2e module (the Dockerfile beside it copies it to
-// e2e/cmd/compose-identity), so it carries the ignore build tag, which keeps
-// it out of the plugin module's builds and of go mod vendor and tidy (they
-// honour every tag but ignore):
+// e2e/cmd/compose-identity), so it carries a build tag that keeps it out of
+// the plugin module's own builds:
 //
-//	go build -tags ignore -o identity ./cmd/compose-identity
+//	go build -tags composeidentity -o identity ./cmd/compose-identity
 package main
 
 import (
