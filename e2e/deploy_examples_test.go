@@ -1406,12 +1406,12 @@ func TestKubernetesExamples(t *testing.T) {
 				rt.plugins = append(rt.plugins, c)
 			}
 			for _, s := range r.Services {
-				switch {
-				case s.Kind == "TraefikService":
+				switch s.Kind {
+				case "TraefikService":
 					if s.Name != "noop@internal" {
 						t.Errorf("%s: TraefikService %s: only noop@internal is expected", where, s.Name)
 					}
-				case s.Kind == "" || s.Kind == "Service":
+				case "", "Service":
 					if s.Port.IntValue() == 0 && s.Port.String() == "0" {
 						t.Errorf("%s: Service %s without a port", where, s.Name)
 					}
