@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The audit trail (auditLog): one JSON line per state change of a denylist,
@@ -134,12 +136,12 @@ func digestPrefix(digest *[32]byte) string {
 
 // auditRevocation records a revocation recorded here; who is nil when it
 // did not come from the revoke endpoint.
-func (d *denylist) auditRevocation(rec *revocation, who *revokeInfo) {
+func (d *denylist) auditRevocation(rec *record.Revocation, who *revokeInfo) {
 	if d.auditor() == nil {
 		return
 	}
-	ev := &auditEvent{Event: "revocation", Source: sourceNames[rec.source], Digest: digestPrefix(&rec.digest),
-		ExpiresAt: time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)}
+	ev := &auditEvent{Event: "revocation", Source: sourceNames[rec.Source], Digest: digestPrefix(&rec.Digest),
+		ExpiresAt: time.Unix(0, rec.Expiry).UTC().Format(time.RFC3339)}
 	if who != nil {
 		ev.Client = who.client
 		ev.Hint = who.hint

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // testWindow is a lane window of exactly seven 10 s buckets: an entry counts
@@ -581,10 +583,10 @@ func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
 	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 1 })
 	d := m.list
 	limit := d.limiter.shareLimit(d.capacity())
-	recs := make([]revocation, limit)
+	recs := make([]record.Revocation, limit)
 	tag := clientKey("client", true, "")
 	for i := range recs {
-		recs[i] = revocation{digest: sha256.Sum256([]byte(fmt.Sprint("elsewhere-", i))), expiry: time.Now().Add(time.Hour).UnixNano(), client: tag}
+		recs[i] = record.Revocation{Digest: sha256.Sum256([]byte(fmt.Sprint("elsewhere-", i))), Expiry: time.Now().Add(time.Hour).UnixNano(), Client: tag}
 	}
 	d.loadDirect(recs, sourceRedis)
 

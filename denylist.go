@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // A denylist holds the SHA-256 digests of revoked tokens, each with its own
@@ -119,7 +120,7 @@ type denylist struct {
 	// guarded by mu; longestLife the longest lifetime recorded, from
 	// confirmation to expiry.
 	clock           int64
-	tombs           map[[sha256.Size]byte]tombstone
+	tombs           map[[sha256.Size]byte]record.Tombstone
 	tombN           int32
 	longestLife     int64
 	refusedLifetime int64
@@ -136,40 +137,6 @@ type lane struct {
 	used       int32
 	shardLimit int32
 	live       [laneShards]int32
-}
-
-// A revocation is one record: a token's digest and its expiry, and in
-// memory where this replica learned it (a source*; not persisted).
-type revocation struct {
-	digest [sha256.Size]byte
-	expiry int64 // Unix nanoseconds
-	// at is when the revocation was confirmed, in Unix nanoseconds in
-	// whole milliseconds (stamp); 0 for a record written before
-	// confirmation times (lifetime.go).
-	at     int64
-	source byte
-	keyN   uint8 // the length of key; 0: no pre-check key known (precheck.go)
-	key    pkey  // the token's pre-check key
-	// client is the limiter key of the client that revoked it (clientKey),
-	// zero when none: it replicates so that every replica counts the entry
-	// against that client's share.
-	client clientTag
-}
-
-// setKey stores a pre-check key in the record.
-func (rec *revocation) setKey(key string) {
-	rec.keyN = uint8(copy(rec.key[:], key))
-}
-
-// precheckKey is the key the pre-check holds for rec: "" (none, which
-// holds the pre-check open until it expires) for a record of a release
-// before confirmation times, whose key (a token's last 8 characters) is
-// not the key this release reads for a token with a dot.
-func (rec *revocation) precheckKey() string {
-	if rec.at == 0 {
-		return ""
-	}
-	return string(rec.key[:rec.keyN])
 }
 
 // Where a revocation or un-revocation was learned, as the metrics, the
@@ -463,27 +430,27 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 // later confirmation alone is recorded too, but reported false); a
 // reservation not used is given back.
 func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) (int64, bool, error) {
-	rec := revocation{digest: *digest, expiry: expiry.UnixNano(), source: source, at: d.stamp()}
-	rec.setKey(key)
-	if rec.expiry <= d.now().UnixNano() {
+	rec := record.Revocation{Digest: *digest, Expiry: expiry.UnixNano(), Source: source, At: d.stamp()}
+	rec.SetKey(key)
+	if rec.Expiry <= d.now().UnixNano() {
 		if reserved >= 0 {
 			d.unreserve(reserved, digest)
 		}
 		return 0, false, nil
 	}
 	if who != nil {
-		rec.client = who.tag
+		rec.Client = [16]byte(who.tag)
 	}
 	mu := d.digestLock(digest)
 	mu.Lock()
 	h := d.held(digest)
-	extended := !h.found || rec.expiry > h.expiry
+	extended := !h.found || rec.Expiry > h.expiry
 	changed := d.mergeSync(&rec, &h, reserved)
 	mu.Unlock()
 	if !changed {
 		return h.expiry, false, nil
 	}
-	d.noteLife(rec.expiry, rec.at)
+	d.noteLife(rec.Expiry, rec.At)
 	var err error
 	if d.persist != nil {
 		err = d.persist.append(&rec)
@@ -494,61 +461,61 @@ func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Tim
 	atomic.AddInt64(&d.revokes, 1)
 	atomic.AddInt64(&d.recorded[source], 1)
 	d.auditRevocation(&rec, who)
-	return rec.expiry, extended, err
+	return rec.Expiry, extended, err
 }
 
 // store puts one revocation in the lane capacity admission picks for it;
 // when none has room it is stored all the same (it was confirmed, so it
 // must be kept), and should bigcache push a live entry out for it, onRemove
 // keeps that entry in the overflow map.
-func (d *denylist) store(rec *revocation) int {
-	lifetime := time.Duration(rec.expiry - d.now().UnixNano())
+func (d *denylist) store(rec *record.Revocation) int {
+	lifetime := time.Duration(rec.Expiry - d.now().UnixNano())
 	if lifetime > d.lanes[len(d.lanes)-1].window {
 		// Longer than any lane holds (a replica with a longer
 		// maxLifetime confirmed it): kept whole in the overflow map.
-		d.pre.add(rec.precheckKey(), rec.expiry)
-		d.keepOverflow(string(rec.digest[:]), rec.expiry, rec.at)
-		d.markBit(&rec.digest)
+		d.pre.add(rec.PrecheckKey(), rec.Expiry)
+		d.keepOverflow(string(rec.Digest[:]), rec.Expiry, rec.At)
+		d.markBit(&rec.Digest)
 		return len(d.lanes) - 1
 	}
-	i := d.reserveOrForce(&rec.digest, lifetime)
+	i := d.reserveOrForce(&rec.Digest, lifetime)
 	d.put(rec, i)
 	return i
 }
 
 // putLoaded stores a loaded record whose bit is already set: store without
 // the bit, which the fill would set a million times for nothing.
-func (d *denylist) putLoaded(rec *revocation, now int64) {
-	i := d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-now))
+func (d *denylist) putLoaded(rec *record.Revocation, now int64) {
+	i := d.reserveOrForce(&rec.Digest, time.Duration(rec.Expiry-now))
 	d.set(rec, i)
-	if rec.client != (clientTag{}) {
+	if rec.Client != ([16]byte{}) {
 		// Loaded from the stream: counted against its client's share here
 		// too (see loadDirect).
-		d.limiter.count(string(rec.client[:]), i, d.lanes[i].window, 1)
+		d.limiter.count(string(rec.Client[:]), i, d.lanes[i].window, 1)
 	}
 }
 
 // put writes rec into lane i, whose slot is already counted, and marks the
 // bitset.
-func (d *denylist) put(rec *revocation, i int) {
+func (d *denylist) put(rec *record.Revocation, i int) {
 	// The pre-check first: from here on it answers "maybe" for the token.
-	d.pre.add(rec.precheckKey(), rec.expiry)
+	d.pre.add(rec.PrecheckKey(), rec.Expiry)
 	d.set(rec, i)
-	d.markBit(&rec.digest)
+	d.markBit(&rec.Digest)
 }
 
 // set writes rec into lane i, whose slot is already counted.
-func (d *denylist) set(rec *revocation, i int) {
+func (d *denylist) set(rec *record.Revocation, i int) {
 	l := d.lanes[i]
 	var value [valueSize]byte
-	binary.BigEndian.PutUint64(value[:], uint64(rec.expiry))
-	value[expirySize] = rec.source
-	binary.BigEndian.PutUint64(value[expirySize+1:], uint64(rec.at))
-	if err := l.cache.Set(string(rec.digest[:]), value[:]); err != nil {
+	binary.BigEndian.PutUint64(value[:], uint64(rec.Expiry))
+	value[expirySize] = rec.Source
+	binary.BigEndian.PutUint64(value[expirySize+1:], uint64(rec.At))
+	if err := l.cache.Set(string(rec.Digest[:]), value[:]); err != nil {
 		// Set fails only for an entry larger than a shard, which a 49-byte
 		// entry never is; keep it in the overflow map rather than lose it.
-		atomic.AddInt32(&l.live[shardOf(&rec.digest)], -1)
-		d.keepOverflow(string(rec.digest[:]), rec.expiry, rec.at)
+		atomic.AddInt32(&l.live[shardOf(&rec.Digest)], -1)
+		d.keepOverflow(string(rec.Digest[:]), rec.Expiry, rec.At)
 	}
 	atomic.StoreInt32(&l.used, 1)
 }

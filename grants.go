@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Grant tracking (trackGrants). RFC 7009 §2.1: revoking a refresh token
@@ -58,10 +60,6 @@ type grantRecord struct {
 }
 
 const (
-	// grantRecordType is the record type of a grant (record.go).
-	grantRecordType = 1
-	// grantRecordVersion is its encoding's version.
-	grantRecordVersion = 1
 	// grantTokenSize is one encoded token: digest, expiry, kind.
 	grantTokenSize = sha256.Size + 8 + 1
 	// grantHeaderSize is an encoded record before its tokens: version,
@@ -438,7 +436,7 @@ func (rec *grantRecord) encode() []byte {
 		n = maxGrantTokens
 	}
 	buf := make([]byte, grantHeaderSize, grantHeaderSize+n*grantTokenSize)
-	buf[0] = grantRecordVersion
+	buf[0] = record.GrantVersion
 	if rec.offline {
 		buf[1] = grantOffline
 	}
@@ -458,8 +456,8 @@ func (rec *grantRecord) encode() []byte {
 	}
 	buf[1] |= grantKeys
 	for i := 0; i < n; i++ {
-		var key [1 + keyLen]byte
-		if len(rec.tokens[i].key) == keyLen {
+		var key [1 + record.KeyLen]byte
+		if len(rec.tokens[i].key) == record.KeyLen {
 			key[0] = 1
 			copy(key[1:], rec.tokens[i].key)
 		}
@@ -473,7 +471,7 @@ var errGrantRecord = errors.New("malformed grant record")
 // decodeGrant reads an encoded grant record; a later version is an error,
 // which callers skip like any unknown record.
 func decodeGrant(buf []byte) (*grantRecord, error) {
-	if len(buf) < grantHeaderSize || buf[0] != grantRecordVersion {
+	if len(buf) < grantHeaderSize || buf[0] != record.GrantVersion {
 		return nil, errGrantRecord
 	}
 	n := int(buf[grantHeaderSize-1])
@@ -491,10 +489,10 @@ func decodeGrant(buf []byte) (*grantRecord, error) {
 		rec.tokens[i].refresh = tok[grantTokenSize-1] == 1
 	}
 	keys := buf[grantHeaderSize+n*grantTokenSize:]
-	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+keyLen) {
+	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+record.KeyLen) {
 		for i := 0; i < n; i++ {
-			if k := keys[i*(1+keyLen):]; k[0] == 1 {
-				rec.tokens[i].key = string(k[1 : 1+keyLen])
+			if k := keys[i*(1+record.KeyLen):]; k[0] == 1 {
+				rec.tokens[i].key = string(k[1 : 1+record.KeyLen])
 			}
 		}
 	}

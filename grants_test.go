@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // identityStub answers the token endpoint with the next queued token
@@ -266,17 +268,17 @@ func TestGrantRecordEncoding(t *testing.T) {
 		t.Fatal("a later version was read")
 	}
 	// in persistPath frames, between revocations
-	frames := append(encodeRevocation(&revocation{digest: *digestOf("x"), expiry: 1 << 62}), encodeExtension(grantRecordType, grantRecordVersion, rec.encode())...)
-	set := decodeFrames(frames, 0)
-	if len(set.recs) != 1 || len(set.records) != 1 || len(set.extensions) != 0 {
-		t.Fatalf("frames: %d recs, %d records", len(set.recs), len(set.records))
+	frames := append(record.EncodeRevocation(&record.Revocation{Digest: *digestOf("x"), Expiry: 1 << 62}), record.EncodeExtension(record.GrantType, record.GrantVersion, rec.encode())...)
+	set := record.DecodeFrames(frames, 0)
+	if len(set.Recs) != 1 || len(set.Records) != 1 || len(set.Unknown) != 0 {
+		t.Fatalf("frames: %d recs, %d records", len(set.Recs), len(set.Records))
 	}
-	if back, err := decodeGrant(set.records[0].payload); err != nil || back.tokens[0] != rec.tokens[0] {
+	if back, err := decodeGrant(set.Records[0].Payload); err != nil || back.tokens[0] != rec.tokens[0] {
 		t.Fatalf("from frames: %v", err)
 	}
 	// The previous release reads every frame as a digest and an expiry and
 	// keeps those that expire after now: it must skip every grant frame.
-	for off := frameSize; off < len(frames); off += frameSize {
+	for off := record.FrameSize; off < len(frames); off += record.FrameSize {
 		if expiry := int64(binary.BigEndian.Uint64(frames[off+32 : off+40])); expiry > 0 {
 			t.Fatalf("frame at %d reads as a live revocation to the previous release", off)
 		}
@@ -388,7 +390,7 @@ func TestGrantArrivingAfterItsRevocation(t *testing.T) {
 	}}
 
 	// when the record arrives, then the family is revoked at once
-	d.applyExtension(&extension{typ: grantRecordType, version: grantRecordVersion, payload: rec.encode()})
+	d.applyExtension(&record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: rec.encode()})
 	if !d.contains("access-A") {
 		t.Fatal("the grant's access token passes though its refresh token was revoked first")
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Lifetimes and order (README "Storage": lifetimes and order).
@@ -124,9 +126,9 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 	key := string(digest[:])
 	d.mu.Lock()
 	if set := d.overlay; set != nil {
-		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].digest == *digest && set.recs[i].expiry > now {
+		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].Digest == *digest && set.recs[i].Expiry > now {
 			h.found = true
-			h.expiry, h.at, h.source = set.recs[i].expiry, set.recs[i].at, set.recs[i].source
+			h.expiry, h.at, h.source = set.recs[i].Expiry, set.recs[i].At, set.recs[i].Source
 		}
 	}
 	d.mu.Unlock()
@@ -185,22 +187,22 @@ func (d *denylist) held(digest *[sha256.Size]byte) heldEntry {
 // the entry in place and costs no slot. It reports whether anything
 // changed; rec then holds what is stored. A reservation it does not use is
 // given back.
-func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
-	if rec.at == 0 {
+func (d *denylist) merge(rec *record.Revocation, h *heldEntry, reserved int) bool {
+	if rec.At == 0 {
 		// A record of the release before confirmation times: its key
 		// follows that release's rule. Dropped before at is raised below,
 		// so that it never keys the pre-check (precheckKey).
-		rec.keyN = 0
+		rec.KeyN = 0
 	}
-	if h.found && rec.at < h.at {
-		rec.at = h.at
+	if h.found && rec.At < h.at {
+		rec.At = h.at
 	}
 	switch {
-	case !h.found || rec.expiry > h.expiry:
-		lifetime := time.Duration(rec.expiry - d.now().UnixNano())
+	case !h.found || rec.Expiry > h.expiry:
+		lifetime := time.Duration(rec.Expiry - d.now().UnixNano())
 		i := reserved
 		if i < 0 && lifetime <= d.lanes[len(d.lanes)-1].window {
-			i = d.reserveOrForce(&rec.digest, lifetime)
+			i = d.reserveOrForce(&rec.Digest, lifetime)
 		}
 		if i < 0 {
 			d.store(rec)
@@ -208,19 +210,19 @@ func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
 			if h.lanes&(uint64(1)<<uint(i)) != 0 {
 				// bigcache overwrites that entry without calling onRemove:
 				// its slot carries over to this one.
-				d.unreserve(i, &rec.digest)
+				d.unreserve(i, &rec.Digest)
 			}
 			d.put(rec, i)
 		}
 		if h.found {
-			d.hot.Delete(string(rec.digest[:]))
+			d.hot.Delete(string(rec.Digest[:]))
 		}
 		return true
-	case rec.at > h.at:
+	case rec.At > h.at:
 		if reserved >= 0 {
-			d.unreserve(reserved, &rec.digest)
+			d.unreserve(reserved, &rec.Digest)
 		}
-		rec.expiry = h.expiry
+		rec.Expiry = h.expiry
 		if h.lane >= 0 {
 			d.set(rec, h.lane)
 		} else {
@@ -229,7 +231,7 @@ func (d *denylist) merge(rec *revocation, h *heldEntry, reserved int) bool {
 		return true
 	default:
 		if reserved >= 0 {
-			d.unreserve(reserved, &rec.digest)
+			d.unreserve(reserved, &rec.Digest)
 		}
 		return false
 	}
@@ -248,10 +250,10 @@ func (d *denylist) digestLock(digest *[sha256.Size]byte) *sync.Mutex {
 // loading overlay's copy of the digest (syncOverlay): the fill must never
 // write its older copy over what merge stored. The caller holds the
 // digest's lock.
-func (d *denylist) mergeSync(rec *revocation, h *heldEntry, reserved int) bool {
+func (d *denylist) mergeSync(rec *record.Revocation, h *heldEntry, reserved int) bool {
 	// merge wrote to the overlay itself (updateAside) when only the
 	// confirmation was later and the overlay alone held the digest.
-	aside := h.found && rec.expiry <= h.expiry && h.lane < 0
+	aside := h.found && rec.Expiry <= h.expiry && h.lane < 0
 	if !d.merge(rec, h, reserved) {
 		return false
 	}
@@ -265,67 +267,39 @@ func (d *denylist) mergeSync(rec *revocation, h *heldEntry, reserved int) bool {
 // yield to what merge stored in the lanes: one the fill has not taken yet
 // is dropped (its expiry set to 0, which the fill skips); one it has taken
 // is merged again after the fill writes it (loadSet.late).
-func (d *denylist) syncOverlay(rec *revocation) {
+func (d *denylist) syncOverlay(rec *record.Revocation) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	set := d.overlay
 	if set == nil {
 		return
 	}
-	i, ok := set.index[loadKey(&rec.digest)]
-	if !ok || set.recs[i].digest != rec.digest || set.recs[i].expiry == 0 {
+	i, ok := set.index[loadKey(&rec.Digest)]
+	if !ok || set.recs[i].Digest != rec.Digest || set.recs[i].Expiry == 0 {
 		return
 	}
 	if int(i) < set.filled {
 		set.late = append(set.late, *rec)
 		return
 	}
-	set.recs[i].expiry = 0
+	set.recs[i].Expiry = 0
 }
 
 // updateAside raises the confirmation of a digest held in the overflow map
 // or the loading overlay.
-func (d *denylist) updateAside(rec *revocation) {
-	key := string(rec.digest[:])
+func (d *denylist) updateAside(rec *record.Revocation) {
+	key := string(rec.Digest[:])
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e, ok := d.overflow[key]; ok && rec.at > e.at {
-		e.at = rec.at
+	if e, ok := d.overflow[key]; ok && rec.At > e.at {
+		e.at = rec.At
 		d.overflow[key] = e
 	}
 	if set := d.overlay; set != nil {
-		if i, ok := set.index[loadKey(&rec.digest)]; ok && set.recs[i].digest == rec.digest && rec.at > set.recs[i].at {
-			set.recs[i].at = rec.at
+		if i, ok := set.index[loadKey(&rec.Digest)]; ok && set.recs[i].Digest == rec.Digest && rec.At > set.recs[i].At {
+			set.recs[i].At = rec.At
 		}
 	}
-}
-
-// A tombstone is an un-revocation (unrevoke.go).
-type tombstone struct {
-	digest [sha256.Size]byte
-	// at is when it was confirmed; held the latest confirmation of the
-	// digest the un-revoking replica held (0: none); until when everything
-	// it can cancel has expired.
-	at, held, until int64
-	// legacy: written before confirmation times (41 bytes). It cancels
-	// what this replica holds confirmed before it, unstamped records
-	// included, as its release did; an unstamped record that arrives after
-	// it came after it in the stream or the file, and stands.
-	legacy bool
-}
-
-// cancels reports whether t cancels a revocation confirmed at at.
-func (t *tombstone) cancels(at int64, leeway time.Duration) bool {
-	return at <= t.held || at < t.at-int64(leeway)
-}
-
-// cancelsArrival is cancels for a revocation that arrives after t was
-// applied.
-func (t *tombstone) cancelsArrival(at int64, leeway time.Duration) bool {
-	if t.legacy && at == 0 {
-		return false
-	}
-	return t.cancels(at, leeway)
 }
 
 // maxTombstones bounds the tombstones remembered: un-revocations are admin
@@ -335,15 +309,15 @@ const maxTombstones = 1 << 16
 // rememberTombstone keeps t until it has nothing left to cancel, merged
 // with one already kept for its digest. The caller holds mu. A full table
 // (after expired ones are swept) keeps nothing and counts it.
-func (d *denylist) rememberTombstone(t *tombstone) {
+func (d *denylist) rememberTombstone(t *record.Tombstone) {
 	if d.tombs == nil {
-		d.tombs = map[[sha256.Size]byte]tombstone{}
+		d.tombs = map[[sha256.Size]byte]record.Tombstone{}
 	}
-	old, ok := d.tombs[t.digest]
+	old, ok := d.tombs[t.Digest]
 	if !ok && len(d.tombs) >= maxTombstones {
 		now := d.now().UnixNano()
 		for k, v := range d.tombs {
-			if v.until <= now {
+			if v.Until <= now {
 				delete(d.tombs, k)
 			}
 		}
@@ -354,33 +328,33 @@ func (d *denylist) rememberTombstone(t *tombstone) {
 	}
 	merged := *t
 	if ok {
-		if old.at > merged.at {
-			merged.at = old.at
+		if old.At > merged.At {
+			merged.At = old.At
 		}
-		if old.held > merged.held {
-			merged.held = old.held
+		if old.Held > merged.Held {
+			merged.Held = old.Held
 		}
-		if old.until > merged.until {
-			merged.until = old.until
+		if old.Until > merged.Until {
+			merged.Until = old.Until
 		}
-		merged.legacy = old.legacy && t.legacy
+		merged.Legacy = old.Legacy && t.Legacy
 	}
-	d.tombs[t.digest] = merged
+	d.tombs[t.Digest] = merged
 	atomic.StoreInt32(&d.tombN, int32(len(d.tombs)))
 }
 
 // canceledLocked reports whether a remembered tombstone cancels rec. The
 // caller holds mu.
-func (d *denylist) canceledLocked(rec *revocation) bool {
+func (d *denylist) canceledLocked(rec *record.Revocation) bool {
 	if len(d.tombs) == 0 {
 		return false
 	}
-	t, ok := d.tombs[rec.digest]
-	return ok && t.until > d.now().UnixNano() && t.cancelsArrival(rec.at, d.leeway)
+	t, ok := d.tombs[rec.Digest]
+	return ok && t.Until > d.now().UnixNano() && t.CancelsArrival(rec.At, d.leeway)
 }
 
 // canceled is canceledLocked for a caller without mu.
-func (d *denylist) canceled(rec *revocation) bool {
+func (d *denylist) canceled(rec *record.Revocation) bool {
 	if atomic.LoadInt32(&d.tombN) == 0 {
 		return false
 	}

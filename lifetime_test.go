@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The lifetime and ordering rules of lifetime.go.
@@ -23,7 +25,7 @@ import (
 func deliverFrom(d *denylist, source byte, digest *[sha256.Size]byte, expiry time.Time, at int64) {
 	switch source {
 	case sourceRedis, sourceFile:
-		d.loadDirect([]revocation{{digest: *digest, expiry: expiry.UnixNano(), at: at}}, source)
+		d.loadDirect([]record.Revocation{{Digest: *digest, Expiry: expiry.UnixNano(), At: at}}, source)
 	default:
 		_, _, _ = d.record(digest, "", expiry, -1, source, nil)
 	}
@@ -82,7 +84,7 @@ func TestLaterExpiryWinsWhileLoading(t *testing.T) {
 	if _, _, err := d.record(digest, "", long, -1, sourceRevoke, nil); err != nil {
 		t.Fatal(err)
 	}
-	d.stage([]revocation{{digest: *digest, expiry: clock.now().Add(2 * time.Second).UnixNano()}}, sourceFile)
+	d.stage([]record.Revocation{{Digest: *digest, Expiry: clock.now().Add(2 * time.Second).UnixNano()}}, sourceFile)
 	d.sourceLoaded()
 	// then the later expiry holds once loaded
 	clock.advance(3 * time.Second)
@@ -121,13 +123,13 @@ func TestHeldRevokeCostsNoSlotUnlessItExtends(t *testing.T) {
 }
 
 // tombAt is a tombstone of digest confirmed at at, naming held.
-func tombAt(digest *[sha256.Size]byte, at, held time.Time) *extension {
+func tombAt(digest *[sha256.Size]byte, at, held time.Time) *record.Extension {
 	h := int64(0)
 	if !held.IsZero() {
 		h = held.UnixNano()
 	}
-	t := tombstone{digest: *digest, at: at.UnixNano(), held: h, until: at.Add(24 * time.Hour).UnixNano()}
-	return &extension{typ: tombstoneRecordType, version: tombstoneRecordVersion, payload: encodeTombstone(&t)}
+	t := record.Tombstone{Digest: *digest, At: at.UnixNano(), Held: h, Until: at.Add(24 * time.Hour).UnixNano()}
+	return &record.Extension{Type: record.TombstoneType, Version: record.TombstoneVersion, Payload: record.EncodeTombstone(&t)}
 }
 
 func TestTombstoneAndRevocationInEitherOrder(t *testing.T) {
@@ -154,13 +156,13 @@ func TestTombstoneAndRevocationInEitherOrder(t *testing.T) {
 			clock.advance(11 * time.Minute)
 			d := newTestDenylist(t, denylistOptions{now: clock.now, leeway: 5 * time.Minute})
 			digest := digestOf("token")
-			rec := revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: c.revoked.UnixNano()}
+			rec := record.Revocation{Digest: *digest, Expiry: base.Add(time.Hour).UnixNano(), At: c.revoked.UnixNano()}
 			tomb := tombAt(digest, un, r1)
 			if tombFirst {
 				d.applyTombstone(tomb, sourceRedis)
-				d.loadDirect([]revocation{rec}, sourceRedis)
+				d.loadDirect([]record.Revocation{rec}, sourceRedis)
 			} else {
-				d.loadDirect([]revocation{rec}, sourceRedis)
+				d.loadDirect([]record.Revocation{rec}, sourceRedis)
 				d.applyTombstone(tomb, sourceRedis)
 			}
 			if got := d.has(digest); got != c.want {
@@ -175,10 +177,10 @@ func TestTombstoneAndRevocationThroughTheFile(t *testing.T) {
 	// revocation r2, in every order, written before and after a compaction
 	base := newFakeClock().now()
 	digest := digestOf("token")
-	r1 := encodeRevocation(&revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: base.UnixNano()})
-	r2 := encodeRevocation(&revocation{digest: *digest, expiry: base.Add(time.Hour).UnixNano(), at: base.Add(2 * time.Second).UnixNano()})
+	r1 := record.EncodeRevocation(&record.Revocation{Digest: *digest, Expiry: base.Add(time.Hour).UnixNano(), At: base.UnixNano()})
+	r2 := record.EncodeRevocation(&record.Revocation{Digest: *digest, Expiry: base.Add(time.Hour).UnixNano(), At: base.Add(2 * time.Second).UnixNano()})
 	ext := tombAt(digest, base.Add(time.Second), base)
-	tomb := encodeExtension(ext.typ, ext.version, ext.payload)
+	tomb := record.EncodeExtension(ext.Type, ext.Version, ext.Payload)
 	orders := map[string][][]byte{
 		"r1 tomb r2": {r1, tomb, r2}, "r2 tomb r1": {r2, tomb, r1}, "tomb r1 r2": {tomb, r1, r2},
 		"r1 r2 tomb": {r1, r2, tomb}, "tomb r2 r1": {tomb, r2, r1}, "r2 r1 tomb": {r2, r1, tomb},
@@ -230,7 +232,7 @@ func TestTombstoneCancelsAStreamRecordArrivingLate(t *testing.T) {
 	}
 	again := restartFromFile(t, path, clock)
 	// when the stream then delivers the revocation it undid
-	again.loadDirect([]revocation{{digest: *digest, expiry: clock.now().Add(time.Hour).UnixNano(), at: confirmed}}, sourceRedis)
+	again.loadDirect([]record.Revocation{{Digest: *digest, Expiry: clock.now().Add(time.Hour).UnixNano(), At: confirmed}}, sourceRedis)
 	// then it stays undone
 	if again.has(digest) {
 		t.Fatal("a revocation its tombstone canceled came back from the stream")
@@ -290,8 +292,8 @@ func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
 		}
 	}
 	for i := range recs {
-		if recs[i].at != 0 {
-			t.Errorf("record %d loads confirmed at %d, want 0", i, recs[i].at)
+		if recs[i].At != 0 {
+			t.Errorf("record %d loads confirmed at %d, want 0", i, recs[i].At)
 		}
 	}
 	if len(d.grants.familyOf(digestOf("refresh-g"))) == 0 {
@@ -309,11 +311,11 @@ func TestStreamEntryCarriesItsConfirmation(t *testing.T) {
 		{"d", digest, "e", "4102444800000", "a", "1767225600123", "k", "0102030405060708", "c", "000102030405060708090a0b0c0d0e0f"},
 	}
 	for i, fields := range entries {
-		var rec revocation
-		var ext extension
+		var rec record.Revocation
+		var ext record.Extension
 		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
-		if status != entryRevocation || rec.at != at {
-			t.Errorf("entry %d: status %d, at %d, want %d", i, status, rec.at, at)
+		if status != entryRevocation || rec.At != at {
+			t.Errorf("entry %d: status %d, at %d, want %d", i, status, rec.At, at)
 		}
 	}
 }
@@ -409,7 +411,7 @@ func TestTombstoneAndRevocationThroughTheStream(t *testing.T) {
 	r1 := []string{"d", hexDigest, "e", exp, "a", fmt.Sprint(now.Add(-3 * time.Second).UnixMilli())}
 	r2 := []string{"d", hexDigest, "e", exp, "a", fmt.Sprint(now.Add(-time.Second).UnixMilli())}
 	un := tombAt(digest, now.Add(-2*time.Second), now.Add(-3*time.Second))
-	tomb := []string{"t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion), "x", hex.EncodeToString(un.payload)}
+	tomb := []string{"t", strconv.Itoa(record.TombstoneType), "v", strconv.Itoa(record.TombstoneVersion), "x", hex.EncodeToString(un.Payload)}
 	orders := [][][]string{{r1, tomb, r2}, {r2, tomb, r1}, {tomb, r1, r2}, {tomb, r2, r1}, {r1, r2, tomb}, {r1, tomb}, {tomb, r1}}
 	for i, entries := range orders {
 		want := len(entries) == 3
@@ -468,8 +470,8 @@ func TestLaterExpiryWinsThroughTheFile(t *testing.T) {
 // legacyTomb is a tombstone as the release before confirmation times wrote
 // it: version, digest and the time of the un-revoke (41 bytes).
 func legacyTomb(digest *[sha256.Size]byte, at time.Time) []byte {
-	t := tombstone{digest: *digest, at: at.UnixNano()}
-	return encodeExtension(tombstoneRecordType, tombstoneRecordVersion, encodeTombstone(&t)[:tombstoneSize])
+	t := record.Tombstone{Digest: *digest, At: at.UnixNano()}
+	return record.EncodeExtension(record.TombstoneType, record.TombstoneVersion, record.EncodeTombstone(&t)[:record.TombstoneSize])
 }
 
 func TestLegacyReRevokeAfterALegacyTombstoneInTheFile(t *testing.T) {
@@ -477,7 +479,7 @@ func TestLegacyReRevokeAfterALegacyTombstoneInTheFile(t *testing.T) {
 	// second ago, and the token revoked again after it (no confirmation times)
 	clock := newFakeClock()
 	digest := digestOf("token")
-	rec := encodeRevocation(&revocation{digest: *digest, expiry: clock.now().Add(time.Hour).UnixNano()})
+	rec := record.EncodeRevocation(&record.Revocation{Digest: *digest, Expiry: clock.now().Add(time.Hour).UnixNano()})
 	tomb := legacyTomb(digest, clock.now().Add(-time.Second))
 	path := filepath.Join(t.TempDir(), "denylist.bin")
 	if err := os.WriteFile(path, append(append(append([]byte{}, rec...), tomb...), rec...), 0o600); err != nil {
@@ -506,14 +508,14 @@ func TestLegacyTombstoneOrdersByStreamPosition(t *testing.T) {
 	digest := digestOf("token")
 	hexDigest := fmt.Sprintf("%x", digest[:])
 	exp := fmt.Sprint(clock.now().Add(time.Hour).UnixMilli())
-	t0 := tombstone{digest: *digest, at: clock.now().Add(-time.Second).UnixNano()}
-	tomb := hex.EncodeToString(encodeTombstone(&t0)[:tombstoneSize])
+	t0 := record.Tombstone{Digest: *digest, At: clock.now().Add(-time.Second).UnixNano()}
+	tomb := hex.EncodeToString(record.EncodeTombstone(&t0)[:record.TombstoneSize])
 	reply := "*1\r\n*2\r\n$6\r\nstream\r\n*3\r\n" +
 		entryRESP("1-1", "d", hexDigest, "e", exp) +
-		entryRESP("1-2", "t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion), "x", tomb) +
+		entryRESP("1-2", "t", strconv.Itoa(record.TombstoneType), "v", strconv.Itoa(record.TombstoneVersion), "x", tomb) +
 		entryRESP("1-3", "d", hexDigest, "e", exp)
 	recs, exts := xreadReply(t, reply)
-	if len(recs) != 2 || len(exts) != 1 || exts[0].pos != 1 {
+	if len(recs) != 2 || len(exts) != 1 || exts[0].Pos != 1 {
 		t.Fatalf("parsed %d revocations, %d extensions (%+v)", len(recs), len(exts), exts)
 	}
 	// when the reader applies the batch
@@ -554,9 +556,9 @@ func TestUpdateDuringTheFillIsKept(t *testing.T) {
 		short := clock.now().Add(2 * time.Second)
 		long := clock.now().Add(3 * time.Second) // the same lane
 		update := func() {
-			d.stage([]revocation{{digest: *digest, expiry: long.UnixNano(), at: clock.now().Add(time.Millisecond).UnixNano()}}, sourceRedis)
+			d.stage([]record.Revocation{{Digest: *digest, Expiry: long.UnixNano(), At: clock.now().Add(time.Millisecond).UnixNano()}}, sourceRedis)
 		}
-		d.stage([]revocation{{digest: *digest, expiry: short.UnixNano(), at: clock.now().UnixNano()}}, sourceFile)
+		d.stage([]record.Revocation{{Digest: *digest, Expiry: short.UnixNano(), At: clock.now().UnixNano()}}, sourceFile)
 		// when the stream delivers a longer one of the same digest
 		if when == "while staging" {
 			update()
@@ -592,7 +594,7 @@ func TestUpdateDuringTheFillIsKept(t *testing.T) {
 }
 
 // xreadReply parses reply as the answer to an XREAD.
-func xreadReply(t *testing.T, reply string) ([]revocation, []extension) {
+func xreadReply(t *testing.T, reply string) ([]record.Revocation, []record.Extension) {
 	t.Helper()
 	client, server := net.Pipe()
 	defer client.Close()
@@ -627,7 +629,7 @@ func TestConcurrentRecordsOfOneDigestKeepTheLongest(t *testing.T) {
 			go func(source byte) {
 				defer wg.Done()
 				if source == sourceRedis {
-					d.loadDirect([]revocation{{digest: *digest, expiry: expiry.UnixNano(), at: clock.now().UnixNano()}}, source)
+					d.loadDirect([]record.Revocation{{Digest: *digest, Expiry: expiry.UnixNano(), At: clock.now().UnixNano()}}, source)
 					return
 				}
 				_, _, _ = d.record(digest, "", expiry, -1, source, nil)
@@ -651,7 +653,7 @@ func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
 		d := newTestDenylist(t, denylistOptions{now: clock.now})
 		d.startLoading(1)
 		digest := digestOf("token")
-		d.stage([]revocation{{digest: *digest, expiry: clock.now().Add(2 * time.Second).UnixNano(), at: clock.now().UnixNano()}}, sourceFile)
+		d.stage([]record.Revocation{{Digest: *digest, Expiry: clock.now().Add(2 * time.Second).UnixNano(), At: clock.now().UnixNano()}}, sourceFile)
 		long := clock.now().Add(3 * time.Second) // the same lane
 		revokeHere := func() {
 			if _, _, err := d.record(digest, "", long, -1, sourceRevoke, nil); err != nil {
@@ -690,8 +692,8 @@ func TestStreamTimesOutOfRangeAreSkipped(t *testing.T) {
 	} {
 		// when they are read, by the inline parser and the full one
 		recs, _ := xreadReply(t, "*1\r\n*2\r\n$6\r\nstream\r\n*1\r\n"+entryRESP("1-1", fields...))
-		var rec revocation
-		var ext extension
+		var rec record.Revocation
+		var ext record.Extension
 		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
 		// then they are skipped as malformed, never applied with a wrapped time
 		if len(recs) != 0 || status != entryMalformed {
@@ -726,5 +728,51 @@ func TestATombstoneThatCancelsNothingHereStillBoundsTheTrim(t *testing.T) {
 	// so that a revocation it cancels, arriving late, still meets it
 	if got, want := time.Duration(atomic.LoadInt64(&d.longestLife)), 24*time.Hour; got < want {
 		t.Fatalf("longest life %s, want at least the tombstone's %s", got, want)
+	}
+}
+
+func TestRecordsOfTheReleaseBeforeInternalPackages(t *testing.T) {
+	// given the persistPath file and the stream that the release before
+	// internal/record wrote (testdata/records-v1)
+	clock := newFakeClock()
+	raw, err := os.ReadFile(filepath.Join("testdata", "records-v1", "persist.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "denylist.bin")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := os.ReadFile(filepath.Join("testdata", "records-v1", "xread.resp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, exts := xreadReply(t, string(reply))
+	fromStream := newTestDenylist(t, denylistOptions{now: clock.now})
+	fromStream.loadDirect(recs, sourceRedis)
+	for i := range exts {
+		fromStream.applyExtension(&exts[i])
+	}
+	// when this release loads them
+	for where, d := range map[string]*denylist{"file": restartFromFile(t, path, clock), "stream": fromStream} {
+		// then they mean what they meant: token-c un-revoked, the others
+		// revoked with their confirmation times, the grant and the logout rule kept
+		for token, at := range map[string]int64{"token-a": 1767225600000000000, "token-b": 1767225601000000000, "token-c": 0} {
+			if got := d.has(digestOf(token)); got != (at != 0) {
+				t.Errorf("%s: %s revoked %t", where, token, got)
+			}
+			if h := d.held(digestOf(token)); at != 0 && h.at != at {
+				t.Errorf("%s: %s confirmed at %d, want %d", where, token, h.at, at)
+			}
+		}
+		if len(d.grants.familyOf(digestOf("refresh-g"))) != 1 {
+			t.Errorf("%s: the grant family was not loaded", where)
+		}
+		if !d.rules.covers(digestOf("sid-l"), &[sha256.Size]byte{}) || !d.rules.seen(digestOf("jti-l")) {
+			t.Errorf("%s: the logout rule or its jti was not loaded", where)
+		}
+	}
+	if recs[0].Client != [16]byte{1, 2, 3} || string(recs[0].Key[:recs[0].KeyN]) != "keyAAAAA" {
+		t.Errorf("stream: token-a's client %x and key %q", recs[0].Client[:4], recs[0].Key[:recs[0].KeyN])
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"log"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Cold start. A replica must never accept a token that was revoked before it
@@ -40,7 +42,7 @@ const (
 
 // A loadSet is the records staged by bulk loading, indexed for exact lookup.
 type loadSet struct {
-	recs  []revocation
+	recs  []record.Revocation
 	index map[uint64]int32
 	bits  []uint64 // the staging bitset; nil once copied into the live one
 	// filled is how many of recs the fill has taken (some perhaps not yet
@@ -48,7 +50,7 @@ type loadSet struct {
 	// the lanes after writing what it took, so that its copy never
 	// overwrites them. Both are guarded by the denylist's mu.
 	filled int
-	late   []revocation
+	late   []record.Revocation
 }
 
 // loadKey is the map key of a digest: bytes 8 to 16, the bytes that also
@@ -95,21 +97,21 @@ func (d *denylist) loadFile() {
 		set, err = d.persist.load()
 	}
 	atomic.StoreInt32(&d.fileFailed, 0)
-	d.stage(set.recs, sourceFile)
-	for i := range set.records {
+	d.stage(set.Recs, sourceFile)
+	for i := range set.Records {
 		// The file's tombstones already dropped what they cancel in the
 		// file (dropCanceled); applied here they cancel what the stream
 		// holds confirmed before them, and nothing confirmed after.
-		if set.records[i].typ == tombstoneRecordType {
+		if set.Records[i].Type == record.TombstoneType {
 			// One written before confirmation times orders by file
 			// position, which dropCanceled has applied; applied again it
 			// would cancel an unstamped re-revocation after it.
-			if len(set.records[i].payload) >= tombstoneFullSize {
-				d.applyTombstone(&set.records[i], sourceFile)
+			if len(set.Records[i].Payload) >= record.TombstoneFullSize {
+				d.applyTombstone(&set.Records[i], sourceFile)
 			}
 			continue
 		}
-		d.applyExtension(&set.records[i])
+		d.applyExtension(&set.Records[i])
 	}
 	atomic.StoreInt32(&d.fileLoading, 0)
 	releaseLoadGarbage()
@@ -121,7 +123,7 @@ func (d *denylist) loadFile() {
 // overlay while filling, else straight into the store. Its loop makes no
 // interpreted call (each costs about 5 µs under Yaegi): the keys and bits
 // are computed inline.
-func (d *denylist) stage(recs []revocation, source byte) {
+func (d *denylist) stage(recs []record.Revocation, source byte) {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	set := d.overlay
@@ -132,42 +134,42 @@ func (d *denylist) stage(recs []revocation, source byte) {
 	}
 	staged := 0
 	longest := int64(0)
-	fresh := make([]revocation, 0, 1024) // for the pre-check
+	fresh := make([]record.Revocation, 0, 1024) // for the pre-check
 	// While staging, nothing else reads the staging bitset: plain writes.
 	// While filling, the live one is read by the hot path: atomic writes.
 	staging := set.bits
 	for i := range recs {
 		rec := &recs[i]
-		if rec.expiry <= now {
+		if rec.Expiry <= now {
 			continue
 		}
 		if d.tombN > 0 && d.canceledLocked(rec) {
 			continue
 		}
-		if rec.at > 0 && rec.expiry-rec.at > longest {
-			longest = rec.expiry - rec.at
+		if rec.At > 0 && rec.Expiry-rec.At > longest {
+			longest = rec.Expiry - rec.At
 		}
-		key := binary.LittleEndian.Uint64(rec.digest[8:16]) // loadKey, inline
-		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest && int(at) < set.filled {
+		key := binary.LittleEndian.Uint64(rec.Digest[8:16]) // loadKey, inline
+		if at, ok := set.index[key]; ok && set.recs[at].Digest == rec.Digest && int(at) < set.filled {
 			// The fill has taken that record: it merges the update after
 			// writing it (fill).
-			rec.source = source
+			rec.Source = source
 			set.late = append(set.late, *rec)
 			fresh = append(fresh, *rec)
 			continue
 		}
-		if at, ok := set.index[key]; ok && set.recs[at].digest == rec.digest {
-			if rec.at == 0 {
-				rec.keyN = 0 // an old rule's key never keys the pre-check (merge)
+		if at, ok := set.index[key]; ok && set.recs[at].Digest == rec.Digest {
+			if rec.At == 0 {
+				rec.KeyN = 0 // an old rule's key never keys the pre-check (merge)
 			}
 			// The later confirmation and the later expiry win.
-			if rec.at > set.recs[at].at {
-				set.recs[at].at = rec.at
+			if rec.At > set.recs[at].At {
+				set.recs[at].At = rec.At
 			}
-			if rec.expiry > set.recs[at].expiry {
-				set.recs[at].expiry = rec.expiry
-				if rec.keyN > 0 {
-					set.recs[at].key, set.recs[at].keyN = rec.key, rec.keyN
+			if rec.Expiry > set.recs[at].Expiry {
+				set.recs[at].Expiry = rec.Expiry
+				if rec.KeyN > 0 {
+					set.recs[at].Key, set.recs[at].KeyN = rec.Key, rec.KeyN
 				}
 				// The pre-check must cover the longer life too.
 				fresh = append(fresh, set.recs[at])
@@ -175,7 +177,7 @@ func (d *denylist) stage(recs []revocation, source byte) {
 			continue
 		}
 		set.index[key] = int32(len(set.recs))
-		rec.source = source
+		rec.Source = source
 		set.recs = append(set.recs, *rec)
 		staged++
 		if len(fresh) == cap(fresh) {
@@ -204,21 +206,21 @@ func (d *denylist) stage(recs []revocation, source byte) {
 // applyExtension applies a loaded record of another type than a revocation:
 // a grant joins its family, a logout's rules apply. A record it cannot
 // read is skipped.
-func (d *denylist) applyExtension(ext *extension) {
-	if ext.typ == tombstoneRecordType {
+func (d *denylist) applyExtension(ext *record.Extension) {
+	if ext.Type == record.TombstoneType {
 		d.applyTombstone(ext, sourceRedis)
 		return
 	}
-	if ext.typ == logoutRecordType {
-		if rec, err := decodeLogout(ext.payload); err == nil {
+	if ext.Type == record.LogoutType {
+		if rec, err := decodeLogout(ext.Payload); err == nil {
 			d.applyLogout(rec)
 		}
 		return
 	}
-	if ext.typ != grantRecordType {
+	if ext.Type != record.GrantType {
 		return
 	}
-	if rec, err := decodeGrant(ext.payload); err == nil {
+	if rec, err := decodeGrant(ext.Payload); err == nil {
 		if _, tracked := d.grants.add(rec, false); tracked && d.isLoaded() {
 			d.revokeIfRevoked(rec)
 		}
@@ -229,12 +231,12 @@ func (d *denylist) applyExtension(ext *extension) {
 func (d *denylist) shareGrant(rec *grantRecord) {
 	payload := rec.encode()
 	if d.persist != nil {
-		if err := d.persist.appendExtension(grantRecordType, grantRecordVersion, payload); err != nil {
+		if err := d.persist.appendExtension(record.GrantType, record.GrantVersion, payload); err != nil {
 			log.Printf("tokenrevocation: ERROR a grant was tracked but not persisted: %v", err)
 		}
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(extension{typ: grantRecordType, version: grantRecordVersion, payload: payload})
+		d.replica.enqueueExtension(record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: payload})
 	}
 }
 
@@ -243,19 +245,19 @@ func (d *denylist) shareGrant(rec *grantRecord) {
 // nothing to what is held unless it brings a later expiry or a later
 // confirmation (merge), and what a remembered tombstone cancels is dropped.
 // Every record read counts as loaded, echoes included.
-func (d *denylist) loadDirect(recs []revocation, source byte) {
+func (d *denylist) loadDirect(recs []record.Revocation, source byte) {
 	now := d.now().UnixNano()
 	stored := int64(0)
 	for i := range recs {
-		if recs[i].expiry <= now || d.canceled(&recs[i]) {
+		if recs[i].Expiry <= now || d.canceled(&recs[i]) {
 			continue
 		}
-		recs[i].source = source
-		d.noteLife(recs[i].expiry, recs[i].at)
-		mu := d.digestLock(&recs[i].digest)
+		recs[i].Source = source
+		d.noteLife(recs[i].Expiry, recs[i].At)
+		mu := d.digestLock(&recs[i].Digest)
 		mu.Lock()
-		if d.has(&recs[i].digest) {
-			h := d.held(&recs[i].digest)
+		if d.has(&recs[i].Digest) {
+			h := d.held(&recs[i].Digest)
 			if d.mergeSync(&recs[i], &h, -1) {
 				stored++
 			}
@@ -266,10 +268,10 @@ func (d *denylist) loadDirect(recs []revocation, source byte) {
 			lane := d.store(&recs[i])
 			mu.Unlock()
 			stored++
-			if recs[i].client != (clientTag{}) {
+			if recs[i].Client != ([16]byte{}) {
 				// Confirmed on another replica, against its share there:
 				// counted against the same share here.
-				d.limiter.count(string(recs[i].client[:]), lane, d.lanes[lane].window, 1)
+				d.limiter.count(string(recs[i].Client[:]), lane, d.lanes[lane].window, 1)
 			}
 		}
 	}
@@ -336,7 +338,7 @@ func (d *denylist) fill(set *loadSet) {
 			d.mergeLate(late)
 			break
 		}
-		batch = append([]revocation(nil), batch...)
+		batch = append([]record.Revocation(nil), batch...)
 		total := len(set.recs)
 		d.mu.Unlock()
 		if d.fillTaken != nil {
@@ -348,7 +350,7 @@ func (d *denylist) fill(set *loadSet) {
 		for i := range batch {
 			// A tombstone applied since the batch was copied is remembered:
 			// what it cancels stays out.
-			if batch[i].expiry > now && !d.canceled(&batch[i]) {
+			if batch[i].Expiry > now && !d.canceled(&batch[i]) {
 				d.putLoaded(&batch[i], now)
 			}
 		}
@@ -360,14 +362,14 @@ func (d *denylist) fill(set *loadSet) {
 }
 
 // mergeLate merges updates the fill took after it wrote their records.
-func (d *denylist) mergeLate(late []revocation) {
+func (d *denylist) mergeLate(late []record.Revocation) {
 	for i := range late {
 		if d.canceled(&late[i]) {
 			continue
 		}
-		mu := d.digestLock(&late[i].digest)
+		mu := d.digestLock(&late[i].Digest)
 		mu.Lock()
-		h := d.held(&late[i].digest)
+		h := d.held(&late[i].Digest)
 		d.merge(&late[i], &h, -1)
 		mu.Unlock()
 	}
@@ -382,10 +384,10 @@ func (d *denylist) overlayHas(digest *[sha256.Size]byte, now int64) (int64, bool
 		return 0, false
 	}
 	at, ok := set.index[loadKey(digest)]
-	if !ok || set.recs[at].digest != *digest || set.recs[at].expiry <= now {
+	if !ok || set.recs[at].Digest != *digest || set.recs[at].Expiry <= now {
 		return 0, false
 	}
-	return set.recs[at].expiry, true
+	return set.recs[at].Expiry, true
 }
 
 // isLoaded reports whether loading is over, ready or degraded.

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // loadingMiddleware is a middleware whose denylist is loading one source,
@@ -22,7 +24,7 @@ func TestLoadingHoldsTokensUntilLoaded(t *testing.T) {
 	// given a denylist loading a source that revoked "old"
 	next := &upstream{}
 	m := loadingMiddleware(t, next, 5*time.Second, false)
-	m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
+	m.list.stage([]record.Revocation{{Digest: *digestOf("old"), Expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
 
 	// when requests arrive before the load finishes
 	type result struct{ old, fresh int }
@@ -70,9 +72,9 @@ func TestLoadingPastLoadWaitAnswers503(t *testing.T) {
 func TestLoadingStagesFastAndFillsExactly(t *testing.T) {
 	// given 20,000 revocations staged while loading
 	m := loadingMiddleware(t, &upstream{}, time.Second, false)
-	recs := make([]revocation, 20000)
+	recs := make([]record.Revocation, 20000)
 	for i := range recs {
-		recs[i] = revocation{digest: *digestOf(fmt.Sprint("tok-", i)), expiry: time.Now().Add(time.Hour).UnixNano()}
+		recs[i] = record.Revocation{Digest: *digestOf(fmt.Sprint("tok-", i)), Expiry: time.Now().Add(time.Hour).UnixNano()}
 	}
 	m.list.stage(recs[:10000], sourceRedis)
 	m.list.stage(recs[10000:], sourceRedis)
@@ -126,7 +128,7 @@ func TestLoadingUnreachableSource(t *testing.T) {
 			// given a denylist whose only source cannot load
 			next := &upstream{}
 			m := loadingMiddleware(t, next, 100*time.Millisecond, failClosed)
-			m.list.stage([]revocation{{digest: *digestOf("old"), expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
+			m.list.stage([]record.Revocation{{Digest: *digestOf("old"), Expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
 			atomic.StoreInt32(&m.list.fileFailed, 1)
 			go m.list.watchLoad()
 

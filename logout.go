@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/jose"
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // OpenID Connect Back-Channel Logout 1.0 at the edge. The provider POSTs a
@@ -35,8 +36,6 @@ import (
 // logout, so even the previous release enforces those.
 
 const (
-	logoutRecordType    = 2
-	logoutRecordVersion = 1
 	// logoutRecordSize is version, flags, sid, sub, jti, logout time, expiry.
 	logoutRecordSize = 2 + 3*sha256.Size + 8 + 8
 )
@@ -64,7 +63,7 @@ var errLogoutRecord = errors.New("malformed logout record")
 
 func (rec *logoutRecord) encode() []byte {
 	buf := make([]byte, logoutRecordSize)
-	buf[0] = logoutRecordVersion
+	buf[0] = record.LogoutVersion
 	buf[1] = rec.flags
 	copy(buf[2:], rec.sid[:])
 	copy(buf[2+sha256.Size:], rec.sub[:])
@@ -78,7 +77,7 @@ func (rec *logoutRecord) encode() []byte {
 // this release does not know, is an error, which callers skip like any
 // unknown record.
 func decodeLogout(buf []byte) (*logoutRecord, error) {
-	if len(buf) < logoutRecordSize || buf[0] != logoutRecordVersion || buf[1]&^logoutKnownFlags != 0 {
+	if len(buf) < logoutRecordSize || buf[0] != record.LogoutVersion || buf[1]&^logoutKnownFlags != 0 {
 		return nil, errLogoutRecord
 	}
 	rec := &logoutRecord{flags: buf[1]}
@@ -236,12 +235,12 @@ func (d *denylist) logout(rec *logoutRecord) error {
 	err := d.revokeFamiliesOf(rec)
 	payload := rec.encode()
 	if d.persist != nil {
-		if e := d.persist.appendExtension(logoutRecordType, logoutRecordVersion, payload); e != nil && err == nil {
+		if e := d.persist.appendExtension(record.LogoutType, record.LogoutVersion, payload); e != nil && err == nil {
 			err = e
 		}
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(extension{typ: logoutRecordType, version: logoutRecordVersion, payload: payload})
+		d.replica.enqueueExtension(record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: payload})
 	}
 	return err
 }

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 const (
@@ -611,12 +613,12 @@ func TestLogoutRecordEncoding(t *testing.T) {
 	}
 	// A file holding a logout record reads, in a release that knows only
 	// revocations, as one expired revocation per frame, which it skips.
-	frames := append(encodeRevocation(&revocation{expiry: 5}), encodeExtension(logoutRecordType, logoutRecordVersion, rec.encode())...)
-	set := decodeFrames(frames, 0)
-	if len(set.recs) != 1 || len(set.records) != 1 || set.records[0].typ != logoutRecordType {
+	frames := append(record.EncodeRevocation(&record.Revocation{Expiry: 5}), record.EncodeExtension(record.LogoutType, record.LogoutVersion, rec.encode())...)
+	set := record.DecodeFrames(frames, 0)
+	if len(set.Recs) != 1 || len(set.Records) != 1 || set.Records[0].Type != record.LogoutType {
 		t.Fatalf("decodeFrames: %+v", set)
 	}
-	for off := frameSize; off < len(frames); off += frameSize {
+	for off := record.FrameSize; off < len(frames); off += record.FrameSize {
 		if expiry := int64(binaryBigEndian(frames[off+32 : off+40])); expiry > 0 {
 			t.Fatal("an extension frame would read as a live revocation in the previous release")
 		}
@@ -685,7 +687,7 @@ func TestLogoutFromAnotherReplicaRevokesFamiliesKnownHere(t *testing.T) {
 	// when that logout's record arrives through the stream
 	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, sid: sha256.Sum256([]byte("session-1")), at: time.Now().UnixNano()}
 	rec.expiry = rec.at + int64(time.Hour)
-	m.list.applyExtension(&extension{typ: logoutRecordType, version: logoutRecordVersion, payload: rec.encode()})
+	m.list.applyExtension(&record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: rec.encode()})
 
 	// then the grant's tokens are revoked here, as revocations of its own
 	if status(m, "access-1") != 401 {

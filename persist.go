@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // A persister keeps a denylist's revocations in an append-only file, so a
@@ -51,8 +53,8 @@ func openPersister(path string, now func() time.Time) (*persister, error) {
 		return nil, fmt.Errorf("persistPath: %w", err)
 	}
 	info, err := f.Stat()
-	if err == nil && info.Size()%frameSize != 0 {
-		err = f.Truncate(info.Size() - info.Size()%frameSize)
+	if err == nil && info.Size()%record.FrameSize != 0 {
+		err = f.Truncate(info.Size() - info.Size()%record.FrameSize)
 	}
 	if err != nil {
 		_ = f.Close()
@@ -64,36 +66,36 @@ func openPersister(path string, now func() time.Time) (*persister, error) {
 
 // load reads the file's live revocations and its records of other known
 // types, for the loader.
-func (p *persister) load() (*frameSet, error) {
+func (p *persister) load() (*record.FrameSet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set, err := p.read()
 	if err != nil {
 		return nil, err
 	}
-	if p.minExpiry == 0 || (set.minExpiry != 0 && set.minExpiry < p.minExpiry) {
-		p.minExpiry = set.minExpiry
+	if p.minExpiry == 0 || (set.MinExpiry != 0 && set.MinExpiry < p.minExpiry) {
+		p.minExpiry = set.MinExpiry
 	}
-	p.liveAtRewrite = len(set.recs) + len(set.records)
+	p.liveAtRewrite = len(set.Recs) + len(set.Records)
 	return set, nil
 }
 
 // read decodes the whole file. The caller holds mu.
-func (p *persister) read() (*frameSet, error) {
+func (p *persister) read() (*record.FrameSet, error) {
 	buf, err := os.ReadFile(p.path)
 	if err != nil {
 		return nil, fmt.Errorf("persistPath: %w", err)
 	}
 	now := p.now().UnixNano()
-	set := decodeFrames(buf, now)
-	dropCanceled(set, now, p.maxTTL, p.leeway)
+	set := record.DecodeFrames(buf, now)
+	record.DropCanceled(set, now, p.maxTTL, p.leeway)
 	return set, nil
 }
 
 // rewrite replaces the file with set's live revocations and extension
 // frames through a temporary file and a rename, then reopens it for
 // appending. The caller holds mu.
-func (p *persister) rewrite(set *frameSet) error {
+func (p *persister) rewrite(set *record.FrameSet) error {
 	tmp := p.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) //nolint:gosec // the operator's persistPath
 	if err != nil {
@@ -101,24 +103,24 @@ func (p *persister) rewrite(set *frameSet) error {
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	minExpiry := int64(0)
-	for i := range set.recs {
-		_, _ = w.Write(encodeRevocation(&set.recs[i]))
-		if minExpiry == 0 || set.recs[i].expiry < minExpiry {
-			minExpiry = set.recs[i].expiry
+	for i := range set.Recs {
+		_, _ = w.Write(record.EncodeRevocation(&set.Recs[i]))
+		if minExpiry == 0 || set.Recs[i].Expiry < minExpiry {
+			minExpiry = set.Recs[i].Expiry
 		}
 	}
 	now := p.now().UnixNano()
-	for i := range set.records {
-		ext := &set.records[i]
-		if ext.typ == grantRecordType && ext.version == grantRecordVersion {
+	for i := range set.Records {
+		ext := &set.Records[i]
+		if ext.Type == record.GrantType && ext.Version == record.GrantVersion {
 			// A grant this release reads is dropped once its tokens have
 			// expired; a later version is kept as it is.
-			rec, err := decodeGrant(ext.payload)
+			rec, err := decodeGrant(ext.Payload)
 			if err != nil || !rec.live(now) {
 				continue
 			}
 		}
-		if ext.typ == keyRecordType {
+		if ext.Type == record.KeyType {
 			// A key no longer after its revocation: the revocation, read
 			// without it, keeps the pre-check open; the key is useless.
 			continue
@@ -129,19 +131,19 @@ func (p *persister) rewrite(set *frameSet) error {
 		// the stream. One written before confirmation times is dropped,
 		// as that release did: it orders by file position, and the
 		// revocations after it would now come before it.
-		if ext.typ == tombstoneRecordType && ext.version == tombstoneRecordVersion && len(ext.payload) < tombstoneFullSize {
+		if ext.Type == record.TombstoneType && ext.Version == record.TombstoneVersion && len(ext.Payload) < record.TombstoneFullSize {
 			continue
 		}
-		if ext.typ == logoutRecordType && ext.version == logoutRecordVersion {
+		if ext.Type == record.LogoutType && ext.Version == record.LogoutVersion {
 			// So is a logout whose rules have ended.
-			rec, err := decodeLogout(ext.payload)
+			rec, err := decodeLogout(ext.Payload)
 			if err != nil || rec.keepUntil() <= now {
 				continue
 			}
 		}
-		_, _ = w.Write(encodeExtension(ext.typ, ext.version, ext.payload))
+		_, _ = w.Write(record.EncodeExtension(ext.Type, ext.Version, ext.Payload))
 	}
-	_, _ = w.Write(set.extensions)
+	_, _ = w.Write(set.Unknown)
 	err = w.Flush()
 	if err == nil {
 		err = f.Sync()
@@ -161,7 +163,7 @@ func (p *persister) rewrite(set *frameSet) error {
 		return fmt.Errorf("persistPath: %w", err)
 	}
 	p.minExpiry = minExpiry
-	p.liveAtRewrite = len(set.recs)
+	p.liveAtRewrite = len(set.Recs)
 	p.appended = 0
 	p.lastRewrite = p.now()
 	return nil
@@ -169,14 +171,14 @@ func (p *persister) rewrite(set *frameSet) error {
 
 // append writes one record. It is called before the revoke response is
 // written, so the record is in the kernel before the client can act.
-func (p *persister) append(rec *revocation) error {
+func (p *persister) append(rec *record.Revocation) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.f.Write(encodeRevocation(rec)); err != nil {
+	if _, err := p.f.Write(record.EncodeRevocation(rec)); err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
-	if p.minExpiry == 0 || rec.expiry < p.minExpiry {
-		p.minExpiry = rec.expiry
+	if p.minExpiry == 0 || rec.Expiry < p.minExpiry {
+		p.minExpiry = rec.Expiry
 	}
 	p.appended++
 	return nil
@@ -188,7 +190,7 @@ func (p *persister) append(rec *revocation) error {
 func (p *persister) appendExtension(typ, version byte, payload []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.f.Write(encodeExtension(typ, version, payload)); err != nil {
+	if _, err := p.f.Write(record.EncodeExtension(typ, version, payload)); err != nil {
 		return fmt.Errorf("persistPath: %w", err)
 	}
 	p.appended++

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 func TestPersistRestart(t *testing.T) {
@@ -27,8 +29,8 @@ func TestPersistRestart(t *testing.T) {
 	// when the process restarts after the short entry expired, with a torn
 	// frame at the end of the file and an extension frame of a later release
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-	ext := make([]byte, frameSize)
-	ext[32], ext[33], ext[36] = extensionMarker, 99, 1
+	ext := make([]byte, record.FrameSize)
+	ext[32], ext[33], ext[36] = record.ExtensionMarker, 99, 1
 	_, _ = f.Write(ext)
 	_, _ = f.Write([]byte("torn"))
 	_ = f.Close()
@@ -44,7 +46,7 @@ func TestPersistRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (each revocation is followed by its confirmation time's frame)
-	if info, _ := os.Stat(path); info.Size() != 7*frameSize {
+	if info, _ := os.Stat(path); info.Size() != 7*record.FrameSize {
 		t.Fatalf("file holds %d bytes, want 7 frames", info.Size())
 	}
 	again := restartFromFile(t, path, clock)
@@ -56,7 +58,7 @@ func TestPersistRestart(t *testing.T) {
 	clock.advance(compactEvery)
 	again.persist.compactIfDue()
 	raw, _ := os.ReadFile(path)
-	if len(raw) != 5*frameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[1*frameSize+33] != stampRecordType || raw[4*frameSize+33] != 99 {
+	if len(raw) != 5*record.FrameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[1*record.FrameSize+33] != record.StampType || raw[4*record.FrameSize+33] != 99 {
 		t.Fatalf("compacted file: %d bytes", len(raw))
 	}
 }
@@ -87,14 +89,14 @@ func TestPersistCompactsAsEntriesExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		rec := revocation{digest: *digestOf(string(rune('a' + i))), expiry: clock.now().Add(time.Duration(i+1) * time.Minute).UnixNano()}
+		rec := record.Revocation{Digest: *digestOf(string(rune('a' + i))), Expiry: clock.now().Add(time.Duration(i+1) * time.Minute).UnixNano()}
 		if err := p.append(&rec); err != nil {
 			t.Fatal(err)
 		}
 	}
 	clock.advance(5*time.Minute + time.Second)
 	p.compactIfDue() // too soon after the last rewrite
-	if info, _ := os.Stat(path); info.Size() != 10*frameSize {
+	if info, _ := os.Stat(path); info.Size() != 10*record.FrameSize {
 		t.Fatalf("compacted too early: %d", info.Size())
 	}
 	clock.advance(compactEvery)

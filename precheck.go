@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The pre-check: the hot path's first question, "was this bearer token
@@ -36,14 +38,11 @@ import (
 // the stream and persistPath so that replicas and restarts keep the
 // pre-check closed.
 
-// keyLen is the length of a pre-check key.
-const keyLen = 8
-
 // A pkey is a pre-check key as the maps hold it: an array, not a string,
 // so that the maps hold no pointer and the garbage collector never scans
 // their million entries (with string keys, every GC cycle walked them, and
 // the cost landed on every request).
-type pkey [keyLen]byte
+type pkey [record.KeyLen]byte
 
 // mergeAfter bounds how long keys wait in the delta.
 const mergeAfter = time.Minute
@@ -100,10 +99,10 @@ func keyOf(token string) string {
 		}
 		return keyNone
 	}
-	if len(token) < keyLen {
+	if len(token) < record.KeyLen {
 		return keyNone
 	}
-	return token[len(token)-keyLen:]
+	return token[len(token)-record.KeyLen:]
 }
 
 // neverRevoked reports whether the pre-check proves token never revoked:
@@ -148,7 +147,7 @@ func (p *precheck) add(key string, expiry int64) {
 // must be published again: a new delta, or a keyless revocation that opens
 // the pre-check. A key stored in the published delta needs no new set.
 func (p *precheck) addLocked(key string, expiry int64) bool {
-	if len(key) != keyLen {
+	if len(key) != record.KeyLen {
 		opened := p.keylessTill <= p.now().UnixNano()
 		if expiry > p.keylessTill {
 			p.keylessTill = expiry
@@ -175,21 +174,21 @@ func (p *precheck) addLocked(key string, expiry int64) bool {
 // addBatch records many revocations at once. While loading they go into
 // a map of their own, never published until loading ends (one map for a
 // bulk load of any size); afterwards into the delta.
-func (p *precheck) addBatch(recs []revocation) {
+func (p *precheck) addBatch(recs []record.Revocation) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range recs {
 		rec := &recs[i]
-		if rec.keyN == 0 || rec.at == 0 || !p.loading {
-			p.addLocked(rec.precheckKey(), rec.expiry)
+		if rec.KeyN == 0 || rec.At == 0 || !p.loading {
+			p.addLocked(rec.PrecheckKey(), rec.Expiry)
 			continue
 		}
-		if rec.keyN != keyLen {
-			p.addLocked("", rec.expiry)
+		if rec.KeyN != record.KeyLen {
+			p.addLocked("", rec.Expiry)
 			continue
 		}
-		if p.loaded[rec.key] < rec.expiry {
-			p.loaded[rec.key] = rec.expiry
+		if p.loaded[pkey(rec.Key)] < rec.Expiry {
+			p.loaded[pkey(rec.Key)] = rec.Expiry
 		}
 	}
 	p.publish()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // setOf is the pre-check set the hot path reads.
@@ -61,7 +63,7 @@ func TestPrecheckNeverHidesARevocation(t *testing.T) {
 				}
 			}
 			expiry := time.Now().Add(time.Hour)
-			var bulk []revocation
+			var bulk []record.Revocation
 			for i, token := range tokens {
 				digest := sha256.Sum256([]byte(token))
 				switch i % 6 {
@@ -72,8 +74,8 @@ func TestPrecheckNeverHidesARevocation(t *testing.T) {
 						t.Fatal(err)
 					}
 				case 2:
-					rec := revocation{digest: digest, expiry: expiry.UnixNano(), at: time.Now().UnixNano()}
-					rec.setKey(keyOf(token))
+					rec := record.Revocation{Digest: digest, Expiry: expiry.UnixNano(), At: time.Now().UnixNano()}
+					rec.SetKey(keyOf(token))
 					bulk = append(bulk, rec)
 				default:
 					continue
@@ -94,7 +96,7 @@ func TestPrecheckNeverHidesARevocation(t *testing.T) {
 					revoked[token] = true
 				}
 				if i%6 == 4 {
-					m.list.stage([]revocation{{digest: digest, expiry: expiry.UnixNano()}}, sourceFile)
+					m.list.stage([]record.Revocation{{Digest: digest, Expiry: expiry.UnixNano()}}, sourceFile)
 					revoked[token] = true
 				}
 			}
@@ -196,7 +198,7 @@ func TestPrecheckKeysInTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = f.Write(encodeRevocation(&revocation{digest: old, expiry: clock.now().Add(time.Hour).UnixNano()}))
+	_, _ = f.Write(record.EncodeRevocation(&record.Revocation{Digest: old, Expiry: clock.now().Add(time.Hour).UnixNano()}))
 	_ = f.Close()
 	third := restartFromFile(t, path, clock)
 	if !third.pre.cur.Load().(*precheckSet).open || !third.has(&old) || !third.has(&keyed) {
@@ -207,21 +209,21 @@ func TestPrecheckKeysInTheFile(t *testing.T) {
 func TestPrecheckKeyFrameOnlyAfterItsRevocation(t *testing.T) {
 	// A key frame moved away from its revocation (a rewrite by a release
 	// that does not know it) attaches to nothing.
-	a := revocation{digest: sha256.Sum256([]byte("a")), expiry: 10}
-	a.setKey("aaaaaaaa")
-	b := revocation{digest: sha256.Sum256([]byte("b")), expiry: 10}
-	frames := encodeRevocation(&a)
+	a := record.Revocation{Digest: sha256.Sum256([]byte("a")), Expiry: 10}
+	a.SetKey("aaaaaaaa")
+	b := record.Revocation{Digest: sha256.Sum256([]byte("b")), Expiry: 10}
+	frames := record.EncodeRevocation(&a)
 	var file []byte
-	file = append(file, frames[:frameSize]...)   // a's revocation
-	file = append(file, encodeRevocation(&b)...) // b's, keyless
-	file = append(file, frames[frameSize:]...)   // a's key, moved after b
-	set := decodeFrames(file, 0)
-	if len(set.recs) != 2 || set.recs[0].keyN != 0 || set.recs[1].keyN != 0 {
-		t.Fatalf("a moved key frame was attached: %+v", set.recs)
+	file = append(file, frames[:record.FrameSize]...)   // a's revocation
+	file = append(file, record.EncodeRevocation(&b)...) // b's, keyless
+	file = append(file, frames[record.FrameSize:]...)   // a's key, moved after b
+	set := record.DecodeFrames(file, 0)
+	if len(set.Recs) != 2 || set.Recs[0].KeyN != 0 || set.Recs[1].KeyN != 0 {
+		t.Fatalf("a moved key frame was attached: %+v", set.Recs)
 	}
-	set = decodeFrames(frames, 0)
-	if len(set.recs) != 1 || string(set.recs[0].key[:set.recs[0].keyN]) != "aaaaaaaa" {
-		t.Fatalf("a key frame was not attached: %+v", set.recs)
+	set = record.DecodeFrames(frames, 0)
+	if len(set.Recs) != 1 || string(set.Recs[0].Key[:set.Recs[0].KeyN]) != "aaaaaaaa" {
+		t.Fatalf("a key frame was not attached: %+v", set.Recs)
 	}
 }
 
@@ -275,12 +277,12 @@ func TestPrecheckWriteCost(t *testing.T) {
 		n = 100000
 	}
 	p := newPrecheck(time.Now)
-	recs := make([]revocation, n)
+	recs := make([]record.Revocation, n)
 	expiry := time.Now().Add(time.Hour).UnixNano()
 	for i := range recs {
-		recs[i].expiry = expiry
-		recs[i].at = 1 // stamped: a key of this release's rule
-		recs[i].setKey(strconv.Itoa(10000000 + i))
+		recs[i].Expiry = expiry
+		recs[i].At = 1 // stamped: a key of this release's rule
+		recs[i].SetKey(strconv.Itoa(10000000 + i))
 	}
 	p.setLoading(true)
 	start := time.Now()
@@ -316,10 +318,10 @@ func TestPrecheckOpenForKeysOfThePreviousRelease(t *testing.T) {
 	m := newTestMiddleware(t, &upstream{}, nil, nil)
 	token := makeJWT(time.Now().Add(time.Hour).Unix())
 	legacy := sha256.Sum256([]byte(token))
-	rec := revocation{digest: legacy, expiry: time.Now().Add(time.Hour).UnixNano()}
-	rec.setKey(token[len(token)-keyLen:])
+	rec := record.Revocation{Digest: legacy, Expiry: time.Now().Add(time.Hour).UnixNano()}
+	rec.SetKey(token[len(token)-record.KeyLen:])
 	// when it loads from the stream or the file
-	m.list.stage([]revocation{rec}, sourceRedis)
+	m.list.stage([]record.Revocation{rec}, sourceRedis)
 	// then the pre-check does not clear the token by this release's key
 	if !setOf(m).open || status(m, token) != 401 {
 		t.Fatal("a JWT revoked by the previous release passed the pre-check")
@@ -334,32 +336,32 @@ func TestALegacyKeyNeverKeysThePrecheckAfterAMerge(t *testing.T) {
 		d := newTestDenylist(t, denylistOptions{now: clock.now})
 		token := makeJWT(clock.now().Add(2 * time.Hour).Unix())
 		digest := sha256.Sum256([]byte(token))
-		first := revocation{digest: digest, expiry: clock.now().Add(time.Minute).UnixNano(), at: clock.now().UnixNano()}
+		first := record.Revocation{Digest: digest, Expiry: clock.now().Add(time.Minute).UnixNano(), At: clock.now().UnixNano()}
 		if loading {
 			d.startLoading(1)
-			d.stage([]revocation{first}, sourceRedis)
+			d.stage([]record.Revocation{first}, sourceRedis)
 		} else {
-			d.loadDirect([]revocation{first}, sourceRedis)
+			d.loadDirect([]record.Revocation{first}, sourceRedis)
 		}
 		// when the previous release's record of it arrives, longer, keyed
 		// by that release's rule (the token's last 8 characters)
-		legacy := revocation{digest: digest, expiry: clock.now().Add(time.Hour).UnixNano()}
-		legacy.setKey(token[len(token)-keyLen:])
+		legacy := record.Revocation{Digest: digest, Expiry: clock.now().Add(time.Hour).UnixNano()}
+		legacy.SetKey(token[len(token)-record.KeyLen:])
 		if loading {
-			d.stage([]revocation{legacy}, sourceFile)
+			d.stage([]record.Revocation{legacy}, sourceFile)
 			d.mu.Lock()
 			held := d.overlay.recs[d.overlay.index[loadKey(&digest)]]
 			d.mu.Unlock()
 			// then the merged record keys the pre-check by nothing (held open)
-			if held.expiry != legacy.expiry || held.precheckKey() != "" {
-				t.Errorf("loading: merged %+v keys the pre-check by %q", held, held.precheckKey())
+			if held.Expiry != legacy.Expiry || held.PrecheckKey() != "" {
+				t.Errorf("loading: merged %+v keys the pre-check by %q", held, held.PrecheckKey())
 			}
 			continue
 		}
 		h := d.held(&digest)
 		rec := legacy
-		if !d.merge(&rec, &h, -1) || rec.at == 0 || rec.precheckKey() != "" {
-			t.Errorf("merged %+v keys the pre-check by %q", rec, rec.precheckKey())
+		if !d.merge(&rec, &h, -1) || rec.At == 0 || rec.PrecheckKey() != "" {
+			t.Errorf("merged %+v keys the pre-check by %q", rec, rec.PrecheckKey())
 		}
 	}
 }

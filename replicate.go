@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // A replicator shares one denylist's revocations with every Traefik replica
@@ -35,8 +37,8 @@ type replicator struct {
 	stream string
 
 	mu         sync.Mutex
-	pending    []revocation
-	pendingExt []extension
+	pending    []record.Revocation
+	pendingExt []record.Extension
 	wake       chan struct{}
 
 	ready     int32
@@ -74,7 +76,7 @@ func startReplicator(list *denylist, opts *redisOptions) *replicator {
 }
 
 // enqueueExtension queues a record of another type, such as a grant.
-func (r *replicator) enqueueExtension(ext extension) {
+func (r *replicator) enqueueExtension(ext record.Extension) {
 	r.mu.Lock()
 	r.pendingExt = append(r.pendingExt, ext)
 	r.mu.Unlock()
@@ -82,7 +84,7 @@ func (r *replicator) enqueueExtension(ext extension) {
 }
 
 // enqueue queues a local revocation for Redis.
-func (r *replicator) enqueue(rec revocation) {
+func (r *replicator) enqueue(rec record.Revocation) {
 	r.mu.Lock()
 	r.pending = append(r.pending, rec)
 	r.mu.Unlock()
@@ -159,12 +161,12 @@ func (r *replicator) writeLoop() {
 		if n > writeBatch {
 			n = writeBatch
 		}
-		batch := append([]revocation(nil), r.pending[:n]...)
+		batch := append([]record.Revocation(nil), r.pending[:n]...)
 		m := len(r.pendingExt)
 		if m > writeBatch {
 			m = writeBatch
 		}
-		exts := append([]extension(nil), r.pendingExt[:m]...)
+		exts := append([]record.Extension(nil), r.pendingExt[:m]...)
 		r.mu.Unlock()
 		trim := time.Since(lastTrim) >= trimEvery
 		if len(batch) == 0 && len(exts) == 0 && !trim {
@@ -191,29 +193,29 @@ func (r *replicator) writeLoop() {
 		}
 		cmds := make([][]string, 0, len(batch)+len(exts)+1)
 		for i := range batch {
-			cmd := []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].digest[:]), "e", strconv.FormatInt(batch[i].expiry/int64(time.Millisecond), 10)}
-			if batch[i].at > 0 {
+			cmd := []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].Digest[:]), "e", strconv.FormatInt(batch[i].Expiry/int64(time.Millisecond), 10)}
+			if batch[i].At > 0 {
 				// The confirmation time (lifetime.go); the previous
 				// release reads d and e and ignores a.
-				cmd = append(cmd, "a", strconv.FormatInt(batch[i].at/int64(time.Millisecond), 10))
+				cmd = append(cmd, "a", strconv.FormatInt(batch[i].At/int64(time.Millisecond), 10))
 			}
-			if batch[i].keyN == keyLen {
+			if batch[i].KeyN == record.KeyLen {
 				// The pre-check key (precheck.go); the previous release
 				// reads d and e and ignores k.
-				cmd = append(cmd, "k", hex.EncodeToString(batch[i].key[:]))
+				cmd = append(cmd, "k", hex.EncodeToString(batch[i].Key[:]))
 			}
-			if batch[i].client != (clientTag{}) {
+			if batch[i].Client != ([16]byte{}) {
 				// The client's limiter tag: every replica counts the entry
 				// against the client's share (clientlimit.go). Older
 				// releases ignore it.
-				cmd = append(cmd, "c", hex.EncodeToString(batch[i].client[:]))
+				cmd = append(cmd, "c", hex.EncodeToString(batch[i].Client[:]))
 			}
 			cmds = append(cmds, cmd)
 		}
 		for i := range exts {
 			// Typed entries (record.go): t and v name the type and version,
 			// x carries the record, hex-encoded.
-			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].typ)), "v", strconv.Itoa(int(exts[i].version)), "x", hex.EncodeToString(exts[i].payload)})
+			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].Type)), "v", strconv.Itoa(int(exts[i].Version)), "x", hex.EncodeToString(exts[i].Payload)})
 		}
 		if signer := r.opts.signer; signer != nil {
 			now := time.Now()
@@ -424,8 +426,8 @@ func (r *replicator) noteStuck(failed int) {
 
 // streamBatch is one XREAD reply's revocations and extensions.
 type streamBatch struct {
-	recs []revocation
-	exts []extension
+	recs []record.Revocation
+	exts []record.Extension
 }
 
 // stageBatch applies b: on the stager goroutine while catching up (in
@@ -446,13 +448,13 @@ func (r *replicator) stageBatch(b streamBatch, caughtUp bool, staged chan stream
 // remembered one cancels. A tombstone written before confirmation times
 // orders by stream position instead: what came before it is staged first,
 // and what comes after it (unstamped) it does not cancel.
-func (r *replicator) applyBatch(recs []revocation, exts []extension) {
+func (r *replicator) applyBatch(recs []record.Revocation, exts []record.Extension) {
 	prev := 0
 	for i := range exts {
-		if exts[i].typ == tombstoneRecordType && len(exts[i].payload) < tombstoneFullSize {
-			if exts[i].pos > prev && exts[i].pos <= len(recs) {
-				r.list.stage(recs[prev:exts[i].pos], sourceRedis)
-				prev = exts[i].pos
+		if exts[i].Type == record.TombstoneType && len(exts[i].Payload) < record.TombstoneFullSize {
+			if exts[i].Pos > prev && exts[i].Pos <= len(recs) {
+				r.list.stage(recs[prev:exts[i].Pos], sourceRedis)
+				prev = exts[i].Pos
 			}
 			r.list.applyExtension(&exts[i])
 		}
@@ -461,7 +463,7 @@ func (r *replicator) applyBatch(recs []revocation, exts []extension) {
 		r.list.stage(recs[prev:], sourceRedis)
 	}
 	for i := range exts {
-		if exts[i].typ != tombstoneRecordType || len(exts[i].payload) >= tombstoneFullSize {
+		if exts[i].Type != record.TombstoneType || len(exts[i].Payload) >= record.TombstoneFullSize {
 			r.list.applyExtension(&exts[i])
 		}
 	}

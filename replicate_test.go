@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // newReplica builds a Redis-backed denylist as one Traefik replica would.
@@ -142,8 +144,8 @@ func TestParseStreamEntry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var rec revocation
-			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &extension{}, nil)
+			var rec record.Revocation
+			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &record.Extension{}, nil)
 			want := c.next
 			if want == 0 {
 				want = len(c.raw)
@@ -151,7 +153,7 @@ func TestParseStreamEntry(t *testing.T) {
 			if next != want || status != c.status {
 				t.Fatalf("next %d status %d, want %d %d", next, status, want, c.status)
 			}
-			if status == entryRevocation && (rec.digest != sha256.Sum256([]byte("x")) || rec.expiry != 4102444800000*int64(time.Millisecond)) {
+			if status == entryRevocation && (rec.Digest != sha256.Sum256([]byte("x")) || rec.Expiry != 4102444800000*int64(time.Millisecond)) {
 				t.Fatalf("decoded %+v", rec)
 			}
 		})
@@ -167,9 +169,9 @@ func TestParseStreamEntryInALoop(t *testing.T) {
 	}
 	pos := 0
 	for i := 0; i < 3; i++ {
-		var rec revocation
-		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &extension{}, nil)
-		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.digest != sha256.Sum256([]byte{byte(i)}) {
+		var rec record.Revocation
+		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &record.Extension{}, nil)
+		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.Digest != sha256.Sum256([]byte{byte(i)}) {
 			t.Fatalf("entry %d: status %d id %q", i, status, id)
 		}
 		pos = next

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Reading the revocation stream fast. A new replica reads the whole stream
@@ -44,7 +46,7 @@ func entryID(buf []byte) string {
 // number of entries, malformed and other record types included, so the
 // reader moves past them. A nil reply (BLOCK timed out, or nothing new) is
 // zero entries.
-func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation, []extension, string, int, error) {
+func (c *redisConn) xread(args []string, extraWait time.Duration) ([]record.Revocation, []record.Extension, string, int, error) {
 	if err := c.conn.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout)); err != nil {
 		return nil, nil, "", 0, err
 	}
@@ -81,12 +83,12 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 	// (Without a signer, the fast path's exact layouts never match a
 	// signed entry: its s field sends it to parseStreamEntry.)
 	fast := c.check == nil || c.check.signer == nil
-	recs := make([]revocation, 0, total)
-	var exts []extension
-	var ext extension
+	recs := make([]record.Revocation, 0, total)
+	var exts []record.Extension
+	var ext record.Extension
 	lastID := ""
 	done := 0
-	var rec revocation
+	var rec record.Revocation
 	for done < total {
 		if c.r.Buffered() == 0 {
 			if _, err := c.r.Peek(1); err != nil {
@@ -118,15 +120,15 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			if p+1 < len(buf) && (buf[p+1] == '6' || buf[p+1] == '8') {
 				extra = int(buf[p+1]-'4') / 2
 			}
-			rec.keyN = 0
-			rec.at = 0
-			rec.client = clientTag{}
+			rec.KeyN = 0
+			rec.At = 0
+			rec.Client = [16]byte{}
 			if fast && pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
 				buf[p] == '*' && (buf[p+1] == '4' || extra > 0) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
 				buf[p+8] == 'd' && buf[p+11] == '$' && buf[p+12] == '6' && buf[p+13] == '4' && buf[p+14] == '\r' {
 				p += len(revocationLayout)
-				_, err := hex.Decode(rec.digest[:], buf[p:p+2*sha256.Size])
+				_, err := hex.Decode(rec.Digest[:], buf[p:p+2*sha256.Size])
 				p += 2 * sha256.Size
 				// Then \r\n$1\r\ne\r\n$<m>\r\n<ms>\r\n, checked byte by byte:
 				// cheaper here than a compiled call.
@@ -157,7 +159,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 								if at < 0 || at > maxStreamMs {
 									err = errIncompleteKey // the full parser skips it
 								}
-								rec.at = at * int64(time.Millisecond)
+								rec.At = at * int64(time.Millisecond)
 								after = stop + 2
 								extra--
 							}
@@ -168,17 +170,17 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 						}
 						if err == nil && extra == 1 {
 							k := after + len(keyLayout)
-							if err == nil && k+2*keyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
-								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*keyLen] == '\r' {
-								_, err = hex.Decode(rec.key[:], buf[k:k+2*keyLen])
-								rec.keyN = keyLen
-								after = k + 2*keyLen + 2
+							if err == nil && k+2*record.KeyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
+								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*record.KeyLen] == '\r' {
+								_, err = hex.Decode(rec.Key[:], buf[k:k+2*record.KeyLen])
+								rec.KeyN = record.KeyLen
+								after = k + 2*record.KeyLen + 2
 							} else {
 								err = errIncompleteKey
 							}
 						}
 						if err == nil && ms > 0 && ms <= maxStreamMs {
-							rec.expiry = ms * int64(time.Millisecond)
+							rec.Expiry = ms * int64(time.Millisecond)
 							recs = append(recs, rec)
 							next = after
 							idStart, idEnd = start, start+n
@@ -211,7 +213,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 					recs = append(recs, rec)
 				}
 				if status == entryExtension {
-					ext.pos = len(recs)
+					ext.Pos = len(recs)
 					exts = append(exts, ext)
 				}
 				lastID = id
@@ -303,7 +305,7 @@ type entryCheck struct {
 // entry whose s field does not verify is entryUnverified; without one, an
 // entry with an s field is entrySigned (streamsign.go). check nil is
 // neither.
-func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, check *entryCheck) (int, string, int) {
+func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.Extension, check *entryCheck) (int, string, int) {
 	n, p := respHeader(buf, pos, '*')
 	if p < 0 {
 		return p, "", entryMalformed
@@ -323,9 +325,9 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 	}
 	haveDigest, haveExpiry, typed := false, false, false
 	badStamp := false // an a field that is not a time in range
-	rec.keyN = 0
-	rec.at = 0
-	rec.client = clientTag{}
+	rec.KeyN = 0
+	rec.At = 0
+	rec.Client = [16]byte{}
 	var typ, version, payload, sig []byte
 	var signed [][]byte
 	for f := 0; f < fields; f += 2 {
@@ -353,9 +355,9 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 		}
 		switch name[0] {
 		case 'd':
-			haveDigest = len(value) == 2*len(rec.digest)
+			haveDigest = len(value) == 2*len(rec.Digest)
 			if haveDigest {
-				_, err := hex.Decode(rec.digest[:], value)
+				_, err := hex.Decode(rec.Digest[:], value)
 				haveDigest = err == nil
 			}
 		case 'e':
@@ -367,7 +369,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 				ms = ms*10 + int64(c-'0')
 			}
 			haveExpiry = haveExpiry && ms > 0 && ms <= maxStreamMs
-			rec.expiry = ms * int64(time.Millisecond)
+			rec.Expiry = ms * int64(time.Millisecond)
 		case 't':
 			typed = true
 			typ = value
@@ -376,9 +378,9 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 		case 'x':
 			payload = value
 		case 'c':
-			if len(value) == 2*len(rec.client) {
-				if _, err := hex.Decode(rec.client[:], value); err != nil {
-					rec.client = clientTag{}
+			if len(value) == 2*len(rec.Client) {
+				if _, err := hex.Decode(rec.Client[:], value); err != nil {
+					rec.Client = [16]byte{}
 				}
 			}
 		case 'a':
@@ -390,15 +392,15 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 				ms = ms*10 + int64(c-'0')
 			}
 			if ok && ms <= maxStreamMs {
-				rec.at = ms * int64(time.Millisecond)
+				rec.At = ms * int64(time.Millisecond)
 			} else {
 				badStamp = true
 			}
 		case 'k':
-			rec.keyN = 0
-			if len(value) == 2*keyLen {
-				if _, err := hex.Decode(rec.key[:], value); err == nil {
-					rec.keyN = keyLen
+			rec.KeyN = 0
+			if len(value) == 2*record.KeyLen {
+				if _, err := hex.Decode(rec.Key[:], value); err == nil {
+					rec.KeyN = record.KeyLen
 				}
 			}
 		}
@@ -411,10 +413,10 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 	}
 	status := entryMalformed
 	switch {
-	case typed && len(typ) == 1 && len(version) == 1 && knownExtension(typ[0]-'0'):
+	case typed && len(typ) == 1 && len(version) == 1 && record.KnownExtension(typ[0]-'0'):
 		status = entryOther
 		if decoded, err := hex.DecodeString(string(payload)); err == nil {
-			ext.typ, ext.version, ext.payload = typ[0]-'0', version[0]-'0', decoded
+			ext.Type, ext.Version, ext.Payload = typ[0]-'0', version[0]-'0', decoded
 			status = entryExtension
 		}
 	case typed:

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 func TestStreamSignerVerifies(t *testing.T) {
@@ -121,11 +123,11 @@ func TestSignedStreamSkipsForgedRecords(t *testing.T) {
 	// when a Redis writer without the secret XADDs a tombstone of it, a
 	// revocation, and a record signed with another secret
 	exp := time.Now().Add(time.Hour)
-	tomb := encodeTombstone(&tombstone{digest: *digestOf("real"), at: time.Now().UnixNano()})
+	tomb := record.EncodeTombstone(&record.Tombstone{Digest: *digestOf("real"), At: time.Now().UnixNano()})
 	forger := &streamSigner{secrets: [][]byte{[]byte("not-the-secret-0123456789")}}
 	forged := []string{"d", hex.EncodeToString(digestOf("forged-2")[:]), "e", strconv.FormatInt(exp.UnixMilli(), 10)}
 	seedStream(t, srv, "test:signed", [][]string{
-		{"t", strconv.Itoa(tombstoneRecordType), "v", strconv.Itoa(tombstoneRecordVersion), "x", hex.EncodeToString(tomb)},
+		{"t", strconv.Itoa(record.TombstoneType), "v", strconv.Itoa(record.TombstoneVersion), "x", hex.EncodeToString(tomb)},
 		{"d", hex.EncodeToString(digestOf("forged")[:]), "e", strconv.FormatInt(exp.UnixMilli(), 10)},
 		append(forged, "s", forger.sign("test:signed", time.Now(), forged)),
 	})
@@ -174,7 +176,7 @@ func TestParseStreamEntryChecksSignatures(t *testing.T) {
 	fields := []string{"d", strings.Repeat("ab", 32), "e", strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
 	id := strconv.FormatInt(time.Now().UnixMilli(), 10) + "-0"
 	raw := []byte(entryRESP(id, append(fields, "s", signer.sign("st", time.Now(), fields))...))
-	var rec revocation
+	var rec record.Revocation
 	for _, test := range []struct {
 		desc  string
 		check *entryCheck
@@ -185,7 +187,7 @@ func TestParseStreamEntryChecksSignatures(t *testing.T) {
 		{"on another stream", &entryCheck{stream: "other", signer: signer}, entryUnverified},
 		{"by a replica without a secret", &entryCheck{stream: "st"}, entrySigned},
 	} {
-		if _, _, status := parseStreamEntry(raw, 0, &rec, &extension{}, test.check); status != test.exp {
+		if _, _, status := parseStreamEntry(raw, 0, &rec, &record.Extension{}, test.check); status != test.exp {
 			t.Errorf("%s: status %d, want %d", test.desc, status, test.exp)
 		}
 	}

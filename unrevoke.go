@@ -3,10 +3,11 @@ package tokenrevocation
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"log"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Un-revoking (the admin API's unrevoke): a mistaken revocation is undone on
@@ -22,95 +23,49 @@ import (
 // cache and the loading overlay. Its bit in the bitset stays set: a set bit
 // only means "look it up", so this costs a lookup, never a wrong answer.
 
-const (
-	tombstoneRecordType    = 3
-	tombstoneRecordVersion = 1
-	// tombstoneSize is version, digest, time: what every release reads.
-	// tombstoneFullSize adds held and until (lifetime.go), written from
-	// this release on.
-	tombstoneSize     = 1 + sha256.Size + 8
-	tombstoneFullSize = tombstoneSize + 16
-)
-
-var errTombstone = errors.New("malformed tombstone")
-
-func encodeTombstone(t *tombstone) []byte {
-	buf := make([]byte, tombstoneFullSize)
-	buf[0] = tombstoneRecordVersion
-	copy(buf[1:], t.digest[:])
-	binary.BigEndian.PutUint64(buf[1+sha256.Size:], uint64(t.at))
-	binary.BigEndian.PutUint64(buf[tombstoneSize:], uint64(t.held))
-	binary.BigEndian.PutUint64(buf[tombstoneSize+8:], uint64(t.until))
-	return buf
-}
-
-// decodeTombstone reads a tombstone. One written before confirmation times
-// (41 bytes) cancels what was confirmed before it, and is kept for maxTTL
-// plus leeway after it: the longest life its release recorded.
-func decodeTombstone(buf []byte, maxTTL, leeway time.Duration) (tombstone, error) {
-	var t tombstone
-	if len(buf) < tombstoneSize || buf[0] != tombstoneRecordVersion {
-		return t, errTombstone
-	}
-	copy(t.digest[:], buf[1:])
-	t.at = int64(binary.BigEndian.Uint64(buf[1+sha256.Size:]))
-	if len(buf) >= tombstoneFullSize {
-		t.held = int64(binary.BigEndian.Uint64(buf[tombstoneSize:]))
-		t.until = int64(binary.BigEndian.Uint64(buf[tombstoneSize+8:]))
-	} else {
-		t.held = t.at - 1
-		t.until = t.at + int64(maxTTL+leeway)
-		t.legacy = true
-	}
-	if t.at <= 0 {
-		return t, errTombstone
-	}
-	return t, nil
-}
-
 // unrevoke undoes the revocation of digest here, then persists and
 // replicates the tombstone. It reports whether digest was revoked.
 func (d *denylist) unrevoke(digest *[sha256.Size]byte) (bool, error) {
 	h := d.held(digest)
-	t := tombstone{digest: *digest, at: d.stamp(), held: h.at}
-	if t.at <= h.at {
+	t := record.Tombstone{Digest: *digest, At: d.stamp(), Held: h.at}
+	if t.At <= h.at {
 		// After what it undoes, whatever the clocks of the replicas that
 		// confirmed it.
-		t.at = h.at + int64(time.Millisecond)
+		t.At = h.at + int64(time.Millisecond)
 	}
-	t.until = t.at + int64(d.maxTTL)
-	if h.expiry > t.until {
-		t.until = h.expiry
+	t.Until = t.At + int64(d.maxTTL)
+	if h.expiry > t.Until {
+		t.Until = h.expiry
 	}
-	t.until += int64(d.leeway)
+	t.Until += int64(d.leeway)
 	held := d.cancel(&t)
-	payload := encodeTombstone(&t)
+	payload := record.EncodeTombstone(&t)
 	var err error
 	if d.persist != nil {
-		err = d.persist.appendExtension(tombstoneRecordType, tombstoneRecordVersion, payload)
+		err = d.persist.appendExtension(record.TombstoneType, record.TombstoneVersion, payload)
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(extension{typ: tombstoneRecordType, version: tombstoneRecordVersion, payload: payload})
+		d.replica.enqueueExtension(record.Extension{Type: record.TombstoneType, Version: record.TombstoneVersion, Payload: payload})
 	}
 	atomic.AddInt64(&d.unrevoked[sourceAdmin], 1)
 	return held || h.found, err
 }
 
 // applyTombstone applies a tombstone read from the stream or the file.
-func (d *denylist) applyTombstone(ext *extension, source byte) {
-	t, err := decodeTombstone(ext.payload, d.maxTTL, d.leeway)
+func (d *denylist) applyTombstone(ext *record.Extension, source byte) {
+	t, err := record.DecodeTombstone(ext.Payload, d.maxTTL, d.leeway)
 	if err != nil {
 		atomic.AddInt64(&d.skipped.Malformed, 1)
 		return
 	}
 	if d.cancel(&t) {
 		atomic.AddInt64(&d.unrevoked[source], 1)
-		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.digest)})
+		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.Digest)})
 	}
 	// Kept in this replica's file too, so that a restart whose stream was
 	// trimmed still cancels what the file holds.
 	if d.persist != nil && source == sourceRedis {
-		if err := d.persist.appendExtension(tombstoneRecordType, tombstoneRecordVersion, ext.payload); err != nil {
+		if err := d.persist.appendExtension(record.TombstoneType, record.TombstoneVersion, ext.Payload); err != nil {
 			logTombstoneError(err)
 		}
 	}
@@ -119,14 +74,14 @@ func (d *denylist) applyTombstone(ext *extension, source byte) {
 // cancel applies t: it is remembered first (so that a revocation it cancels
 // staged at the same time is dropped), then the revocations it cancels are
 // removed from every store. It reports whether one was live.
-func (d *denylist) cancel(t *tombstone) bool {
-	d.observe(t.at)
+func (d *denylist) cancel(t *record.Tombstone) bool {
+	d.observe(t.At)
 	// The stream is trimmed only past the longest life noted (replicate.go):
 	// the tombstone must outlast a revocation it cancels that arrives late,
 	// whether or not it cancels anything here.
-	d.noteLife(t.until, t.at)
+	d.noteLife(t.Until, t.At)
 	d.mu.Lock()
-	if t.until > d.now().UnixNano() {
+	if t.Until > d.now().UnixNano() {
 		d.rememberTombstone(t)
 	}
 	d.mu.Unlock()
@@ -135,9 +90,9 @@ func (d *denylist) cancel(t *tombstone) bool {
 
 // remove takes the revocations t cancels out of every store and reports
 // whether one was live.
-func (d *denylist) remove(t *tombstone) bool {
+func (d *denylist) remove(t *record.Tombstone) bool {
 	now := d.now().UnixNano()
-	key := string(t.digest[:])
+	key := string(t.Digest[:])
 	held := false
 	for _, l := range d.lanes {
 		if atomic.LoadInt32(&l.used) == 0 {
@@ -151,7 +106,7 @@ func (d *denylist) remove(t *tombstone) bool {
 		if len(value) >= valueSize {
 			at = int64(binary.BigEndian.Uint64(value[expirySize+1:]))
 		}
-		if !t.cancels(at, d.leeway) {
+		if !t.Cancels(at, d.leeway) {
 			continue
 		}
 		held = held || (len(value) >= expirySize && int64(binary.BigEndian.Uint64(value)) > now)
@@ -160,15 +115,15 @@ func (d *denylist) remove(t *tombstone) bool {
 	}
 	d.hot.Delete(key)
 	d.mu.Lock()
-	if e, ok := d.overflow[key]; ok && t.cancels(e.at, d.leeway) {
+	if e, ok := d.overflow[key]; ok && t.Cancels(e.at, d.leeway) {
 		held = held || e.expiry > now
 		delete(d.overflow, key)
 		atomic.StoreInt32(&d.overflowN, int32(len(d.overflow)))
 	}
 	if set := d.overlay; set != nil {
-		if i, ok := set.index[loadKey(&t.digest)]; ok && set.recs[i].digest == t.digest && t.cancels(set.recs[i].at, d.leeway) {
-			held = held || set.recs[i].expiry > now
-			set.recs[i].expiry = 0 // skipped by the fill and by lookups
+		if i, ok := set.index[loadKey(&t.Digest)]; ok && set.recs[i].Digest == t.Digest && t.Cancels(set.recs[i].At, d.leeway) {
+			held = held || set.recs[i].Expiry > now
+			set.recs[i].Expiry = 0 // skipped by the fill and by lookups
 		}
 	}
 	d.mu.Unlock()
@@ -201,24 +156,24 @@ func (d *denylist) each(fn func(digest []byte, expiry int64)) {
 		}
 	}
 	d.mu.Lock()
-	var extra []revocation
+	var extra []record.Revocation
 	for k, e := range d.overflow {
 		if e.expiry > now && len(k) == sha256.Size {
-			var rec revocation
-			copy(rec.digest[:], k)
-			rec.expiry = e.expiry
+			var rec record.Revocation
+			copy(rec.Digest[:], k)
+			rec.Expiry = e.expiry
 			extra = append(extra, rec)
 		}
 	}
 	if set := d.overlay; set != nil {
 		for i := range set.recs {
-			if set.recs[i].expiry > now {
+			if set.recs[i].Expiry > now {
 				extra = append(extra, set.recs[i])
 			}
 		}
 	}
 	d.mu.Unlock()
 	for i := range extra {
-		fn(extra[i].digest[:], extra[i].expiry)
+		fn(extra[i].Digest[:], extra[i].Expiry)
 	}
 }
