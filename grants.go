@@ -456,8 +456,8 @@ func (rec *grantRecord) encode() []byte {
 	}
 	buf[1] |= grantKeys
 	for i := 0; i < n; i++ {
-		var key [1 + record.KeyLen]byte
-		if len(rec.tokens[i].key) == record.KeyLen {
+		var key [1 + keyLen]byte
+		if len(rec.tokens[i].key) == keyLen {
 			key[0] = 1
 			copy(key[1:], rec.tokens[i].key)
 		}
@@ -489,10 +489,10 @@ func decodeGrant(buf []byte) (*grantRecord, error) {
 		rec.tokens[i].refresh = tok[grantTokenSize-1] == 1
 	}
 	keys := buf[grantHeaderSize+n*grantTokenSize:]
-	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+record.KeyLen) {
+	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+keyLen) {
 		for i := 0; i < n; i++ {
-			if k := keys[i*(1+record.KeyLen):]; k[0] == 1 {
-				rec.tokens[i].key = string(k[1 : 1+record.KeyLen])
+			if k := keys[i*(1+keyLen):]; k[0] == 1 {
+				rec.tokens[i].key = string(k[1 : 1+keyLen])
 			}
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
-
-	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // A token's identity: what a revocation is recorded and checked by.
@@ -37,7 +35,7 @@ import (
 // identity service issued, so a revoke of the header and payload with a
 // made-up signature cannot reject the real token, and it is also the
 // pre-check key (precheck.go), so the hot path's key and the identity agree.
-const sigPrefixLen = record.KeyLen
+const sigPrefixLen = keyLen
 
 // b64url is the base64url alphabet.
 const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

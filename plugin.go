@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
-
-	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -372,11 +370,11 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 	// The key: the 8 characters after the last dot when 9 base64url
 	// characters follow it (a JWS signature's prefix), else, with no dot,
 	// the last 8. Any other token takes serveBearer's exact path.
-	if v := auth[0]; len(auth) == 1 && len(v) > 7+record.KeyLen && v[:7] == "Bearer " && !strings.ContainsAny(v[7:], " \t,") {
+	if v := auth[0]; len(auth) == 1 && len(v) > 7+keyLen && v[:7] == "Bearer " && !strings.ContainsAny(v[7:], " \t,") {
 		dot := strings.LastIndexByte(v, '.')
 		if dot < 0 {
-			dot = len(v) - record.KeyLen - 1
-		} else if len(v)-dot < record.KeyLen+2 || strings.Trim(v[dot+1:dot+2+record.KeyLen], b64url) != "" {
+			dot = len(v) - keyLen - 1
+		} else if len(v)-dot < keyLen+2 || strings.Trim(v[dot+1:dot+2+keyLen], b64url) != "" {
 			dot = -1
 		}
 		if dot >= 0 {

@@ -38,11 +38,15 @@ import (
 // the stream and persistPath so that replicas and restarts keep the
 // pre-check closed.
 
+// keyLen is the length of a pre-check key (record.KeyLen, a constant of
+// this package so that the hot path reads it as it always did).
+const keyLen = record.KeyLen
+
 // A pkey is a pre-check key as the maps hold it: an array, not a string,
 // so that the maps hold no pointer and the garbage collector never scans
 // their million entries (with string keys, every GC cycle walked them, and
 // the cost landed on every request).
-type pkey [record.KeyLen]byte
+type pkey [keyLen]byte
 
 // mergeAfter bounds how long keys wait in the delta.
 const mergeAfter = time.Minute
@@ -99,10 +103,10 @@ func keyOf(token string) string {
 		}
 		return keyNone
 	}
-	if len(token) < record.KeyLen {
+	if len(token) < keyLen {
 		return keyNone
 	}
-	return token[len(token)-record.KeyLen:]
+	return token[len(token)-keyLen:]
 }
 
 // neverRevoked reports whether the pre-check proves token never revoked:
@@ -147,7 +151,7 @@ func (p *precheck) add(key string, expiry int64) {
 // must be published again: a new delta, or a keyless revocation that opens
 // the pre-check. A key stored in the published delta needs no new set.
 func (p *precheck) addLocked(key string, expiry int64) bool {
-	if len(key) != record.KeyLen {
+	if len(key) != keyLen {
 		opened := p.keylessTill <= p.now().UnixNano()
 		if expiry > p.keylessTill {
 			p.keylessTill = expiry
@@ -183,7 +187,7 @@ func (p *precheck) addBatch(recs []record.Revocation) {
 			p.addLocked(rec.PrecheckKey(), rec.Expiry)
 			continue
 		}
-		if rec.KeyN != record.KeyLen {
+		if rec.KeyN != keyLen {
 			p.addLocked("", rec.Expiry)
 			continue
 		}

@@ -319,7 +319,7 @@ func TestPrecheckOpenForKeysOfThePreviousRelease(t *testing.T) {
 	token := makeJWT(time.Now().Add(time.Hour).Unix())
 	legacy := sha256.Sum256([]byte(token))
 	rec := record.Revocation{Digest: legacy, Expiry: time.Now().Add(time.Hour).UnixNano()}
-	rec.SetKey(token[len(token)-record.KeyLen:])
+	rec.SetKey(token[len(token)-keyLen:])
 	// when it loads from the stream or the file
 	m.list.stage([]record.Revocation{rec}, sourceRedis)
 	// then the pre-check does not clear the token by this release's key
@@ -346,7 +346,7 @@ func TestALegacyKeyNeverKeysThePrecheckAfterAMerge(t *testing.T) {
 		// when the previous release's record of it arrives, longer, keyed
 		// by that release's rule (the token's last 8 characters)
 		legacy := record.Revocation{Digest: digest, Expiry: clock.now().Add(time.Hour).UnixNano()}
-		legacy.SetKey(token[len(token)-record.KeyLen:])
+		legacy.SetKey(token[len(token)-keyLen:])
 		if loading {
 			d.stage([]record.Revocation{legacy}, sourceFile)
 			d.mu.Lock()

@@ -199,7 +199,7 @@ func (r *replicator) writeLoop() {
 				// release reads d and e and ignores a.
 				cmd = append(cmd, "a", strconv.FormatInt(batch[i].At/int64(time.Millisecond), 10))
 			}
-			if batch[i].KeyN == record.KeyLen {
+			if batch[i].KeyN == keyLen {
 				// The pre-check key (precheck.go); the previous release
 				// reads d and e and ignores k.
 				cmd = append(cmd, "k", hex.EncodeToString(batch[i].Key[:]))

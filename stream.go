@@ -170,11 +170,11 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]record.Revo
 						}
 						if err == nil && extra == 1 {
 							k := after + len(keyLayout)
-							if err == nil && k+2*record.KeyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
-								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*record.KeyLen] == '\r' {
-								_, err = hex.Decode(rec.Key[:], buf[k:k+2*record.KeyLen])
-								rec.KeyN = record.KeyLen
-								after = k + 2*record.KeyLen + 2
+							if err == nil && k+2*keyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
+								buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*keyLen] == '\r' {
+								_, err = hex.Decode(rec.Key[:], buf[k:k+2*keyLen])
+								rec.KeyN = keyLen
+								after = k + 2*keyLen + 2
 							} else {
 								err = errIncompleteKey
 							}
@@ -398,9 +398,9 @@ func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.E
 			}
 		case 'k':
 			rec.KeyN = 0
-			if len(value) == 2*record.KeyLen {
+			if len(value) == 2*keyLen {
 				if _, err := hex.Decode(rec.Key[:], value); err == nil {
-					rec.KeyN = record.KeyLen
+					rec.KeyN = keyLen
 				}
 			}
 		}
