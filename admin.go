@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The admin API (adminPath): incident response without waiting for a
@@ -339,7 +341,7 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 // as a logout record: replicated, persisted and applied like one.
 func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte, string) {
 	d := m.list
-	rec := &logoutRecord{}
+	rec := &record.Logout{}
 	var digest [sha256.Size]byte
 	claim := in.Claim
 	switch {
@@ -359,43 +361,43 @@ func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte
 		return http.StatusBadRequest, errorBody("invalid_request", `give one of "sid", "sub", or "claim" (sid or sub) with "digest"`), ""
 	}
 	if claim == "sid" {
-		rec.flags = logoutRuleSID | logoutGrantsSID
-		rec.sid = digest
+		rec.Flags = record.LogoutRuleSID | record.LogoutGrantsSID
+		rec.SID = digest
 	} else {
-		rec.flags = logoutRuleSub | logoutGrantsSub
-		rec.sub = digest
+		rec.Flags = record.LogoutRuleSub | record.LogoutGrantsSub
+		rec.Sub = digest
 	}
 	now := d.now()
-	rec.at = now.UnixNano()
+	rec.At = now.UnixNano()
 	if in.LoggedOutAt != "" {
 		t, err := time.Parse(time.RFC3339, in.LoggedOutAt)
 		if err != nil {
 			return http.StatusBadRequest, errorBody("invalid_request", "loggedOutAt must be an RFC 3339 time"), ""
 		}
-		rec.at = t.UnixNano()
+		rec.At = t.UnixNano()
 	}
 	ttl := m.settings.maxTTL
 	if m.settings.logout != nil {
 		ttl = m.settings.logout.ruleTTL
 	}
-	rec.expiry = rec.at + int64(ttl)
+	rec.Expiry = rec.At + int64(ttl)
 	if in.ExpiresAt != "" || in.TTL != "" {
 		expiry, err := m.adminExpiry(in)
 		if err != nil {
 			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), ""
 		}
-		rec.expiry = expiry.UnixNano()
+		rec.Expiry = expiry.UnixNano()
 	}
 	if m.settings.logout != nil && m.settings.logout.includeOffline {
-		rec.flags |= logoutOffline
+		rec.Flags |= record.LogoutOffline
 	}
 	// A jti of its own, so that the record's replay memory never matches a
 	// provider's logout token.
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	rec.jti = sha256.Sum256(append([]byte("admin\n"), nonce[:]...))
+	rec.JTI = sha256.Sum256(append([]byte("admin\n"), nonce[:]...))
 	if req.Method == http.MethodDelete {
-		rec.flags = rec.flags&(logoutRuleSID|logoutRuleSub) | logoutDelete
+		rec.Flags = rec.Flags&(record.LogoutRuleSID|record.LogoutRuleSub) | record.LogoutDelete
 	}
 	if err := d.logout(rec); err != nil {
 		log.Printf("tokenrevocation: ERROR an admin rule change was applied but not persisted: %v", err)
@@ -403,8 +405,8 @@ func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte
 	prefix := hex.EncodeToString(digest[:4])
 	out := map[string]interface{}{"claim": claim, "digest": hex.EncodeToString(digest[:]), "deleted": req.Method == http.MethodDelete}
 	if req.Method != http.MethodDelete {
-		out["loggedOutAt"] = time.Unix(0, rec.at).UTC().Format(time.RFC3339)
-		out["expiresAt"] = time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)
+		out["loggedOutAt"] = time.Unix(0, rec.At).UTC().Format(time.RFC3339)
+		out["expiresAt"] = time.Unix(0, rec.Expiry).UTC().Format(time.RFC3339)
 	}
 	return http.StatusOK, mustJSON(out), prefix
 }

@@ -156,17 +156,17 @@ type revokeInfo struct {
 }
 
 // auditLogout records a logout, or an admin rule change, applied here.
-func (d *denylist) auditLogout(rec *logoutRecord) {
+func (d *denylist) auditLogout(rec *record.Logout) {
 	if d.auditor() == nil {
 		return
 	}
-	ev := &auditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.sid),
-		ExpiresAt: time.Unix(0, rec.expiry).UTC().Format(time.RFC3339)}
-	if rec.flags&logoutRuleSub != 0 && rec.flags&logoutRuleSID == 0 {
+	ev := &auditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.SID),
+		ExpiresAt: time.Unix(0, rec.Expiry).UTC().Format(time.RFC3339)}
+	if rec.Flags&record.LogoutRuleSub != 0 && rec.Flags&record.LogoutRuleSID == 0 {
 		ev.Reason = "sub" // one assignment each: see adminRule
-		ev.Digest = digestPrefix(&rec.sub)
+		ev.Digest = digestPrefix(&rec.Sub)
 	}
-	if rec.flags&logoutDelete != 0 {
+	if rec.Flags&record.LogoutDelete != 0 {
 		ev.Event = "rule_deleted"
 	}
 	d.emit(ev)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // Capacity. bigcache makes room by dropping its oldest entries, and RFC 7009
@@ -125,22 +126,22 @@ type reservedToken struct {
 // admitted like any other. When one does not fit, it gives back what it
 // took and reports false: the request is refused with 503 before the
 // identity service (or, for a logout, before anything is applied).
-func (d *denylist) reserveTokens(tokens []grantToken) ([]reservedToken, bool) {
+func (d *denylist) reserveTokens(tokens []record.GrantToken) ([]reservedToken, bool) {
 	if len(tokens) == 0 {
 		return nil, true
 	}
 	now := d.now().UnixNano()
 	taken := make([]reservedToken, 0, len(tokens))
 	for i := range tokens {
-		if d.has(&tokens[i].digest) {
+		if d.has(&tokens[i].Digest) {
 			continue
 		}
-		lane := d.reserve(&tokens[i].digest, time.Duration(tokens[i].expiry-now))
+		lane := d.reserve(&tokens[i].Digest, time.Duration(tokens[i].Expiry-now))
 		if lane < 0 {
 			d.unreserveTokens(taken)
 			return nil, false
 		}
-		taken = append(taken, reservedToken{digest: tokens[i].digest, lane: lane})
+		taken = append(taken, reservedToken{digest: tokens[i].Digest, lane: lane})
 	}
 	return taken, true
 }

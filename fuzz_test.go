@@ -72,35 +72,6 @@ func FuzzParseStreamEntry(f *testing.F) {
 	})
 }
 
-func FuzzDecodeGrant(f *testing.F) {
-	rec := grantRecord{tokens: []grantToken{{expiry: 1}, {expiry: 2, refresh: true}}}
-	f.Add(rec.encode())
-	f.Fuzz(func(t *testing.T, buf []byte) {
-		got, err := decodeGrant(buf)
-		if err != nil {
-			return
-		}
-		again, err := decodeGrant(got.encode())
-		if err != nil || again.family != got.family || len(again.tokens) != len(got.tokens) {
-			t.Fatalf("re-encoding changed the record: %v", err)
-		}
-	})
-}
-
-func FuzzDecodeLogout(f *testing.F) {
-	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, at: 1, expiry: 2}
-	f.Add(rec.encode())
-	f.Fuzz(func(t *testing.T, buf []byte) {
-		got, err := decodeLogout(buf)
-		if err != nil {
-			return
-		}
-		if again, err := decodeLogout(got.encode()); err != nil || *again != *got {
-			t.Fatalf("decodeLogout(%x) does not round-trip", buf)
-		}
-	})
-}
-
 // FuzzRuleRejects: whatever a bearer token holds, the rule check never
 // panics, and it rejects only a token whose session claim or subject has a
 // rule and whose iat (if any) is not after the logout.
@@ -108,7 +79,7 @@ func FuzzRuleRejects(f *testing.F) {
 	f.Add(makeJWT(1767225600), int64(1767225600))
 	f.Fuzz(func(t *testing.T, token string, at int64) {
 		r := newRuleStore(func() time.Time { return time.Unix(0, 0) })
-		rec := &logoutRecord{flags: logoutRuleSID | logoutRuleSub, sid: sha256.Sum256([]byte("session-1")), sub: sha256.Sum256([]byte("user-1")), at: at, expiry: 1 << 62}
+		rec := &record.Logout{Flags: record.LogoutRuleSID | record.LogoutRuleSub, SID: sha256.Sum256([]byte("session-1")), Sub: sha256.Sum256([]byte("user-1")), At: at, Expiry: 1 << 62}
 		r.add(rec, true)
 		if !r.rejects(token, []string{"sid"}) {
 			return

@@ -2,8 +2,6 @@ package tokenrevocation
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"log"
 	"sync"
 	"sync/atomic"
@@ -30,51 +28,19 @@ import (
 // records replicate through the Redis stream and persist in persistPath as
 // record type grantRecordType (record.go).
 
-// A grantToken is one token of a family: its digest, expiry and kind.
-type grantToken struct {
-	digest  [sha256.Size]byte
-	expiry  int64 // Unix nanoseconds
-	refresh bool
-	key     string // the token's pre-check key (precheck.go); "" when unknown
-}
-
 // A grantFamily is the tokens of one grant, and the session and subject of
 // its ID token as digests of the claim values (zero when absent). offline
 // is set when the grant's scope holds offline_access: its refresh tokens
 // survive a back-channel logout (logout.go).
 type grantFamily struct {
 	id       string
-	tokens   []grantToken
+	tokens   []record.GrantToken
 	sid, sub [sha256.Size]byte
 	expiry   int64
 	offline  bool
 }
 
-// A grantRecord is what one token response adds to a family; it is what
-// replicates and persists.
-type grantRecord struct {
-	family   [sha256.Size]byte
-	sid, sub [sha256.Size]byte
-	tokens   []grantToken
-	offline  bool
-}
-
 const (
-	// grantTokenSize is one encoded token: digest, expiry, kind.
-	grantTokenSize = sha256.Size + 8 + 1
-	// grantHeaderSize is an encoded record before its tokens: version,
-	// flags, family, sid, sub, token count.
-	grantHeaderSize = 1 + 1 + 3*sha256.Size + 1
-	// grantOffline is the flag of a grant whose scope holds offline_access.
-	// Records from before it have no flags: their refresh tokens are
-	// revoked by a logout, the safe way.
-	grantOffline = 1
-	// grantKeys is the flag of a record whose tokens' pre-check keys follow
-	// them, keyLen bytes each (a zero byte first for a key unknown). A
-	// release that does not know it reads the tokens and ignores the rest.
-	grantKeys = 2
-	// maxGrantTokens bounds the tokens of one record.
-	maxGrantTokens = 16
 	// maxFamilyTokens bounds the tokens one family holds (add).
 	maxFamilyTokens = 32
 	// grantSweepEvery spaces out the sweeps of expired families.
@@ -122,32 +88,32 @@ func (g *grantStore) familyID(refresh *[sha256.Size]byte) [sha256.Size]byte {
 // A family holds at most maxFamilyTokens tokens: expired ones are pruned
 // when it is full, and then the oldest are dropped (counted in dropped). So
 // one refresh costs O(maxFamilyTokens), whatever the grant's age.
-func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
+func (g *grantStore) add(rec *record.Grant, take bool) ([]record.GrantToken, bool) {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now-g.lastSweep >= int64(grantSweepEvery) {
 		g.sweep(now)
 	}
-	f, ok := g.families[string(rec.family[:])]
+	f, ok := g.families[string(rec.Family[:])]
 	if !ok {
 		if len(g.families) >= g.max {
 			g.refuse(now)
 			return nil, false
 		}
-		f = &grantFamily{id: string(rec.family[:])}
+		f = &grantFamily{id: string(rec.Family[:])}
 		g.families[f.id] = f
 	}
-	var previous []grantToken
+	var previous []record.GrantToken
 	// Compacted by index: under Yaegi, appending a family's own elements
 	// to a slice of its array (kept := f.tokens[:0]) loses entries.
 	n := 0
 	for i := 0; i < len(f.tokens); i++ {
 		t := f.tokens[i]
-		if !t.refresh && t.expiry > now && !hasToken(rec.tokens, &t.digest) {
+		if !t.Refresh && t.Expiry > now && !hasToken(rec.Tokens, &t.Digest) {
 			previous = append(previous, t)
 			if take {
-				g.unindex(f, &t.digest)
+				g.unindex(f, &t.Digest)
 				continue
 			}
 		}
@@ -155,12 +121,12 @@ func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 		n++
 	}
 	f.tokens = f.tokens[:n]
-	for i := range rec.tokens {
-		t := rec.tokens[i]
-		if t.expiry <= now {
+	for i := range rec.Tokens {
+		t := rec.Tokens[i]
+		if t.Expiry <= now {
 			continue
 		}
-		key := string(t.digest[:])
+		key := string(t.Digest[:])
 		if other, ok := g.byToken[key]; ok && other == f {
 			continue
 		}
@@ -169,17 +135,17 @@ func (g *grantStore) add(rec *grantRecord, take bool) ([]grantToken, bool) {
 		}
 		f.tokens = append(f.tokens, t)
 		g.byToken[key] = f
-		if t.expiry > f.expiry {
-			f.expiry = t.expiry
+		if t.Expiry > f.expiry {
+			f.expiry = t.Expiry
 		}
 	}
-	if rec.sid != ([sha256.Size]byte{}) {
-		f.sid = rec.sid
+	if rec.SID != ([sha256.Size]byte{}) {
+		f.sid = rec.SID
 	}
-	if rec.sub != ([sha256.Size]byte{}) {
-		f.sub = rec.sub
+	if rec.Sub != ([sha256.Size]byte{}) {
+		f.sub = rec.Sub
 	}
-	if rec.offline {
+	if rec.Offline {
 		f.offline = true
 	}
 	return previous, true
@@ -195,11 +161,11 @@ func (g *grantStore) makeRoom(f *grantFamily, now int64) {
 	n, access, oldestAccess := 0, 0, -1
 	for i := 0; i < len(f.tokens); i++ {
 		t := f.tokens[i]
-		if t.expiry <= now {
-			g.unindex(f, &t.digest)
+		if t.Expiry <= now {
+			g.unindex(f, &t.Digest)
 			continue
 		}
-		if !t.refresh {
+		if !t.Refresh {
 			access++
 			if oldestAccess < 0 {
 				oldestAccess = n
@@ -216,7 +182,7 @@ func (g *grantStore) makeRoom(f *grantFamily, now int64) {
 	if access > 1 {
 		drop = oldestAccess
 	}
-	g.unindex(f, &f.tokens[drop].digest)
+	g.unindex(f, &f.tokens[drop].Digest)
 	for i := drop + 1; i < n; i++ {
 		f.tokens[i-1] = f.tokens[i]
 	}
@@ -231,9 +197,9 @@ func (g *grantStore) unindex(f *grantFamily, digest *[sha256.Size]byte) {
 	}
 }
 
-func hasToken(tokens []grantToken, digest *[sha256.Size]byte) bool {
+func hasToken(tokens []record.GrantToken, digest *[sha256.Size]byte) bool {
 	for i := range tokens {
-		if tokens[i].digest == *digest {
+		if tokens[i].Digest == *digest {
 			return true
 		}
 	}
@@ -252,19 +218,19 @@ func (g *grantStore) refuse(now int64) {
 // revokeFamily removes and returns the live tokens, refresh itself left
 // out, of the family that holds refresh as a refresh token; nil when no
 // family does.
-func (g *grantStore) revokeFamily(refresh *[sha256.Size]byte) []grantToken {
+func (g *grantStore) revokeFamily(refresh *[sha256.Size]byte) []record.GrantToken {
 	return g.liveFamily(refresh, true)
 }
 
 // familyOf returns what revokeFamily would, and keeps the family: what
 // revoking refresh would store, for admission.
-func (g *grantStore) familyOf(refresh *[sha256.Size]byte) []grantToken {
+func (g *grantStore) familyOf(refresh *[sha256.Size]byte) []record.GrantToken {
 	return g.liveFamily(refresh, false)
 }
 
 // liveFamily returns a copy of the live tokens, refresh left out, of the
 // family that holds refresh as a refresh token, and forgets it when asked.
-func (g *grantStore) liveFamily(refresh *[sha256.Size]byte, forget bool) []grantToken {
+func (g *grantStore) liveFamily(refresh *[sha256.Size]byte, forget bool) []record.GrantToken {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -275,9 +241,9 @@ func (g *grantStore) liveFamily(refresh *[sha256.Size]byte, forget bool) []grant
 	if forget {
 		g.remove(f)
 	}
-	var live []grantToken
+	var live []record.GrantToken
 	for i := range f.tokens {
-		if f.tokens[i].expiry > now && f.tokens[i].digest != *refresh {
+		if f.tokens[i].Expiry > now && f.tokens[i].Digest != *refresh {
 			live = append(live, f.tokens[i])
 		}
 	}
@@ -286,8 +252,8 @@ func (g *grantStore) liveFamily(refresh *[sha256.Size]byte, forget bool) []grant
 
 func isRefresh(f *grantFamily, digest *[sha256.Size]byte) bool {
 	for i := range f.tokens {
-		if f.tokens[i].digest == *digest {
-			return f.tokens[i].refresh
+		if f.tokens[i].Digest == *digest {
+			return f.tokens[i].Refresh
 		}
 	}
 	return false
@@ -297,7 +263,7 @@ func isRefresh(f *grantFamily, digest *[sha256.Size]byte) bool {
 func (g *grantStore) remove(f *grantFamily) {
 	delete(g.families, f.id)
 	for i := range f.tokens {
-		g.unindex(f, &f.tokens[i].digest)
+		g.unindex(f, &f.tokens[i].Digest)
 	}
 }
 
@@ -319,21 +285,21 @@ func (g *grantStore) sweep(now int64) {
 // Logout §2.7: such refresh tokens normally survive a logout). A family
 // with nothing left is forgotten. A logout is rare; the scan over every
 // family, under the lock, is what keeps each grant record small.
-func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline bool) []grantToken {
+func (g *grantStore) revokeSession(sid, sub *[sha256.Size]byte, includeOffline bool) []record.GrantToken {
 	return g.session(sid, sub, includeOffline, true)
 }
 
 // sessionTokens returns what revokeSession would, and keeps the families:
 // for admission.
-func (g *grantStore) sessionTokens(sid, sub *[sha256.Size]byte, includeOffline bool) []grantToken {
+func (g *grantStore) sessionTokens(sid, sub *[sha256.Size]byte, includeOffline bool) []record.GrantToken {
 	return g.session(sid, sub, includeOffline, false)
 }
 
-func (g *grantStore) session(sid, sub *[sha256.Size]byte, includeOffline, forget bool) []grantToken {
+func (g *grantStore) session(sid, sub *[sha256.Size]byte, includeOffline, forget bool) []record.GrantToken {
 	now := g.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var revoked []grantToken
+	var revoked []record.GrantToken
 	for _, f := range g.families {
 		bySID, bySub := sid != nil && f.sid == *sid, sub != nil && f.sub == *sub
 		if !bySID && !bySub {
@@ -342,8 +308,8 @@ func (g *grantStore) session(sid, sub *[sha256.Size]byte, includeOffline, forget
 		keep := f.tokens[:0]
 		for i := range f.tokens {
 			t := f.tokens[i]
-			survives := t.refresh && f.offline && !includeOffline
-			if !survives && t.expiry > now {
+			survives := t.Refresh && f.offline && !includeOffline
+			if !survives && t.Expiry > now {
 				revoked = append(revoked, t)
 			}
 			if !forget {
@@ -354,7 +320,7 @@ func (g *grantStore) session(sid, sub *[sha256.Size]byte, includeOffline, forget
 				keep = append(keep, t)
 				continue
 			}
-			g.unindex(f, &t.digest)
+			g.unindex(f, &t.Digest)
 		}
 		if !forget {
 			continue
@@ -380,10 +346,10 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte, who *revokeInfo) {
 		tagged = &revokeInfo{tag: who.tag}
 	}
 	for i := range tokens {
-		if tokens[i].digest == *digest || d.has(&tokens[i].digest) {
+		if tokens[i].Digest == *digest || d.has(&tokens[i].Digest) {
 			continue
 		}
-		if err := d.addReserved(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), -1, sourceGrant, tagged); err != nil {
+		if err := d.addReserved(&tokens[i].Digest, tokens[i].Key, time.Unix(0, tokens[i].Expiry), -1, sourceGrant, tagged); err != nil {
 			log.Printf("tokenrevocation: ERROR a revoked grant's token was enforced but not persisted: %v", err)
 		}
 	}
@@ -393,10 +359,10 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte, who *revokeInfo) {
 // tokens is already revoked: the grant record arrived (from another
 // replica, the file, or a refresh answered while the revocation went
 // through) after the revocation it belongs to.
-func (d *denylist) revokeIfRevoked(rec *grantRecord) {
-	for i := range rec.tokens {
-		if rec.tokens[i].refresh && d.has(&rec.tokens[i].digest) {
-			d.revokeGrantOf(&rec.tokens[i].digest, nil)
+func (d *denylist) revokeIfRevoked(rec *record.Grant) {
+	for i := range rec.Tokens {
+		if rec.Tokens[i].Refresh && d.has(&rec.Tokens[i].Digest) {
+			d.revokeGrantOf(&rec.Tokens[i].Digest, nil)
 			return
 		}
 	}
@@ -416,85 +382,4 @@ func (g *grantStore) size() (int, int) {
 	families := len(g.families)
 	tokens := len(g.byToken)
 	return families, tokens
-}
-
-// live reports whether rec still has a live token, so that compaction keeps it.
-func (rec *grantRecord) live(now int64) bool {
-	for i := range rec.tokens {
-		if rec.tokens[i].expiry > now {
-			return true
-		}
-	}
-	return false
-}
-
-// encode is the record's binary form, the same in the stream (hex) and in
-// persistPath (extension frames).
-func (rec *grantRecord) encode() []byte {
-	n := len(rec.tokens)
-	if n > maxGrantTokens {
-		n = maxGrantTokens
-	}
-	buf := make([]byte, grantHeaderSize, grantHeaderSize+n*grantTokenSize)
-	buf[0] = record.GrantVersion
-	if rec.offline {
-		buf[1] = grantOffline
-	}
-	copy(buf[2:], rec.family[:])
-	copy(buf[2+sha256.Size:], rec.sid[:])
-	copy(buf[2+2*sha256.Size:], rec.sub[:])
-	buf[grantHeaderSize-1] = byte(n)
-	var tok [grantTokenSize]byte
-	for i := 0; i < n; i++ {
-		copy(tok[:], rec.tokens[i].digest[:])
-		binary.BigEndian.PutUint64(tok[sha256.Size:], uint64(rec.tokens[i].expiry))
-		tok[grantTokenSize-1] = 0
-		if rec.tokens[i].refresh {
-			tok[grantTokenSize-1] = 1
-		}
-		buf = append(buf, tok[:]...)
-	}
-	buf[1] |= grantKeys
-	for i := 0; i < n; i++ {
-		var key [1 + keyLen]byte
-		if len(rec.tokens[i].key) == keyLen {
-			key[0] = 1
-			copy(key[1:], rec.tokens[i].key)
-		}
-		buf = append(buf, key[:]...)
-	}
-	return buf
-}
-
-var errGrantRecord = errors.New("malformed grant record")
-
-// decodeGrant reads an encoded grant record; a later version is an error,
-// which callers skip like any unknown record.
-func decodeGrant(buf []byte) (*grantRecord, error) {
-	if len(buf) < grantHeaderSize || buf[0] != record.GrantVersion {
-		return nil, errGrantRecord
-	}
-	n := int(buf[grantHeaderSize-1])
-	if n > maxGrantTokens || len(buf) < grantHeaderSize+n*grantTokenSize {
-		return nil, errGrantRecord
-	}
-	rec := &grantRecord{tokens: make([]grantToken, n), offline: buf[1]&grantOffline != 0}
-	copy(rec.family[:], buf[2:])
-	copy(rec.sid[:], buf[2+sha256.Size:])
-	copy(rec.sub[:], buf[2+2*sha256.Size:])
-	for i := 0; i < n; i++ {
-		tok := buf[grantHeaderSize+i*grantTokenSize:]
-		copy(rec.tokens[i].digest[:], tok[:sha256.Size])
-		rec.tokens[i].expiry = int64(binary.BigEndian.Uint64(tok[sha256.Size:]))
-		rec.tokens[i].refresh = tok[grantTokenSize-1] == 1
-	}
-	keys := buf[grantHeaderSize+n*grantTokenSize:]
-	if buf[1]&grantKeys != 0 && len(keys) >= n*(1+keyLen) {
-		for i := 0; i < n; i++ {
-			if k := keys[i*(1+keyLen):]; k[0] == 1 {
-				rec.tokens[i].key = string(k[1 : 1+keyLen])
-			}
-		}
-	}
-	return rec, nil
 }

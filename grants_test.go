@@ -244,12 +244,12 @@ func TestGrantCap(t *testing.T) {
 func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
 	clock := newFakeClock()
 	g := newGrantStore(10, clock.now)
-	rec := &grantRecord{family: *digestOf("f"), tokens: []grantToken{{digest: *digestOf("a"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
+	rec := &record.Grant{Family: *digestOf("f"), Tokens: []record.GrantToken{{Digest: *digestOf("a"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
 	if _, ok := g.add(rec, false); !ok || familyCount(g) != 1 {
 		t.Fatal("not added")
 	}
 	clock.advance(2 * time.Hour)
-	other := &grantRecord{family: *digestOf("g"), tokens: []grantToken{{digest: *digestOf("b"), expiry: clock.now().Add(time.Hour).UnixNano()}}}
+	other := &record.Grant{Family: *digestOf("g"), Tokens: []record.GrantToken{{Digest: *digestOf("b"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
 	g.add(other, false)
 	if familyCount(g) != 1 {
 		t.Fatalf("%d families, want the expired one forgotten", familyCount(g))
@@ -257,23 +257,23 @@ func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
 }
 
 func TestGrantRecordEncoding(t *testing.T) {
-	rec := &grantRecord{family: *digestOf("f"), sid: *digestOf("s"), tokens: []grantToken{
-		{digest: *digestOf("a"), expiry: 123}, {digest: *digestOf("r"), expiry: 456, refresh: true},
+	rec := &record.Grant{Family: *digestOf("f"), SID: *digestOf("s"), Tokens: []record.GrantToken{
+		{Digest: *digestOf("a"), Expiry: 123}, {Digest: *digestOf("r"), Expiry: 456, Refresh: true},
 	}}
-	got, err := decodeGrant(rec.encode())
-	if err != nil || got.family != rec.family || got.sid != rec.sid || got.sub != rec.sub || len(got.tokens) != 2 || got.tokens[1] != rec.tokens[1] {
+	got, err := record.DecodeGrant(rec.Encode())
+	if err != nil || got.Family != rec.Family || got.SID != rec.SID || got.Sub != rec.Sub || len(got.Tokens) != 2 || got.Tokens[1] != rec.Tokens[1] {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
-	if _, err := decodeGrant(append([]byte{9}, rec.encode()[1:]...)); err == nil {
+	if _, err := record.DecodeGrant(append([]byte{9}, rec.Encode()[1:]...)); err == nil {
 		t.Fatal("a later version was read")
 	}
 	// in persistPath frames, between revocations
-	frames := append(record.EncodeRevocation(&record.Revocation{Digest: *digestOf("x"), Expiry: 1 << 62}), record.EncodeExtension(record.GrantType, record.GrantVersion, rec.encode())...)
+	frames := append(record.EncodeRevocation(&record.Revocation{Digest: *digestOf("x"), Expiry: 1 << 62}), record.EncodeExtension(record.GrantType, record.GrantVersion, rec.Encode())...)
 	set := record.DecodeFrames(frames, 0)
 	if len(set.Recs) != 1 || len(set.Records) != 1 || len(set.Unknown) != 0 {
 		t.Fatalf("frames: %d recs, %d records", len(set.Recs), len(set.Records))
 	}
-	if back, err := decodeGrant(set.Records[0].Payload); err != nil || back.tokens[0] != rec.tokens[0] {
+	if back, err := record.DecodeGrant(set.Records[0].Payload); err != nil || back.Tokens[0] != rec.Tokens[0] {
 		t.Fatalf("from frames: %v", err)
 	}
 	// The previous release reads every frame as a digest and an expiry and
@@ -355,11 +355,11 @@ func BenchmarkGrantMemory(b *testing.B) {
 	const n = 100000
 	for i := 0; i < b.N; i++ {
 		g := newGrantStore(n, time.Now)
-		recs := make([]*grantRecord, n)
+		recs := make([]*record.Grant, n)
 		for j := range recs {
-			recs[j] = &grantRecord{family: *digestOf(fmt.Sprint("r", j)), tokens: []grantToken{
-				{digest: *digestOf(fmt.Sprint("a", j)), expiry: time.Now().Add(time.Hour).UnixNano()},
-				{digest: *digestOf(fmt.Sprint("r", j)), expiry: time.Now().Add(time.Hour).UnixNano(), refresh: true},
+			recs[j] = &record.Grant{Family: *digestOf(fmt.Sprint("r", j)), Tokens: []record.GrantToken{
+				{Digest: *digestOf(fmt.Sprint("a", j)), Expiry: time.Now().Add(time.Hour).UnixNano()},
+				{Digest: *digestOf(fmt.Sprint("r", j)), Expiry: time.Now().Add(time.Hour).UnixNano(), Refresh: true},
 			}}
 		}
 		var before, after runtime.MemStats
@@ -384,13 +384,13 @@ func TestGrantArrivingAfterItsRevocation(t *testing.T) {
 	if err := d.add(digestOf("refresh-A"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
-	rec := &grantRecord{family: *digestOf("refresh-A"), tokens: []grantToken{
-		{digest: *digestOf("access-A"), expiry: time.Now().Add(time.Hour).UnixNano()},
-		{digest: *digestOf("refresh-A"), expiry: time.Now().Add(time.Hour).UnixNano(), refresh: true},
+	rec := &record.Grant{Family: *digestOf("refresh-A"), Tokens: []record.GrantToken{
+		{Digest: *digestOf("access-A"), Expiry: time.Now().Add(time.Hour).UnixNano()},
+		{Digest: *digestOf("refresh-A"), Expiry: time.Now().Add(time.Hour).UnixNano(), Refresh: true},
 	}}
 
 	// when the record arrives, then the family is revoked at once
-	d.applyExtension(&record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: rec.encode()})
+	d.applyExtension(&record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: rec.Encode()})
 	if !d.contains("access-A") {
 		t.Fatal("the grant's access token passes though its refresh token was revoked first")
 	}
@@ -412,16 +412,16 @@ func TestGrantStoreFamilyStaysBounded(t *testing.T) {
 	// given a grant whose tokens live an hour
 	clock := newFakeClock()
 	g := newGrantStore(10, clock.now)
-	tok := func(i int, refresh bool) grantToken {
-		return grantToken{digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), refresh: refresh, expiry: clock.now().Add(time.Hour).UnixNano()}
+	tok := func(i int, refresh bool) record.GrantToken {
+		return record.GrantToken{Digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), Refresh: refresh, Expiry: clock.now().Add(time.Hour).UnixNano()}
 	}
-	family := tok(0, true).digest
+	family := tok(0, true).Digest
 
 	// when it is refreshed 3,000 times, a second apart, each answer adding
 	// an access and a refresh token
 	for i := 1; i <= 3000; i++ {
 		clock.advance(time.Second)
-		rec := &grantRecord{family: family, tokens: []grantToken{tok(i, false), tok(i, true)}}
+		rec := &record.Grant{Family: family, Tokens: []record.GrantToken{tok(i, false), tok(i, true)}}
 		if _, ok := g.add(rec, false); !ok {
 			t.Fatalf("refresh %d not tracked", i)
 		}
@@ -433,7 +433,7 @@ func TestGrantStoreFamilyStaysBounded(t *testing.T) {
 	if len(f.tokens) > maxFamilyTokens || len(g.byToken) > maxFamilyTokens {
 		t.Fatalf("family of %d tokens, index of %d", len(f.tokens), len(g.byToken))
 	}
-	newest := tok(3000, true).digest
+	newest := tok(3000, true).Digest
 	if g.byToken[string(newest[:])] != f || atomic.LoadInt64(&g.dropped) == 0 {
 		t.Fatalf("newest token not kept, or drops not counted (%d)", g.dropped)
 	}
@@ -444,22 +444,22 @@ func TestGrantStoreTakePreviousRemovesThem(t *testing.T) {
 	clock := newFakeClock()
 	g := newGrantStore(10, clock.now)
 	exp := clock.now().Add(time.Hour).UnixNano()
-	a1 := grantToken{digest: sha256.Sum256([]byte("a1")), expiry: exp}
-	a2 := grantToken{digest: sha256.Sum256([]byte("a2")), expiry: exp}
-	r := grantToken{digest: sha256.Sum256([]byte("r")), expiry: exp, refresh: true}
-	g.add(&grantRecord{family: r.digest, tokens: []grantToken{a1, r}}, false)
+	a1 := record.GrantToken{Digest: sha256.Sum256([]byte("a1")), Expiry: exp}
+	a2 := record.GrantToken{Digest: sha256.Sum256([]byte("a2")), Expiry: exp}
+	r := record.GrantToken{Digest: sha256.Sum256([]byte("r")), Expiry: exp, Refresh: true}
+	g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{a1, r}}, false)
 
 	// when a refresh takes the previous access tokens
-	previous, _ := g.add(&grantRecord{family: r.digest, tokens: []grantToken{a2, r}}, true)
+	previous, _ := g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{a2, r}}, true)
 
 	// then a1 is returned once and no longer tracked
-	if len(previous) != 1 || previous[0].digest != a1.digest {
+	if len(previous) != 1 || previous[0].Digest != a1.Digest {
 		t.Fatalf("previous %v", previous)
 	}
-	if _, ok := g.byToken[string(a1.digest[:])]; ok {
+	if _, ok := g.byToken[string(a1.Digest[:])]; ok {
 		t.Fatal("a taken token is still indexed")
 	}
-	if again, _ := g.add(&grantRecord{family: r.digest, tokens: []grantToken{r}}, true); len(again) != 1 || again[0].digest != a2.digest {
+	if again, _ := g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{r}}, true); len(again) != 1 || again[0].Digest != a2.Digest {
 		t.Fatalf("second refresh returned %v", again)
 	}
 }

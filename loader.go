@@ -212,7 +212,7 @@ func (d *denylist) applyExtension(ext *record.Extension) {
 		return
 	}
 	if ext.Type == record.LogoutType {
-		if rec, err := decodeLogout(ext.Payload); err == nil {
+		if rec, err := record.DecodeLogout(ext.Payload); err == nil {
 			d.applyLogout(rec)
 		}
 		return
@@ -220,7 +220,7 @@ func (d *denylist) applyExtension(ext *record.Extension) {
 	if ext.Type != record.GrantType {
 		return
 	}
-	if rec, err := decodeGrant(ext.Payload); err == nil {
+	if rec, err := record.DecodeGrant(ext.Payload); err == nil {
 		if _, tracked := d.grants.add(rec, false); tracked && d.isLoaded() {
 			d.revokeIfRevoked(rec)
 		}
@@ -228,8 +228,8 @@ func (d *denylist) applyExtension(ext *record.Extension) {
 }
 
 // shareGrant persists and replicates a grant record learned here.
-func (d *denylist) shareGrant(rec *grantRecord) {
-	payload := rec.encode()
+func (d *denylist) shareGrant(rec *record.Grant) {
+	payload := rec.Encode()
 	if d.persist != nil {
 		if err := d.persist.appendExtension(record.GrantType, record.GrantVersion, payload); err != nil {
 			log.Printf("tokenrevocation: ERROR a grant was tracked but not persisted: %v", err)

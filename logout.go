@@ -2,7 +2,6 @@ package tokenrevocation
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"log"
 	"net/http"
@@ -35,60 +34,6 @@ import (
 // replicated as ordinary revocations by the replica that received the
 // logout, so even the previous release enforces those.
 
-const (
-	// logoutRecordSize is version, flags, sid, sub, jti, logout time, expiry.
-	logoutRecordSize = 2 + 3*sha256.Size + 8 + 8
-)
-
-// Flags of a logout record.
-const (
-	logoutRuleSID    = 1 << iota // reject JWTs whose session claim is sid
-	logoutRuleSub                // reject JWTs whose sub is sub
-	logoutOffline                // families' offline_access refresh tokens too
-	logoutGrantsSID              // revoke the families of sid
-	logoutGrantsSub              // revoke the families of sub
-	logoutDelete                 // an admin deletion of the rules flagged
-	logoutKnownFlags = logoutDelete<<1 - 1
-)
-
-// A logoutRecord is one validated logout.
-type logoutRecord struct {
-	flags         byte
-	sid, sub, jti [sha256.Size]byte // digests of the claim values; jti of iss and jti
-	at            int64             // the logout token's iat, Unix nanoseconds
-	expiry        int64             // when its rules end
-}
-
-var errLogoutRecord = errors.New("malformed logout record")
-
-func (rec *logoutRecord) encode() []byte {
-	buf := make([]byte, logoutRecordSize)
-	buf[0] = record.LogoutVersion
-	buf[1] = rec.flags
-	copy(buf[2:], rec.sid[:])
-	copy(buf[2+sha256.Size:], rec.sub[:])
-	copy(buf[2+2*sha256.Size:], rec.jti[:])
-	binary.BigEndian.PutUint64(buf[2+3*sha256.Size:], uint64(rec.at))
-	binary.BigEndian.PutUint64(buf[2+3*sha256.Size+8:], uint64(rec.expiry))
-	return buf
-}
-
-// decodeLogout reads an encoded logout record; a later version, or flags
-// this release does not know, is an error, which callers skip like any
-// unknown record.
-func decodeLogout(buf []byte) (*logoutRecord, error) {
-	if len(buf) < logoutRecordSize || buf[0] != record.LogoutVersion || buf[1]&^logoutKnownFlags != 0 {
-		return nil, errLogoutRecord
-	}
-	rec := &logoutRecord{flags: buf[1]}
-	copy(rec.sid[:], buf[2:])
-	copy(rec.sub[:], buf[2+sha256.Size:])
-	copy(rec.jti[:], buf[2+2*sha256.Size:])
-	rec.at = int64(binary.BigEndian.Uint64(buf[2+3*sha256.Size:]))
-	rec.expiry = int64(binary.BigEndian.Uint64(buf[2+3*sha256.Size+8:]))
-	return rec, nil
-}
-
 // jtiKeep is how long after its iat a logout token's jti is remembered:
 // past logoutMaxAge (at most maxLogoutMaxAge) plus the allowed clock skew,
 // the token is refused as too old anyway.
@@ -98,17 +43,17 @@ const (
 )
 
 // jtiExpiry is when the record's jti may be forgotten.
-func (rec *logoutRecord) jtiExpiry() int64 {
-	return rec.at + int64(jtiKeep)
+func jtiExpiry(rec *record.Logout) int64 {
+	return rec.At + int64(jtiKeep)
 }
 
 // keepUntil is when the record may be dropped from persistPath: once both
 // its rules and its jti have ended.
-func (rec *logoutRecord) keepUntil() int64 {
-	if j := rec.jtiExpiry(); j > rec.expiry {
+func keepUntil(rec *record.Logout) int64 {
+	if j := jtiExpiry(rec); j > rec.Expiry {
 		return j
 	}
-	return rec.expiry
+	return rec.Expiry
 }
 
 // jtiDigest is what the replay store keeps of a logout token's jti: the
@@ -151,9 +96,9 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 	// The families' tokens are admitted like any revocation: when they do
 	// not fit, 503 before anything is applied. The slots go back at once;
 	// the store takes them again in whatever lanes have room.
-	taken, ok := d.reserveTokens(d.grants.sessionTokens(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0))
+	taken, ok := d.reserveTokens(d.grants.sessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
 	if !ok {
-		d.rules.forgetJTI(&rec.jti)
+		d.rules.forgetJTI(&rec.JTI)
 		d.answerFull(rw, d.maxTTL)
 		return
 	}
@@ -167,7 +112,7 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 // validateLogout verifies token and turns it into a logout record; its
 // jti is claimed in the replay store, so a second copy fails. Errors never
 // quote the token.
-func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
+func (m *middleware) validateLogout(token string) (*record.Logout, error) {
 	l := m.settings.logout
 	d := m.list
 	now := d.now()
@@ -200,28 +145,28 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &logoutRecord{jti: jti, at: claims.IssuedAt.UnixNano()}
-	rec.expiry = rec.at + int64(l.ruleTTL)
+	rec := &record.Logout{JTI: jti, At: claims.IssuedAt.UnixNano()}
+	rec.Expiry = rec.At + int64(l.ruleTTL)
 	if l.includeOffline {
-		rec.flags |= logoutOffline
+		rec.Flags |= record.LogoutOffline
 	}
 	sid, sub := claims.SID != "", claims.Subject != ""
 	if sid {
-		rec.sid = sha256.Sum256([]byte(claims.SID))
+		rec.SID = sha256.Sum256([]byte(claims.SID))
 	}
 	if sub {
-		rec.sub = sha256.Sum256([]byte(claims.Subject))
+		rec.Sub = sha256.Sum256([]byte(claims.Subject))
 	}
 	switch {
 	case sub && (!sid || l.matchSub):
 		// The spec's "every session of this user", or the operator's
 		// choice of the subject over the session.
-		rec.flags |= logoutRuleSub | logoutGrantsSub
+		rec.Flags |= record.LogoutRuleSub | record.LogoutGrantsSub
 		if sid {
-			rec.flags |= logoutRuleSID | logoutGrantsSID
+			rec.Flags |= record.LogoutRuleSID | record.LogoutGrantsSID
 		}
 	default:
-		rec.flags |= logoutRuleSID | logoutGrantsSID
+		rec.Flags |= record.LogoutRuleSID | record.LogoutGrantsSID
 	}
 	return rec, nil
 }
@@ -229,11 +174,11 @@ func (m *middleware) validateLogout(token string) (*logoutRecord, error) {
 // logout records a logout validated here: its rules, then the tokens of its
 // grant families as ordinary revocations (persisted and replicated), then
 // the record itself, persisted and replicated.
-func (d *denylist) logout(rec *logoutRecord) error {
-	d.rules.add(rec, rec.flags&logoutDelete == 0)
+func (d *denylist) logout(rec *record.Logout) error {
+	d.rules.add(rec, rec.Flags&record.LogoutDelete == 0)
 	d.auditLogout(rec)
 	err := d.revokeFamiliesOf(rec)
-	payload := rec.encode()
+	payload := rec.Encode()
 	if d.persist != nil {
 		if e := d.persist.appendExtension(record.LogoutType, record.LogoutVersion, payload); e != nil && err == nil {
 			err = e
@@ -251,11 +196,11 @@ func (d *denylist) logout(rec *logoutRecord) error {
 // record, so they are normally held already; a family it did not know yet
 // (its grant record was still on its way) is revoked here, persisted and
 // replicated, so that no restart forgets it.
-func (d *denylist) applyLogout(rec *logoutRecord) {
-	if rec.keepUntil() <= d.now().UnixNano() {
+func (d *denylist) applyLogout(rec *record.Logout) {
+	if keepUntil(rec) <= d.now().UnixNano() {
 		return
 	}
-	d.rules.add(rec, !d.rules.seen(&rec.jti))
+	d.rules.add(rec, !d.rules.seen(&rec.JTI))
 	if !d.isLoaded() {
 		return
 	}
@@ -267,29 +212,15 @@ func (d *denylist) applyLogout(rec *logoutRecord) {
 // revokeFamiliesOf revokes the tokens a logout takes from the grant
 // families of its session or subject, as revocations of this replica's own
 // (persisted and replicated); it returns the first persistence error.
-func (d *denylist) revokeFamiliesOf(rec *logoutRecord) error {
+func (d *denylist) revokeFamiliesOf(rec *record.Logout) error {
 	var err error
-	tokens := d.grants.revokeSession(rec.grantsSID(), rec.grantsSub(), rec.flags&logoutOffline != 0)
+	tokens := d.grants.revokeSession(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0)
 	for i := range tokens {
-		if e := d.addKeyed(&tokens[i].digest, tokens[i].key, time.Unix(0, tokens[i].expiry), sourceLogout); e != nil && err == nil {
+		if e := d.addKeyed(&tokens[i].Digest, tokens[i].Key, time.Unix(0, tokens[i].Expiry), sourceLogout); e != nil && err == nil {
 			err = e
 		}
 	}
 	return err
-}
-
-func (rec *logoutRecord) grantsSID() *[sha256.Size]byte {
-	if rec.flags&logoutGrantsSID == 0 {
-		return nil
-	}
-	return &rec.sid
-}
-
-func (rec *logoutRecord) grantsSub() *[sha256.Size]byte {
-	if rec.flags&logoutGrantsSub == 0 {
-		return nil
-	}
-	return &rec.sub
 }
 
 // revokeIfLoggedOut revokes a new grant of a session or subject a live
@@ -297,16 +228,16 @@ func (rec *logoutRecord) grantsSub() *[sha256.Size]byte {
 // redeemed after it (Ory Hydra still honors it) carries the dead session's
 // sid. The tokens of a refresh grant are not checked: an offline_access
 // grant survives a logout by design.
-func (d *denylist) revokeIfLoggedOut(rec *grantRecord, includeOffline bool) {
-	if !d.rules.covers(&rec.sid, &rec.sub) {
+func (d *denylist) revokeIfLoggedOut(rec *record.Grant, includeOffline bool) {
+	if !d.rules.covers(&rec.SID, &rec.Sub) {
 		return
 	}
-	for i := range rec.tokens {
-		t := rec.tokens[i]
-		if t.refresh && rec.offline && !includeOffline {
+	for i := range rec.Tokens {
+		t := rec.Tokens[i]
+		if t.Refresh && rec.Offline && !includeOffline {
 			continue
 		}
-		if err := d.addKeyed(&t.digest, t.key, time.Unix(0, t.expiry), sourceLogout); err != nil {
+		if err := d.addKeyed(&t.Digest, t.Key, time.Unix(0, t.Expiry), sourceLogout); err != nil {
 			log.Printf("tokenrevocation: ERROR a logged-out session's new grant was enforced but not persisted: %v", err)
 		}
 	}

@@ -596,24 +596,24 @@ func TestLogoutReplicates(t *testing.T) {
 }
 
 func TestLogoutRecordEncoding(t *testing.T) {
-	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, at: 1, expiry: 2}
-	rec.sid[0], rec.jti[31] = 7, 9
-	got, err := decodeLogout(rec.encode())
+	rec := &record.Logout{Flags: record.LogoutRuleSID | record.LogoutGrantsSID, At: 1, Expiry: 2}
+	rec.SID[0], rec.JTI[31] = 7, 9
+	got, err := record.DecodeLogout(rec.Encode())
 	if err != nil || *got != *rec {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
-	unknownFlag := rec.encode()
+	unknownFlag := rec.Encode()
 	unknownFlag[1] |= 0x80
-	later := rec.encode()
+	later := rec.Encode()
 	later[0] = 2
-	for name, buf := range map[string][]byte{"short": rec.encode()[:10], "unknown flag": unknownFlag, "later version": later} {
-		if _, err := decodeLogout(buf); err == nil {
+	for name, buf := range map[string][]byte{"short": rec.Encode()[:10], "unknown flag": unknownFlag, "later version": later} {
+		if _, err := record.DecodeLogout(buf); err == nil {
 			t.Errorf("%s decoded", name)
 		}
 	}
 	// A file holding a logout record reads, in a release that knows only
 	// revocations, as one expired revocation per frame, which it skips.
-	frames := append(record.EncodeRevocation(&record.Revocation{Expiry: 5}), record.EncodeExtension(record.LogoutType, record.LogoutVersion, rec.encode())...)
+	frames := append(record.EncodeRevocation(&record.Revocation{Expiry: 5}), record.EncodeExtension(record.LogoutType, record.LogoutVersion, rec.Encode())...)
 	set := record.DecodeFrames(frames, 0)
 	if len(set.Recs) != 1 || len(set.Records) != 1 || set.Records[0].Type != record.LogoutType {
 		t.Fatalf("decodeFrames: %+v", set)
@@ -685,9 +685,9 @@ func TestLogoutFromAnotherReplicaRevokesFamiliesKnownHere(t *testing.T) {
 	tokenRequest(m, "grant_type=authorization_code&code=c")
 
 	// when that logout's record arrives through the stream
-	rec := &logoutRecord{flags: logoutRuleSID | logoutGrantsSID, sid: sha256.Sum256([]byte("session-1")), at: time.Now().UnixNano()}
-	rec.expiry = rec.at + int64(time.Hour)
-	m.list.applyExtension(&record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: rec.encode()})
+	rec := &record.Logout{Flags: record.LogoutRuleSID | record.LogoutGrantsSID, SID: sha256.Sum256([]byte("session-1")), At: time.Now().UnixNano()}
+	rec.Expiry = rec.At + int64(time.Hour)
+	m.list.applyExtension(&record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: rec.Encode()})
 
 	// then the grant's tokens are revoked here, as revocations of its own
 	if status(m, "access-1") != 401 {

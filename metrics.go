@@ -151,7 +151,7 @@ var metricFamilies = []metricFamily{
 	{"tokenrevocation_logout_rules", "gauge", "Live back-channel logout session and subject rules.", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(st.LogoutRules))
 	}},
-	{"tokenrevocation_grants", "gauge", "Grant families tracked (trackGrants).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
+	{"tokenrevocation_grants", "gauge", "record.Grant families tracked (trackGrants).", func(_ *denylist, st *denylistStats, w *seriesWriter) {
 		w.value("", "", float64(st.Grants))
 	}},
 	{"tokenrevocation_grants_untracked_total", "counter", "New grants not tracked because maxGrants was reached: a revoke of their refresh token does not revoke their access tokens.", func(_ *denylist, st *denylistStats, w *seriesWriter) {

@@ -115,8 +115,8 @@ func (p *persister) rewrite(set *record.FrameSet) error {
 		if ext.Type == record.GrantType && ext.Version == record.GrantVersion {
 			// A grant this release reads is dropped once its tokens have
 			// expired; a later version is kept as it is.
-			rec, err := decodeGrant(ext.Payload)
-			if err != nil || !rec.live(now) {
+			rec, err := record.DecodeGrant(ext.Payload)
+			if err != nil || !rec.Live(now) {
 				continue
 			}
 		}
@@ -136,8 +136,8 @@ func (p *persister) rewrite(set *record.FrameSet) error {
 		}
 		if ext.Type == record.LogoutType && ext.Version == record.LogoutVersion {
 			// So is a logout whose rules have ended.
-			rec, err := decodeLogout(ext.Payload)
-			if err != nil || rec.keepUntil() <= now {
+			rec, err := record.DecodeLogout(ext.Payload)
+			if err != nil || keepUntil(rec) <= now {
 				continue
 			}
 		}

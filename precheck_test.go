@@ -170,7 +170,7 @@ func TestPrecheckOpenWhileLoadingAndWithRules(t *testing.T) {
 	if d.pre.cur.Load().(*precheckSet).open {
 		t.Fatal("open after loading")
 	}
-	rec := &logoutRecord{flags: logoutRuleSID, at: time.Now().UnixNano(), expiry: time.Now().Add(time.Hour).UnixNano()}
+	rec := &record.Logout{Flags: record.LogoutRuleSID, At: time.Now().UnixNano(), Expiry: time.Now().Add(time.Hour).UnixNano()}
 	d.rules.add(rec, true)
 	if !d.pre.cur.Load().(*precheckSet).rules {
 		t.Fatal("the hot path does not see a live logout rule")

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The session and subject rules of back-channel logouts (logout.go), and
@@ -131,15 +133,15 @@ func (r *ruleStore) seen(jti *[sha256.Size]byte) bool {
 // add records a logout's rules and jti; counted says whether it counts as
 // a logout applied, which a replica reading its own back from the stream,
 // or a logout already loaded, does not. Applying one twice changes nothing.
-func (r *ruleStore) add(rec *logoutRecord, counted bool) {
+func (r *ruleStore) add(rec *record.Logout, counted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if rec.flags&logoutDelete != 0 {
-		if rec.flags&logoutRuleSID != 0 {
-			delete(r.sid, string(rec.sid[:]))
+	if rec.Flags&record.LogoutDelete != 0 {
+		if rec.Flags&record.LogoutRuleSID != 0 {
+			delete(r.sid, string(rec.SID[:]))
 		}
-		if rec.flags&logoutRuleSub != 0 {
-			delete(r.sub, string(rec.sub[:]))
+		if rec.Flags&record.LogoutRuleSub != 0 {
+			delete(r.sub, string(rec.Sub[:]))
 		}
 		r.setLive(int32(len(r.sid) + len(r.sub)))
 		return
@@ -148,36 +150,36 @@ func (r *ruleStore) add(rec *logoutRecord, counted bool) {
 	if now >= r.nextExpiry && r.nextExpiry != 0 {
 		r.sweep(now)
 	}
-	jtiUntil := rec.jtiExpiry()
-	if until, ok := r.jtis[string(rec.jti[:])]; !ok || until < jtiUntil {
-		r.jtis[string(rec.jti[:])] = jtiUntil
+	jtiUntil := jtiExpiry(rec)
+	if until, ok := r.jtis[string(rec.JTI[:])]; !ok || until < jtiUntil {
+		r.jtis[string(rec.JTI[:])] = jtiUntil
 	}
 	if counted {
 		r.logouts++
 	}
 	r.due(jtiUntil)
-	if rec.flags&logoutRuleSID != 0 {
-		merge(r.sid, string(rec.sid[:]), rec)
+	if rec.Flags&record.LogoutRuleSID != 0 {
+		merge(r.sid, string(rec.SID[:]), rec)
 	}
-	if rec.flags&logoutRuleSub != 0 {
-		merge(r.sub, string(rec.sub[:]), rec)
+	if rec.Flags&record.LogoutRuleSub != 0 {
+		merge(r.sub, string(rec.Sub[:]), rec)
 	}
-	r.due(rec.expiry)
+	r.due(rec.Expiry)
 	r.setLive(int32(len(r.sid) + len(r.sub)))
 }
 
 // merge keeps, for one claim value, the latest cut-off and expiry.
-func merge(rules map[string]rule, key string, rec *logoutRecord) {
+func merge(rules map[string]rule, key string, rec *record.Logout) {
 	old, ok := rules[key]
 	if !ok {
-		rules[key] = rule{at: rec.at, expiry: rec.expiry}
+		rules[key] = rule{at: rec.At, expiry: rec.Expiry}
 		return
 	}
-	if rec.at > old.at {
-		old.at = rec.at
+	if rec.At > old.at {
+		old.at = rec.At
 	}
-	if rec.expiry > old.expiry {
-		old.expiry = rec.expiry
+	if rec.Expiry > old.expiry {
+		old.expiry = rec.Expiry
 	}
 	rules[key] = old
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // TestRuleCheckCost logs what one rule check costs, compiled and under
@@ -15,8 +17,8 @@ func TestRuleCheckCost(t *testing.T) {
 	r := newRuleStore(time.Now)
 	now := time.Now()
 	for i := 0; i < 10000; i++ {
-		r.add(&logoutRecord{flags: logoutRuleSID, sid: sha256.Sum256([]byte("s-" + strconv.Itoa(i))),
-			jti: sha256.Sum256([]byte("j-" + strconv.Itoa(i))), at: now.UnixNano(), expiry: now.Add(time.Hour).UnixNano()}, true)
+		r.add(&record.Logout{Flags: record.LogoutRuleSID, SID: sha256.Sum256([]byte("s-" + strconv.Itoa(i))),
+			JTI: sha256.Sum256([]byte("j-" + strconv.Itoa(i))), At: now.UnixNano(), Expiry: now.Add(time.Hour).UnixNano()}, true)
 	}
 	enc := base64.RawURLEncoding
 	token := enc.EncodeToString([]byte(`{"alg":"RS256","typ":"at+jwt"}`)) + "." +

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // maxTokenResponse bounds the token response body kept to learn a grant
@@ -57,15 +59,15 @@ func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request,
 
 // previousAccess returns the live access tokens of the family of the
 // refresh token presented: what a refresh revokes with revokeOnRefresh.
-func previousAccess(g *grantStore, presented string) []grantToken {
+func previousAccess(g *grantStore, presented string) []record.GrantToken {
 	if presented == "" {
 		return nil
 	}
 	digest := sha256.Sum256([]byte(presented))
-	var access []grantToken
+	var access []record.GrantToken
 	family := g.familyOf(&digest)
 	for i := range family {
-		if !family[i].refresh {
+		if !family[i].Refresh {
 			access = append(access, family[i])
 		}
 	}
@@ -102,36 +104,36 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	s := m.settings
 	d := m.list
 	now := d.now()
-	rec := &grantRecord{}
-	access := grantToken{digest: tokenDigest(resp.AccessToken), key: keyOf(resp.AccessToken)}
-	access.expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)
-	rec.tokens = append(rec.tokens, access)
+	rec := &record.Grant{}
+	access := record.GrantToken{Digest: tokenDigest(resp.AccessToken), Key: keyOf(resp.AccessToken)}
+	access.Expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)
+	rec.Tokens = append(rec.Tokens, access)
 	if resp.RefreshToken != "" {
-		refresh := grantToken{digest: tokenDigest(resp.RefreshToken), refresh: true, key: keyOf(resp.RefreshToken)}
-		refresh.expiry = m.issuedExpiry(resp.RefreshToken, "", s.refreshTokenTTL, now)
-		rec.tokens = append(rec.tokens, refresh)
+		refresh := record.GrantToken{Digest: tokenDigest(resp.RefreshToken), Refresh: true, Key: keyOf(resp.RefreshToken)}
+		refresh.Expiry = m.issuedExpiry(resp.RefreshToken, "", s.refreshTokenTTL, now)
+		rec.Tokens = append(rec.Tokens, refresh)
 	}
 	presented := form.Get("refresh_token")
 	switch {
 	case form.Get("grant_type") == "refresh_token" && presented != "":
 		digest := tokenDigest(presented)
-		rec.family = d.grants.familyID(&digest)
+		rec.Family = d.grants.familyID(&digest)
 		// The presented token stays in the family: revoking it revokes the
 		// family, whether or not the identity service rotated it.
-		rec.tokens = append(rec.tokens, grantToken{digest: digest, refresh: true, expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now), key: keyOf(presented)})
+		rec.Tokens = append(rec.Tokens, record.GrantToken{Digest: digest, Refresh: true, Expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now), Key: keyOf(presented)})
 	case resp.RefreshToken != "":
-		rec.family = rec.tokens[1].digest
+		rec.Family = rec.Tokens[1].Digest
 	default:
-		rec.family = access.digest
+		rec.Family = access.Digest
 	}
-	rec.offline = hasScope(resp.Scope, "offline_access") || (resp.Scope == "" && hasScope(form.Get("scope"), "offline_access"))
+	rec.Offline = hasScope(resp.Scope, "offline_access") || (resp.Scope == "" && hasScope(form.Get("scope"), "offline_access"))
 	if resp.IDToken != "" {
 		if claims, ok := jwtClaims(resp.IDToken); ok {
 			if sid, _ := claims["sid"].(string); sid != "" {
-				rec.sid = sha256.Sum256([]byte(sid))
+				rec.SID = sha256.Sum256([]byte(sid))
 			}
 			if sub, _ := claims["sub"].(string); sub != "" {
-				rec.sub = sha256.Sum256([]byte(sub))
+				rec.Sub = sha256.Sum256([]byte(sub))
 			}
 		}
 	}
@@ -146,7 +148,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	if s.revokeOnRefresh && form.Get("grant_type") == "refresh_token" {
 		for i := range previous {
-			if err := d.addKeyed(&previous[i].digest, previous[i].key, time.Unix(0, previous[i].expiry), sourceGrant); err != nil {
+			if err := d.addKeyed(&previous[i].Digest, previous[i].Key, time.Unix(0, previous[i].Expiry), sourceGrant); err != nil {
 				log.Printf("tokenrevocation: ERROR a refreshed grant's access token was enforced but not persisted: %v", err)
 			}
 		}

@@ -30,3 +30,32 @@ func FuzzDecodeFrames(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeGrant(f *testing.F) {
+	rec := Grant{Tokens: []GrantToken{{Expiry: 1}, {Expiry: 2, Refresh: true}}}
+	f.Add(rec.Encode())
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		got, err := DecodeGrant(buf)
+		if err != nil {
+			return
+		}
+		again, err := DecodeGrant(got.Encode())
+		if err != nil || again.Family != got.Family || len(again.Tokens) != len(got.Tokens) {
+			t.Fatalf("re-encoding changed the record: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeLogout(f *testing.F) {
+	rec := &Logout{Flags: LogoutRuleSID | LogoutGrantsSID, At: 1, Expiry: 2}
+	f.Add(rec.Encode())
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		got, err := DecodeLogout(buf)
+		if err != nil {
+			return
+		}
+		if again, err := DecodeLogout(got.Encode()); err != nil || *again != *got {
+			t.Fatalf("decodeLogout(%x) does not round-trip", buf)
+		}
+	})
+}
