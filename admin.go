@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 // The admin API (adminPath): incident response without waiting for a
@@ -86,7 +88,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 		if index >= 0 {
 			atomic.AddInt64(&d.adminCalls[index][adminUnauthorized], 1)
 		}
-		d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
+		d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="`+m.settings.realm+`-admin"`)
 		writeError(rw, http.StatusUnauthorized, "invalid_token", "The admin API needs Authorization: Bearer <adminToken>")
 		return
@@ -101,7 +103,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 		outcome = adminBadRequest
 	}
 	atomic.AddInt64(&d.adminCalls[index][outcome], 1)
-	d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
+	d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
 	if body != nil {
 		writeJSON(rw, status, body)
 	}
@@ -195,7 +197,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 			}
 			held = held || was
 		}
-		d.emit(&auditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
+		d.emit(&obs.AuditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
 		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "unrevoked": held}), prefix
 	}
 }

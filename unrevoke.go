@@ -7,6 +7,8 @@ import (
 	"log"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 // Un-revoking (the admin API's unrevoke): a mistaken revocation is undone on
@@ -105,7 +107,7 @@ func (d *denylist) applyTombstone(ext *extension, source byte) {
 	}
 	if d.cancel(&t) {
 		atomic.AddInt64(&d.unrevoked[source], 1)
-		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.digest)})
+		d.emit(&obs.AuditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.digest)})
 	}
 	// Kept in this replica's file too, so that a restart whose stream was
 	// trimmed still cancels what the file holds.
