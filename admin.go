@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -88,7 +89,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 		if index >= 0 {
 			atomic.AddInt64(&d.adminCalls[index][adminUnauthorized], 1)
 		}
-		d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
+		d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="`+m.settings.realm+`-admin"`)
 		writeError(rw, http.StatusUnauthorized, "invalid_token", "The admin API needs Authorization: Bearer <adminToken>")
 		return
@@ -103,7 +104,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 		outcome = adminBadRequest
 	}
 	atomic.AddInt64(&d.adminCalls[index][outcome], 1)
-	d.emit(&auditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
+	d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
 	if body != nil {
 		writeJSON(rw, status, body)
 	}
@@ -197,7 +198,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 			}
 			held = held || was
 		}
-		d.emit(&auditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
+		d.emit(&obs.AuditEvent{Event: "unrevocation", Source: "admin", Digest: prefix})
 		return http.StatusOK, mustJSON(map[string]interface{}{"digest": prefix, "unrevoked": held}), prefix
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 const testAdminToken = "admin-secret-0123456789"
@@ -268,7 +270,7 @@ func TestUnrevokeReplicates(t *testing.T) {
 func TestAuditTrail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	m := adminMiddleware(t, &upstream{}, func(c *Config) { c.AuditLog = path })
-	m.list.audit.Store(sharedAuditor(path))
+	m.list.audit.Store(obs.SharedAuditor(path))
 	revoke(t, m, "audited-token", "access_token")
 	admin(m, http.MethodPost, "revoke", testAdminToken, `{"token":"admin-token"}`)
 	admin(m, http.MethodPost, "unrevoke", "wrong-secret-0123456789", `{"token":"admin-token"}`)
@@ -312,11 +314,11 @@ func TestAuditTrail(t *testing.T) {
 func TestAuditNeverBlocks(t *testing.T) {
 	// given an auditor whose sink never drains
 	d := newTestDenylist(t, denylistOptions{})
-	a := &auditor{sink: "stuck", lines: make(chan []byte, 2)}
+	a := obs.NewAuditor("stuck", 2)
 	d.audit.Store(a)
 	// when more lines come than it holds, then emit returns and counts the drops
 	for i := 0; i < 10; i++ {
-		d.emit(&auditEvent{Event: "revocation"})
+		d.emit(&obs.AuditEvent{Event: "revocation"})
 	}
 	if d.auditDropped != 8 {
 		t.Fatalf("dropped %d, want 8", d.auditDropped)

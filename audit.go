@@ -2,21 +2,17 @@ package tokenrevocation
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"io"
-	"log"
-	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The audit trail (auditLog): one JSON line per state change of a denylist,
-// written by a goroutine of its own so that a slow disk or a slow log
-// collector never holds a request. Lines wait in a bounded queue; when it
-// is full the line is dropped and counted
+// written by the sink's own goroutine (obs.Auditor) so that a slow disk or
+// a slow log collector never holds a request. Lines wait in a bounded
+// queue; when it is full the line is dropped and counted
 // (tokenrevocation_audit_dropped_total). Each line names the denylist, and
 // a token only by the first 8 hex characters of its SHA-256 digest: never
 // the token, never the whole digest, never the admin secret.
@@ -27,105 +23,23 @@ import (
 // persistPath audits nothing for them (its ready line in Traefik's log
 // gives the count).
 
-// An auditor writes the lines of one sink: a file path, stdout or stderr.
-type auditor struct {
-	sink  string
-	lines chan []byte
-}
-
-// auditQueue bounds the lines waiting to be written.
-const auditQueue = 8192
-
-var (
-	auditorsMu sync.Mutex
-	auditors   = map[string]*auditor{}
-)
-
-// sharedAuditor returns the auditor of sink, starting its writer the first
-// time. A file is opened by the writer, not here: New never blocks.
-func sharedAuditor(sink string) *auditor {
-	auditorsMu.Lock()
-	defer auditorsMu.Unlock()
-	if a, ok := auditors[sink]; ok {
-		return a
-	}
-	a := &auditor{sink: sink, lines: make(chan []byte, auditQueue)}
-	auditors[sink] = a
-	go a.write()
-	return a
-}
-
-// write drains the queue into the sink. A file that cannot be opened or
-// written is retried; lines queued meanwhile wait, and once the queue is
-// full new ones are dropped and counted.
-func (a *auditor) write() {
-	var w io.Writer
-	var f *os.File
-	switch a.sink {
-	case "stdout":
-		w = os.Stdout
-	case "stderr":
-		w = os.Stderr
-	}
-	lastWarn := int64(0)
-	for line := range a.lines {
-		for w == nil {
-			var err error
-			f, err = os.OpenFile(a.sink, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-			if err == nil {
-				w = f
-				break
-			}
-			if warnDue(&lastWarn, time.Now().UnixNano()) {
-				log.Printf("tokenrevocation: ERROR audit log %s: %v", a.sink, err)
-			}
-			time.Sleep(time.Second)
-		}
-		if _, err := w.Write(line); err != nil && warnDue(&lastWarn, time.Now().UnixNano()) {
-			log.Printf("tokenrevocation: ERROR audit log %s: %v", a.sink, err)
-		}
-	}
-}
-
-// An auditEvent is one line. Empty fields are left out.
-type auditEvent struct {
-	Time      string `json:"time"`
-	Event     string `json:"event"`
-	Denylist  string `json:"denylist"`
-	Source    string `json:"source,omitempty"`
-	Client    string `json:"client,omitempty"`
-	Hint      string `json:"hint,omitempty"`
-	Digest    string `json:"digest,omitempty"` // first 8 hex characters
-	ExpiresAt string `json:"expiresAt,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Operation string `json:"operation,omitempty"`
-	Outcome   string `json:"outcome,omitempty"`
-	Count     int    `json:"count,omitempty"`
-}
-
 // emit queues ev for d's auditor, without waiting; nil auditor: no trail.
-func (d *denylist) emit(ev *auditEvent) {
+func (d *denylist) emit(ev *obs.AuditEvent) {
 	a := d.auditor()
 	if a == nil {
 		return
 	}
 	ev.Time = d.now().UTC().Format(time.RFC3339Nano)
 	ev.Denylist = d.name
-	line, err := json.Marshal(ev)
-	if err != nil {
-		return
-	}
-	select {
-	case a.lines <- append(line, '\n'):
-	default:
+	if a.Emit(ev) {
 		atomic.AddInt64(&d.auditDropped, 1)
 	}
 }
 
 // auditor is the denylist's audit sink, nil when no middleware of it has
 // auditLog set.
-func (d *denylist) auditor() *auditor {
-	a, _ := d.audit.Load().(*auditor)
+func (d *denylist) auditor() *obs.Auditor {
+	a, _ := d.audit.Load().(*obs.Auditor)
 	return a
 }
 
@@ -140,7 +54,7 @@ func (d *denylist) auditRevocation(rec *record.Revocation, who *revokeInfo) {
 	if d.auditor() == nil {
 		return
 	}
-	ev := &auditEvent{Event: "revocation", Source: sourceNames[rec.Source], Digest: digestPrefix(&rec.Digest),
+	ev := &obs.AuditEvent{Event: "revocation", Source: sourceNames[rec.Source], Digest: digestPrefix(&rec.Digest),
 		ExpiresAt: time.Unix(0, rec.Expiry).UTC().Format(time.RFC3339)}
 	if who != nil {
 		ev.Client = who.client
@@ -160,7 +74,7 @@ func (d *denylist) auditLogout(rec *record.Logout) {
 	if d.auditor() == nil {
 		return
 	}
-	ev := &auditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.SID),
+	ev := &obs.AuditEvent{Event: "logout", Reason: "sid", Digest: digestPrefix(&rec.SID),
 		ExpiresAt: time.Unix(0, rec.Expiry).UTC().Format(time.RFC3339)}
 	if rec.Flags&record.LogoutRuleSub != 0 && rec.Flags&record.LogoutRuleSID == 0 {
 		ev.Reason = "sub" // one assignment each: see adminRule

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -161,7 +162,7 @@ func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
 
 // onRemove gives a slot back as bigcache frees an entry. An entry it pushed
 // out while still live goes to the overflow map: it is counted and warned
-// about (at most once per warnEvery), never dropped.
+// about (at most once per obs.WarnEvery), never dropped.
 func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) {
 	if len(key) >= 8 {
 		atomic.AddInt32(&l.live[(&digestHasher{}).Sum64(key)&(laneShards-1)], -1)
@@ -181,7 +182,7 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 	}
 	d.keepOverflow(key, expiry, at)
 	n := atomic.AddInt64(&d.evictions, 1)
-	if warnDue(&d.lastWarnNs, now) {
+	if obs.WarnDue(&d.lastWarnNs, now) {
 		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", d.name, n)
 	}
 }
@@ -219,7 +220,7 @@ func (d *denylist) keepOverflow(key string, expiry, at int64) {
 		// loaded ones) can get here, and a denylist this far past its
 		// size is misconfigured. Counted and logged, never silent.
 		n := atomic.AddInt64(&d.boundOverflow, 1)
-		if warnDue(&d.lastWarnNs, d.now().UnixNano()) {
+		if obs.WarnDue(&d.lastWarnNs, d.now().UnixNano()) {
 			log.Printf("tokenrevocation: ERROR denylist %q: the overflow map holds %d live revocations, its bound; %d dropped; raise cacheSizeMB", d.name, maxOverflow, n)
 		}
 		return
@@ -246,10 +247,10 @@ func (d *denylist) retryAfterFull(lifetime time.Duration) int {
 	return int(cleanWindow(d.lanes[d.laneFor(lifetime)].window) / time.Second)
 }
 
-// warnRefusal logs, at most once per warnEvery, that revocations are being
+// warnRefusal logs, at most once per obs.WarnEvery, that revocations are being
 // refused for space.
 func (d *denylist) warnRefusal() {
-	if warnDue(&d.lastWarnNs, d.now().UnixNano()) {
+	if obs.WarnDue(&d.lastWarnNs, d.now().UnixNano()) {
 		log.Printf("tokenrevocation: WARN denylist %q is full: %d revoke calls refused with 503 so far; raise cacheSizeMB", d.name, atomic.LoadInt64(&d.refusedCapacity))
 	}
 }

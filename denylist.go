@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -57,7 +58,8 @@ type denylist struct {
 	persist *persister
 	replica *replicator
 
-	// Loading at start (loader.go). mu guards overlay and overflow.
+	// Loading at start (loader.go). mu guards overlay, overflow and
+	// warnedFixed.
 	mu        sync.Mutex
 	overlay   *loadSet
 	fillTaken func() // tests: called after the fill takes a batch, before it writes it
@@ -167,8 +169,6 @@ const (
 	valueSize  = expirySize + 1 + 8
 	// hotLimit bounds the cache of recently found revoked digests.
 	hotLimit = 4096
-	// warnEvery spaces out warnings.
-	warnEvery = time.Minute
 	// maxClients bounds the clients the revoke path's limiter tracks.
 	maxClients = 10000
 )
@@ -700,13 +700,6 @@ func (d *denylist) close() {
 	}
 }
 
-// warnDue reports whether a warning throttled by *last may be logged now,
-// at most once per warnEvery, and claims the slot when it may.
-func warnDue(last *int64, now int64) bool {
-	prev := atomic.LoadInt64(last)
-	return now-prev >= int64(warnEvery) && atomic.CompareAndSwapInt64(last, prev, now)
-}
-
 // releaseLoadGarbage returns to the OS the memory a bulk load churned
 // through (under Yaegi every interpreted statement allocates), so that RSS
 // after loading reflects the entries rather than the garbage of loading them.
@@ -714,13 +707,10 @@ func releaseLoadGarbage() {
 	debug.FreeOSMemory()
 }
 
-// The registry shares one denylist per name across every middleware instance
+// denylists shares one denylist per name across every middleware instance
 // in the interpreter: Traefik calls New once per router and again on every
 // configuration reload, and each of those must see the same revocations.
-var (
-	registryMu sync.Mutex
-	registry   = map[string]*denylist{}
-)
+var denylists obs.Registry
 
 // changedFixed names the options fixed at a denylist's creation that b
 // changes from a: they take effect only on restart. Secrets are compared,
@@ -770,16 +760,38 @@ var benchPreload func(*denylist)
 // reload never loses entries; a change of size or maxTTL is logged and takes
 // effect only on restart.
 func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if d, ok := registry[name]; ok {
-		if changed := strings.Join(changedFixed(&d.opts, &opts), ", "); changed != "" && changed != d.warnedFixed {
-			// Once per different change, not at every New of every router.
-			d.warnedFixed = changed
-			log.Printf("tokenrevocation: WARN denylist %q keeps %s as it was created until restart: this configuration changes them", name, changed)
+	v, created, err := denylists.Get(name, func() (interface{}, error) {
+		d, err := createDenylist(name, opts)
+		if err != nil {
+			return nil, err
 		}
 		return d, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	d := v.(*denylist)
+	if !created {
+		d.warnFixed(opts)
+	}
+	return d, nil
+}
+
+// warnFixed logs the options fixed at d's creation that opts, a later New's,
+// changes: once per different change, not at every New of every router.
+func (d *denylist) warnFixed(opts denylistOptions) {
+	changed := strings.Join(changedFixed(&d.opts, &opts), ", ")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if changed != "" && changed != d.warnedFixed {
+		d.warnedFixed = changed
+		log.Printf("tokenrevocation: WARN denylist %q keeps %s as it was created until restart: this configuration changes them", d.name, changed)
+	}
+}
+
+// createDenylist makes the denylist called name and starts its loading, once
+// per name: sharedDenylist calls it under the registry's lock.
+func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 	d, err := newDenylist(name, opts)
 	if err != nil {
 		return nil, err
@@ -813,7 +825,6 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if sources > 0 {
 		go d.watchLoad()
 	}
-	registry[name] = d
 	if benchPreload != nil {
 		benchPreload(d)
 	}

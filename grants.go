@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -207,10 +208,10 @@ func hasToken(tokens []record.GrantToken, digest *[sha256.Size]byte) bool {
 }
 
 // refuse counts a grant not tracked for want of room, and warns at most
-// once per warnEvery. The caller holds mu.
+// once per obs.WarnEvery. The caller holds mu.
 func (g *grantStore) refuse(now int64) {
 	n := atomic.AddInt64(&g.untracked, 1)
-	if warnDue(&g.lastWarnNs, now) {
+	if obs.WarnDue(&g.lastWarnNs, now) {
 		log.Printf("tokenrevocation: WARN %d grant families tracked, the maxGrants limit: %d new grants not tracked so far; raise maxGrants", g.max, n)
 	}
 }

@@ -144,9 +144,7 @@ func makeJWT(exp int64) string {
 // d, when the test ends.
 func unregister(t testing.TB, name string, d *denylist) {
 	t.Cleanup(func() {
-		registryMu.Lock()
-		delete(registry, name)
-		registryMu.Unlock()
+		denylists.Delete(name)
 		d.close()
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/jose"
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 // A keySource keeps an OpenID provider's signing keys, the JWK Set that
@@ -49,24 +50,18 @@ const (
 	jwksMaxBackoff = 30 * time.Second
 )
 
-var (
-	keySourcesMu sync.Mutex
-	keySources   = map[string]*keySource{}
-)
+// keySources holds the process's key sources, one per provider and refresh.
+var keySources obs.Registry
 
 // sharedKeySource returns the key source of a provider, starting its
 // fetcher the first time it is asked for.
 func sharedKeySource(issuer, jwksURL string, every time.Duration) *keySource {
-	key := issuer + "\n" + jwksURL + "\n" + every.String()
-	keySourcesMu.Lock()
-	defer keySourcesMu.Unlock()
-	if k, ok := keySources[key]; ok {
-		return k
-	}
-	k := newKeySource(issuer, jwksURL, every)
-	keySources[key] = k
-	go k.loop()
-	return k
+	v, _, _ := keySources.Get(issuer+"\n"+jwksURL+"\n"+every.String(), func() (interface{}, error) {
+		k := newKeySource(issuer, jwksURL, every)
+		go k.loop()
+		return k, nil
+	})
+	return v.(*keySource)
 }
 
 func newKeySource(issuer, jwksURL string, every time.Duration) *keySource {
@@ -81,10 +76,7 @@ func (k *keySource) loop() {
 		wait := k.every
 		if err := k.fetch(0); err != nil {
 			failures++
-			wait = time.Second << uint(failures-1)
-			if failures > 6 || wait > jwksMaxBackoff {
-				wait = jwksMaxBackoff
-			}
+			wait = obs.Backoff(failures-1, time.Second, jwksMaxBackoff)
 		} else {
 			failures = 0
 		}
@@ -119,7 +111,7 @@ func (k *keySource) fetch(gap time.Duration) error {
 	k.lastFetch = time.Now()
 	ks, err := k.fetchLocked()
 	if err != nil {
-		if warnDue(&k.lastWarnNs, time.Now().UnixNano()) {
+		if obs.WarnDue(&k.lastWarnNs, time.Now().UnixNano()) {
 			log.Printf("tokenrevocation: ERROR fetching the signing keys of %s: %v; logouts are refused until they load", k.issuer, err)
 		}
 		return err

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -81,18 +82,18 @@ func (d *denylist) loadFile() {
 	d.persist.mu.Lock()
 	d.persist.maxTTL, d.persist.leeway = d.maxTTL, d.leeway
 	d.persist.mu.Unlock()
-	wait := time.Second
+	failures := 0
 	set, err := d.persist.load()
 	for err != nil {
+		// Doubling from 1 s while under a minute: 64 s at most.
+		wait := obs.Backoff(failures, time.Second, 64*time.Second)
+		failures++
 		atomic.StoreInt32(&d.fileFailed, 1)
 		log.Printf("tokenrevocation: ERROR denylist %q: %v; retrying in %s", d.name, err, wait)
 		select {
 		case <-d.closed:
 			return
 		case <-time.After(wait):
-		}
-		if wait < time.Minute {
-			wait *= 2
 		}
 		set, err = d.persist.load()
 	}
@@ -430,7 +431,7 @@ func (d *denylist) watchLoad() {
 		timer.Stop()
 		return
 	}
-	lastLog := time.Time{}
+	lastLog := int64(0)
 	for atomic.LoadInt32(&d.state) != stateReady {
 		if d.sourcesStalled() {
 			if !d.failClosed {
@@ -438,8 +439,7 @@ func (d *denylist) watchLoad() {
 			} else {
 				atomic.StoreInt32(&d.stalled, 1)
 			}
-			if time.Since(lastLog) >= warnEvery {
-				lastLog = time.Now()
+			if obs.WarnDue(&lastLog, time.Now().UnixNano()) {
 				mode := "serving with what it has (not ready)"
 				if d.failClosed {
 					mode = "refusing requests that carry a token with 503 (failClosed)"

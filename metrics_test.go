@@ -87,12 +87,6 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	}
 }
 
-func TestMetricsLabelEscaping(t *testing.T) {
-	if got := escapeLabel("a\"b\\c\nd"); got != `a\"b\\c\nd` {
-		t.Fatalf("escapeLabel: %s", got)
-	}
-}
-
 func TestMetricsSurviveAReload(t *testing.T) {
 	// given a middleware of a shared denylist that counted a revocation
 	cfg := CreateConfig()

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -296,7 +298,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	warnNamespacedDenylist(config.Denylist, name)
 	m := newMiddleware(next, s, list)
 	if s.auditLog != "" {
-		list.audit.Store(sharedAuditor(s.auditLog))
+		list.audit.Store(obs.SharedAuditor(s.auditLog))
 	}
 	if l := s.logout; l != nil {
 		// Fetched in the background: New never touches the network.

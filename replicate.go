@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"math/rand"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -30,7 +30,7 @@ import (
 // never dials: one writer and one reader goroutine start per denylist name,
 // and connect lazily. While Redis is down, revocations are enforced locally,
 // queued in memory, written once Redis is back, and a warning is logged at
-// most every warnEvery.
+// most every obs.WarnEvery.
 type replicator struct {
 	list   *denylist
 	opts   *redisOptions
@@ -130,19 +130,12 @@ func (r *replicator) retry(failures *int, err error) bool {
 // backoff returns the wait before retry n: doubling from 100 ms up to 5 s,
 // with ±50% jitter so replicas do not reconnect in step.
 func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 0; i < n && d < 5*time.Second; i++ {
-		d *= 2
-	}
-	if d > 5*time.Second {
-		d = 5 * time.Second
-	}
-	return d/2 + time.Duration(rand.Int63n(int64(d))) //nolint:gosec // jitter, not security
+	return obs.Jitter(obs.Backoff(n, 100*time.Millisecond, 5*time.Second))
 }
 
-// warn logs a Redis problem at most once per warnEvery.
+// warn logs a Redis problem at most once per obs.WarnEvery.
 func (r *replicator) warn(format string, args ...interface{}) {
-	if warnDue(&r.lastWarnNs, time.Now().UnixNano()) {
+	if obs.WarnDue(&r.lastWarnNs, time.Now().UnixNano()) {
 		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.list.name, r.opts.address, fmt.Sprintf(format, args...))
 	}
 }
@@ -409,7 +402,7 @@ func (r *replicator) refuse(err error) {
 		return
 	}
 	atomic.StoreInt32(&r.stuck, 1)
-	if warnDue(&r.lastRefuseNs, time.Now().UnixNano()) {
+	if obs.WarnDue(&r.lastRefuseNs, time.Now().UnixNano()) {
 		log.Printf("tokenrevocation: ERROR denylist %q, redis stream %q: %v; set the same redis.signingSecret on every replica", r.list.name, r.stream, err)
 	}
 }

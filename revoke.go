@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
 // serveRevoke handles a POST to the revoke endpoint (RFC 7009). It checks the
@@ -100,7 +102,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	if lifetime > d.maxLifetime {
 		// The store cannot hold it whole: refused, never recorded shorter.
 		atomic.AddInt64(&d.refusedLifetime, 1)
-		d.emit(&auditEvent{Event: "refusal", Reason: "lifetime", Client: rec.client, Digest: digestPrefix(&rec.digest)})
+		d.emit(&obs.AuditEvent{Event: "refusal", Reason: "lifetime", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The token's revocation would outlive maxLifetime, the longest the revocation list holds")
 		return false
 	}
@@ -145,7 +147,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecorder, decision *limitDecision) {
 	d := m.list
 	atomic.AddInt64(&d.refusedClientLimit, 1)
-	d.emit(&auditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
+	d.emit(&obs.AuditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 	rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
 	writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
 }
@@ -154,7 +156,7 @@ func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecord
 // take without dropping a live one, before the identity service is called.
 func (m *middleware) refuseCapacity(rw http.ResponseWriter, client string, digest *[sha256.Size]byte, lifetime time.Duration) {
 	d := m.list
-	d.emit(&auditEvent{Event: "refusal", Reason: "capacity", Client: client, Digest: digestPrefix(digest)})
+	d.emit(&obs.AuditEvent{Event: "refusal", Reason: "capacity", Client: client, Digest: digestPrefix(digest)})
 	d.answerFull(rw, lifetime)
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -60,7 +61,7 @@ func (d *denylist) applyTombstone(ext *record.Extension, source byte) {
 	}
 	if d.cancel(&t) {
 		atomic.AddInt64(&d.unrevoked[source], 1)
-		d.emit(&auditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.Digest)})
+		d.emit(&obs.AuditEvent{Event: "unrevocation", Source: sourceNames[source], Digest: digestPrefix(&t.Digest)})
 	}
 	// Kept in this replica's file too, so that a restart whose stream was
 	// trimmed still cancels what the file holds.
