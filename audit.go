@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 )
 
 // The audit trail (auditLog): one JSON line per state change of a denylist,
@@ -150,7 +152,7 @@ func (d *denylist) auditRevocation(rec *revocation, who *revokeInfo) {
 // A revokeInfo is what the revoke endpoint knows of a revocation's caller.
 type revokeInfo struct {
 	client, hint string
-	tag          clientTag // the client's limiter key, replicated (clientKey)
+	tag          limit.Key // the client's limiter key, replicated (limit.KeyOf)
 }
 
 // auditLogout records a logout, or an admin rule change, applied here.

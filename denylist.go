@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 )
 
 // A denylist holds the SHA-256 digests of revoked tokens, each with its own
@@ -98,7 +99,7 @@ type denylist struct {
 	boundOverflow      int64 // overflow entries the map's bound refused
 	boundAudit         int64 // audit fields cut
 	skipped            streamSkips
-	limiter            *clientLimiter
+	limiter            *limit.Limiter
 	grants             *grantStore
 	rules              *ruleStore
 	pre                *precheck
@@ -150,10 +151,10 @@ type revocation struct {
 	source byte
 	keyN   uint8 // the length of key; 0: no pre-check key known (precheck.go)
 	key    pkey  // the token's pre-check key
-	// client is the limiter key of the client that revoked it (clientKey),
+	// client is the limiter key of the client that revoked it (limit.KeyOf),
 	// zero when none: it replicates so that every replica counts the entry
 	// against that client's share.
-	client clientTag
+	client limit.Key
 }
 
 // setKey stores a pre-check key in the record.
@@ -217,7 +218,7 @@ type denylistOptions struct {
 	// loadWait and failClosed govern loading at start (loader.go).
 	loadWait   time.Duration
 	failClosed bool
-	// The per-client limits of the revoke path (clientlimit.go).
+	// The per-client limits of the revoke path (internal/limit).
 	clientRate  int
 	clientBurst int
 	clientShare float64
@@ -360,7 +361,7 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if share <= 0 {
 		share = 1
 	}
-	d.limiter = newClientLimiter(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
+	d.limiter = limit.New(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
 	if opts.maxGrants <= 0 {
 		opts.maxGrants = 100000
 	}
@@ -521,10 +522,10 @@ func (d *denylist) store(rec *revocation) int {
 func (d *denylist) putLoaded(rec *revocation, now int64) {
 	i := d.reserveOrForce(&rec.digest, time.Duration(rec.expiry-now))
 	d.set(rec, i)
-	if rec.client != (clientTag{}) {
+	if rec.client != (limit.Key{}) {
 		// Loaded from the stream: counted against its client's share here
 		// too (see loadDirect).
-		d.limiter.count(string(rec.client[:]), i, d.lanes[i].window, 1)
+		d.limiter.Count(rec.client, i, d.lanes[i].window, 1)
 	}
 }
 
@@ -856,7 +857,7 @@ func sharedDenylist(name string, opts denylistOptions) (*denylist, error) {
 // bounds gathers what each bound on outside input refused or cut.
 func (d *denylist) bounds() bounded {
 	var b bounded
-	b.Clients = atomic.LoadInt64(&d.limiter.untracked)
+	b.Clients = d.limiter.Untracked()
 	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
 	jti, rules := d.rules.refusals()
 	b.Jti = jti

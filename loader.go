@@ -6,6 +6,8 @@ import (
 	"log"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 )
 
 // Cold start. A replica must never accept a token that was revoked before it
@@ -266,10 +268,10 @@ func (d *denylist) loadDirect(recs []revocation, source byte) {
 			lane := d.store(&recs[i])
 			mu.Unlock()
 			stored++
-			if recs[i].client != (clientTag{}) {
+			if recs[i].client != (limit.Key{}) {
 				// Confirmed on another replica, against its share there:
 				// counted against the same share here.
-				d.limiter.count(string(recs[i].client[:]), lane, d.lanes[lane].window, 1)
+				d.limiter.Count(recs[i].client, lane, d.lanes[lane].window, 1)
 			}
 		}
 	}

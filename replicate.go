@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 )
 
 // A replicator shares one denylist's revocations with every Traefik replica
@@ -202,9 +204,9 @@ func (r *replicator) writeLoop() {
 				// reads d and e and ignores k.
 				cmd = append(cmd, "k", hex.EncodeToString(batch[i].key[:]))
 			}
-			if batch[i].client != (clientTag{}) {
+			if batch[i].client != (limit.Key{}) {
 				// The client's limiter tag: every replica counts the entry
-				// against the client's share (clientlimit.go). Older
+				// against the client's share (internal/limit). Older
 				// releases ignore it.
 				cmd = append(cmd, "c", hex.EncodeToString(batch[i].client[:]))
 			}

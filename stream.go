@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 )
 
 // Reading the revocation stream fast. A new replica reads the whole stream
@@ -120,7 +122,7 @@ func (c *redisConn) xread(args []string, extraWait time.Duration) ([]revocation,
 			}
 			rec.keyN = 0
 			rec.at = 0
-			rec.client = clientTag{}
+			rec.client = limit.Key{}
 			if fast && pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 				p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
 				buf[p] == '*' && (buf[p+1] == '4' || extra > 0) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
@@ -325,7 +327,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 	badStamp := false // an a field that is not a time in range
 	rec.keyN = 0
 	rec.at = 0
-	rec.client = clientTag{}
+	rec.client = limit.Key{}
 	var typ, version, payload, sig []byte
 	var signed [][]byte
 	for f := 0; f < fields; f += 2 {
@@ -378,7 +380,7 @@ func parseStreamEntry(buf []byte, pos int, rec *revocation, ext *extension, chec
 		case 'c':
 			if len(value) == 2*len(rec.client) {
 				if _, err := hex.Decode(rec.client[:], value); err != nil {
-					rec.client = clientTag{}
+					rec.client = limit.Key{}
 				}
 			}
 		case 'a':
