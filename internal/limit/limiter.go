@@ -17,11 +17,12 @@ import (
 	"time"
 )
 
-// RFC 7009 has the identity service answer 200 to a revoke call whatever the
-// token, so anyone holding a client id can have garbage strings "confirmed"
-// revoked, and each one takes a place in the bounded denylist, where enough
-// of them push real revocations out. A Limiter keeps one client from
-// flooding it with two limits, both keyed by the client's Key (KeyOf):
+// A Limiter keeps one client from flooding the bounded denylist through the
+// revoke endpoint. RFC 7009 has the identity service answer 200 to a revoke
+// call whatever the token, so anyone holding a client id can have garbage
+// strings "confirmed" revoked, and each one takes a place in the denylist,
+// where enough of them push real revocations out. A Limiter holds two
+// limits, both keyed by the client's Key (KeyOf):
 //
 //   - a rate: a token bucket of rate calls per second and burst calls at once,
 //     from which every revocation the identity service confirmed takes one
