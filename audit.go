@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
@@ -66,7 +67,7 @@ func (d *denylist) auditRevocation(rec *record.Revocation, who *revokeInfo) {
 // A revokeInfo is what the revoke endpoint knows of a revocation's caller.
 type revokeInfo struct {
 	client, hint string
-	tag          clientTag // the client's limiter key, replicated (clientKey)
+	tag          limit.Key // the client's limiter key, replicated (limit.KeyOf)
 }
 
 // auditLogout records a logout, or an admin rule change, applied here.

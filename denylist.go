@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
@@ -101,7 +102,7 @@ type denylist struct {
 	boundOverflow      int64 // overflow entries the map's bound refused
 	boundAudit         int64 // audit fields cut
 	skipped            streamSkips
-	limiter            *clientLimiter
+	limiter            *limit.Limiter
 	grants             *grantStore
 	rules              *ruleStore
 	pre                *precheck
@@ -184,7 +185,7 @@ type denylistOptions struct {
 	// loadWait and failClosed govern loading at start (loader.go).
 	loadWait   time.Duration
 	failClosed bool
-	// The per-client limits of the revoke path (clientlimit.go).
+	// The per-client limits of the revoke path (internal/limit).
 	clientRate  int
 	clientBurst int
 	clientShare float64
@@ -327,7 +328,7 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if share <= 0 {
 		share = 1
 	}
-	d.limiter = newClientLimiter(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
+	d.limiter = limit.New(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
 	if opts.maxGrants <= 0 {
 		opts.maxGrants = 100000
 	}
@@ -491,7 +492,7 @@ func (d *denylist) putLoaded(rec *record.Revocation, now int64) {
 	if rec.Client != ([16]byte{}) {
 		// Loaded from the stream: counted against its client's share here
 		// too (see loadDirect).
-		d.limiter.count(string(rec.Client[:]), i, d.lanes[i].window, 1)
+		d.limiter.Count(limit.Key(rec.Client), i, d.lanes[i].window, 1)
 	}
 }
 
@@ -834,7 +835,7 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 // bounds gathers what each bound on outside input refused or cut.
 func (d *denylist) bounds() bounded {
 	var b bounded
-	b.Clients = atomic.LoadInt64(&d.limiter.untracked)
+	b.Clients = d.limiter.Untracked()
 	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
 	jti, rules := d.rules.refusals()
 	b.Jti = jti

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
@@ -272,7 +273,7 @@ func (d *denylist) loadDirect(recs []record.Revocation, source byte) {
 			if recs[i].Client != ([16]byte{}) {
 				// Confirmed on another replica, against its share there:
 				// counted against the same share here.
-				d.limiter.count(string(recs[i].Client[:]), lane, d.lanes[lane].window, 1)
+				d.limiter.Count(limit.Key(recs[i].Client), lane, d.lanes[lane].window, 1)
 			}
 		}
 	}

@@ -199,7 +199,7 @@ func (r *replicator) writeLoop() {
 			}
 			if batch[i].Client != ([16]byte{}) {
 				// The client's limiter tag: every replica counts the entry
-				// against the client's share (clientlimit.go). Older
+				// against the client's share (internal/limit). Older
 				// releases ignore it.
 				cmd = append(cmd, "c", hex.EncodeToString(batch[i].Client[:]))
 			}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/basicauth"
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 )
 
@@ -34,10 +36,13 @@ func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		writeError(rw, http.StatusBadRequest, "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
 		return
 	}
-	if s.requireClientAuth && !hasBasicAuth(req.Header.Get("Authorization")) && form.Get("client_id") == "" {
-		rw.Header().Set("WWW-Authenticate", s.basicChallenge)
-		writeError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication is required")
-		return
+	if s.requireClientAuth && form.Get("client_id") == "" {
+		// Basic as the client limits read it (limit.ClientID): one parser.
+		if _, _, basic := basicauth.Parse(req.Header.Get("Authorization")); !basic {
+			rw.Header().Set("WWW-Authenticate", s.basicChallenge)
+			writeError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication is required")
+			return
+		}
 	}
 
 	rec := &revokeRecorder{passWriter: passWriter{rw: rw}, list: m.list, digest: tokenDigest(token), lane: -1, hint: form.Get("token_type_hint"), key: keyOf(token)}
@@ -89,11 +94,11 @@ func (m *middleware) readForm(rw http.ResponseWriter, req *http.Request) (url.Va
 func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, form url.Values, rec *revokeRecorder) bool {
 	d := m.list
 	authorization := req.Header.Get("Authorization")
-	claimed := clientID(authorization, form)
-	if len(claimed) > maxAuditClient {
+	claimed := limit.ClientID(authorization, form)
+	if len(claimed) > limit.MaxAuditClient {
 		atomic.AddInt64(&d.boundAudit, 1)
 	}
-	rec.client = auditClient(claimed)
+	rec.client = limit.AuditClient(claimed)
 	lifetime := rec.expiry.Sub(d.now())
 	if lifetime <= 0 {
 		rec.known = true
@@ -111,8 +116,8 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 			// Held at least as long: no slot; the confirmation still
 			// records its time (settle), which writes the file and the
 			// stream, so the client's rate applies.
-			rec.tag = clientKey(claimed, isConfidential(authorization, form), req.RemoteAddr)
-			if decision := d.limiter.admitRate(string(rec.tag[:])); !decision.Allowed {
+			rec.tag = limit.KeyOf(claimed, limit.IsConfidential(authorization, form), req.RemoteAddr)
+			if decision := d.limiter.AdmitRate(rec.tag); !decision.Allowed {
 				m.refuseClientLimit(rw, rec, decision)
 				return false
 			}
@@ -130,8 +135,8 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 		return false
 	}
 	rec.family = family
-	rec.tag = clientKey(claimed, isConfidential(authorization, form), req.RemoteAddr)
-	decision := d.limiter.admit(string(rec.tag[:]), lane, d.lanes[lane].window, d.capacity(), 1+len(family))
+	rec.tag = limit.KeyOf(claimed, limit.IsConfidential(authorization, form), req.RemoteAddr)
+	decision := d.limiter.Admit(rec.tag, lane, d.lanes[lane].window, d.capacity(), 1+len(family))
 	if !decision.Allowed {
 		d.unreserve(lane, &rec.digest)
 		d.unreserveTokens(family)
@@ -144,7 +149,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 
 // refuseClientLimit answers 429 to a revoke call over its client's limit,
 // before the identity service is called, and counts it.
-func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecorder, decision *limitDecision) {
+func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecorder, decision *limit.Decision) {
 	d := m.list
 	atomic.AddInt64(&d.refusedClientLimit, 1)
 	d.emit(&obs.AuditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
@@ -271,8 +276,8 @@ type revokeRecorder struct {
 	// the identity service's answer settles, and client who asked.
 	known  bool
 	lane   int
-	client string    // as claimed, cut to maxAuditClient bytes: for the audit trail
-	tag    clientTag // the limiter's key of the client (clientKey)
+	client string    // as claimed, cut to limit.MaxAuditClient bytes: for the audit trail
+	tag    limit.Key // the limiter's key of the client (limit.KeyOf)
 	hint   string
 	key    string // the token's pre-check key
 	// family holds the slots reserved for the grant family this
@@ -283,7 +288,7 @@ type revokeRecorder struct {
 // WriteHeader records the revocation on the first final 2xx status, and
 // frees the reserved slot on any other. A 401 is the identity service
 // refusing the client's credentials: counted, and like every refusal it
-// spends none of the client's limits (clientlimit.go).
+// spends none of the client's limits (internal/limit).
 func (r *revokeRecorder) WriteHeader(code int) {
 	if !r.wrote && code >= 200 {
 		r.wrote = true
@@ -310,7 +315,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 			if err := d.addReserved(&r.digest, r.key, r.expiry, -1, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint, tag: r.tag}); err != nil {
 				log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 			}
-			d.limiter.spend(string(r.tag[:]))
+			d.limiter.Spend(r.tag)
 		}
 		d.revokeGrantOf(&r.digest, nil)
 	case r.known:
@@ -320,11 +325,11 @@ func (r *revokeRecorder) settle(confirmed bool) {
 		if err := d.addReserved(&r.digest, r.key, r.expiry, r.lane, sourceRevoke, who); err != nil {
 			log.Printf("tokenrevocation: ERROR a confirmed revocation was enforced but not persisted: %v", err)
 		}
-		d.limiter.commit(string(r.tag[:]), r.lane, 1+len(r.family))
+		d.limiter.Commit(r.tag, r.lane, 1+len(r.family))
 		d.revokeGrantOf(&r.digest, who)
 	default:
 		d.unreserve(r.lane, &r.digest)
-		d.limiter.release(string(r.tag[:]), r.lane, 1+len(r.family))
+		d.limiter.Release(r.tag, r.lane, 1+len(r.family))
 	}
 }
 

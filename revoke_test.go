@@ -2,6 +2,7 @@ package tokenrevocation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/limit"
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 func TestServeRevoke(t *testing.T) {
@@ -518,5 +522,64 @@ func TestClientAuthIsReadByOneBasicParser(t *testing.T) {
 		if !c.reaches && rw.Code != http.StatusUnauthorized {
 			t.Errorf("%q: %d, want 401", c.authorization, rw.Code)
 		}
+	}
+}
+
+func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
+	// given a share of 1% (172 entries of a 1 MiB lane), and 172 revocations
+	// of one client received from other replicas
+	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 1 })
+	d := m.list
+	most := d.limiter.ShareLimit(d.capacity())
+	recs := make([]record.Revocation, most)
+	tag := limit.KeyOf("client", true, "")
+	for i := range recs {
+		recs[i] = record.Revocation{Digest: sha256.Sum256([]byte(fmt.Sprint("elsewhere-", i))), Expiry: time.Now().Add(time.Hour).UnixNano(), Client: tag}
+	}
+	d.loadDirect(recs, sourceRedis)
+
+	// when the client revokes here, into the same lane (an hour), then its
+	// share is already spent
+	rw := serve(m, revokeRequest("token=here&token_type_hint=access_token"))
+	if rw.Code != http.StatusTooManyRequests {
+		t.Fatalf("revoke past the share held on other replicas: %d", rw.Code)
+	}
+	// and another client is unaffected
+	req := revokeRequest("token=other")
+	req.SetBasicAuth("other", "secret")
+	if rw := serve(m, req); rw.Code != http.StatusOK {
+		t.Fatalf("another client: %d", rw.Code)
+	}
+}
+
+func TestReRevokeOfAHeldTokenSpendsTheRate(t *testing.T) {
+	// given a client allowed 1 revoke call a second, burst 2, and one token it revoked
+	clock := newFakeClock()
+	up := &upstream{}
+	m := newTestMiddleware(t, up, clock, func(c *Config) { c.ClientRate = 1; c.ClientBurst = 2 })
+	revoke(t, m, "held-token", "")
+	// when it revokes the held token again and again, faster than its rate
+	codes := []int{}
+	for i := 0; i < 6; i++ {
+		clock.advance(time.Millisecond)
+		codes = append(codes, serve(m, revokeRequest("token=held-token")).Code)
+	}
+	// then the calls past its rate and burst get 429 before the identity
+	// service, so they write nothing to the file or the stream
+	refused := 0
+	for _, c := range codes {
+		if c == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 || up.calls() != 1+len(codes)-refused {
+		t.Fatalf("answers %v, %d upstream calls", codes, up.calls())
+	}
+	if got := m.list.stats().Refused.ClientLimit; got != int64(refused) {
+		t.Fatalf("refused.clientLimit %d, want %d", got, refused)
+	}
+	// and the token stays revoked
+	if rw := serve(m, apiRequest("held-token")); rw.Code != http.StatusUnauthorized {
+		t.Fatalf("held token: %d", rw.Code)
 	}
 }

@@ -1,11 +1,12 @@
 package tokenrevocation
 
 import (
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/edgerevoke/tokenrevocation/internal/basicauth"
 )
 
 // requestTokens returns every token req carries in the configured sources:
@@ -69,7 +70,7 @@ func appendCredentialWords(tokens []string, value string) []string {
 	words := strings.Fields(strings.ReplaceAll(value, ",", " "))
 	tokens = append(tokens, words...)
 	if len(words) == 2 && strings.EqualFold(words[0], "Basic") {
-		if user, password, ok := basicCredentials(words[1]); ok {
+		if user, password, ok := basicauth.Decode(words[1]); ok {
 			tokens = append(tokens, user, password)
 		}
 	}
@@ -142,15 +143,4 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// basicCredentials decodes the base64 of a Basic credential into its user
-// and password, as sent (not form-decoded); ok is false when it does not
-// decode or has no ':'.
-func basicCredentials(encoded string) (user, password string, ok bool) {
-	decoded, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		return "", "", false
-	}
-	return strings.Cut(string(decoded), ":")
 }

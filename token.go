@@ -26,13 +26,6 @@ func bearerToken(value string) string {
 	return strings.TrimRight(strings.TrimLeft(value[7:], " \t"), " \t")
 }
 
-// hasBasicAuth reports whether value is an HTTP Basic credential, by the
-// one parser the client limits use too (basicUser).
-func hasBasicAuth(value string) bool {
-	_, ok := basicUser(value)
-	return ok
-}
-
 // isFormContentType reports whether the Content-Type header value names
 // application/x-www-form-urlencoded, parameters such as charset allowed.
 func isFormContentType(value string) bool {

@@ -1,20 +1,28 @@
-package tokenrevocation
+package limit
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
+
+// fakeClock is an injectable clock, on a bucket edge to start with.
+type fakeClock struct{ ns int64 }
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+}
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
+func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }
+
+// key is the limiter's key of a confidential client: the tests name
+// clients by id.
+func key(client string) Key {
+	return KeyOf(client, true, "")
+}
 
 // testWindow is a lane window of exactly seven 10 s buckets: an entry counts
 // for 70 s to 80 s, depending on where in its bucket it was made.
@@ -33,19 +41,19 @@ type limiterStep struct {
 }
 
 // runSteps plays steps on l and checks each decision.
-func runSteps(t *testing.T, l *clientLimiter, clock *fakeClock, laneCap int, steps []limiterStep) {
+func runSteps(t *testing.T, l *Limiter, clock *fakeClock, laneCap int, steps []limiterStep) {
 	t.Helper()
 	for i, step := range steps {
 		clock.advance(step.advance)
 		switch step.action {
 		case "commit":
-			l.commit(step.client, step.lane, 1)
+			l.Commit(key(step.client), step.lane, 1)
 			continue
 		case "release":
-			l.release(step.client, step.lane, 1)
+			l.Release(key(step.client), step.lane, 1)
 			continue
 		}
-		d := l.admit(step.client, step.lane, testWindow, laneCap, 1)
+		d := l.Admit(key(step.client), step.lane, testWindow, laneCap, 1)
 		if d.Allowed != (step.expRefused == "") || d.Reason != step.expRefused {
 			t.Fatalf("step %d (%s %q): got %+v, want refused=%q", i, step.action, step.client, d, step.expRefused)
 		}
@@ -53,7 +61,7 @@ func runSteps(t *testing.T, l *clientLimiter, clock *fakeClock, laneCap int, ste
 			t.Fatalf("step %d (%s %q): retry after %v, want %v", i, step.action, step.client, d.RetryAfter, step.expRetryAfter)
 		}
 		if d.Allowed && step.action == "revoke" {
-			l.commit(step.client, step.lane, 1)
+			l.Commit(key(step.client), step.lane, 1)
 		}
 	}
 }
@@ -137,7 +145,7 @@ func TestClientLimiterRate(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {
 			clock := newFakeClock()
-			l := newClientLimiter(test.rate, test.burst, 1, 0, clock.now)
+			l := New(test.rate, test.burst, 1, 0, clock.now)
 			runSteps(t, l, clock, 100, test.steps)
 		})
 	}
@@ -209,7 +217,7 @@ func TestClientLimiterShare(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {
 			clock := newFakeClock()
-			l := newClientLimiter(0, 0, test.share, 0, clock.now)
+			l := New(0, 0, test.share, 0, clock.now)
 			runSteps(t, l, clock, 8, test.steps)
 		})
 	}
@@ -218,7 +226,7 @@ func TestClientLimiterShare(t *testing.T) {
 func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
 	// given a client with a burst of 3 and a share of one entry
 	clock := newFakeClock()
-	l := newClientLimiter(1, 3, 0.5, 0, clock.now)
+	l := New(1, 3, 0.5, 0, clock.now)
 	runSteps(t, l, clock, 2, []limiterStep{revokeOK, {action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
 
 	// when a thousand calls are admitted and the identity service refuses
@@ -226,8 +234,8 @@ func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
 	// the share refuses, not the rate, and once the entry leaves the
 	// window the client has its whole burst
 	for i := 0; i < 1000; i++ {
-		if d := l.admit("", 0, testWindow, 2, 1); d.Allowed {
-			l.release("", 0, 1)
+		if d := l.Admit(key(""), 0, testWindow, 2, 1); d.Allowed {
+			l.Release(key(""), 0, 1)
 		}
 	}
 	runSteps(t, l, clock, 2, []limiterStep{{action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
@@ -238,16 +246,16 @@ func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
 func TestClientLimiterUnconfirmedCallsLeaveTheBucketFull(t *testing.T) {
 	// given a client with a burst of 2
 	clock := newFakeClock()
-	l := newClientLimiter(1, 2, 0, 0, clock.now)
+	l := New(1, 2, 0, 0, clock.now)
 
 	// when 500 calls in flight together are all refused upstream
 	for i := 0; i < 500; i++ {
-		if !l.admit("victim", 0, testWindow, 10, 1).Allowed {
+		if !l.Admit(key("victim"), 0, testWindow, 10, 1).Allowed {
 			t.Fatalf("call %d refused before the identity service answered anything", i)
 		}
 	}
 	for i := 0; i < 500; i++ {
-		l.release("victim", 0, 1)
+		l.Release(key("victim"), 0, 1)
 	}
 
 	// then the client's own calls get its whole burst, and no more
@@ -258,56 +266,31 @@ func TestClientLimiterUnconfirmedCallsLeaveTheBucketFull(t *testing.T) {
 func TestClientLimiterCountedElsewhereHoldsTheShare(t *testing.T) {
 	// given a client with a share of 4 entries
 	clock := newFakeClock()
-	l := newClientLimiter(0, 0, 0.5, 0, clock.now)
+	l := New(0, 0, 0.5, 0, clock.now)
 
 	// when another replica's 3 entries of it arrive, then one more fits here
-	l.count("app", 0, testWindow, 3)
+	l.Count(key("app"), 0, testWindow, 3)
 	runSteps(t, l, clock, 8, []limiterStep{{client: "app", action: "revoke"},
 		{client: "app", action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
-}
-
-func TestClientKeySeparatesPublicCallers(t *testing.T) {
-	// given one client id
-	// when it comes with a secret, then every address shares one key
-	if clientKey("app", true, "10.0.0.1:1") != clientKey("app", true, "10.0.0.2:2") {
-		t.Fatal("a confidential client's key depends on the address")
-	}
-	// when it comes alone, then each address has its own key, whatever the port
-	if clientKey("app", false, "10.0.0.1:1") == clientKey("app", false, "10.0.0.2:1") {
-		t.Fatal("public callers at two addresses share a key")
-	}
-	if clientKey("app", false, "[::1]:1") != clientKey("app", false, "[::1]:2") {
-		t.Fatal("a public caller's key depends on its port")
-	}
-	if clientKey("app", false, "10.0.0.1:1") == clientKey("app", true, "10.0.0.1:1") {
-		t.Fatal("a public and a confidential caller share a key")
-	}
-	// and a 60 KB id is kept as 16 bytes
-	if got := len(clientKey(strings.Repeat("x", 60<<10), true, "")); got != 16 {
-		t.Fatalf("key of %d bytes", got)
-	}
-	if got := auditClient(strings.Repeat("é", 100)); len(got) > maxAuditClient+len("…") || !strings.HasSuffix(got, "…") {
-		t.Fatalf("audit client %q", got)
-	}
 }
 
 func TestClientLimiterWindowChangeKeepsCounts(t *testing.T) {
 	// given a client at its share in a lane of testWindow
 	clock := newFakeClock()
-	l := newClientLimiter(0, 0, 0.5, 0, clock.now)
+	l := New(0, 0, 0.5, 0, clock.now)
 	runSteps(t, l, clock, 8, repeat(4, revokeOK))
 
 	// when the lane's window shrinks (1 s buckets), then the entries still
 	// count, for the new window from now
 	clock.advance(30 * time.Second)
-	if d := l.admit("", 0, 7*time.Second, 8, 1); d.Allowed || d.Reason != "share" || d.RetryAfter != 8*time.Second {
+	if d := l.Admit(key(""), 0, 7*time.Second, 8, 1); d.Allowed || d.Reason != "share" || d.RetryAfter != 8*time.Second {
 		t.Fatalf("after the window changed: got %+v, want refused for share for 8s", d)
 	}
 }
 
 func TestClientLimiterConcurrentAdmitsKeepTheShare(t *testing.T) {
 	// given a share of 10 entries and 64 calls of one client at once
-	l := newClientLimiter(0, 0, 0.5, 0, nil)
+	l := New(0, 0, 0.5, 0, nil)
 	const calls = 64
 	var allowed int64
 	var wg sync.WaitGroup
@@ -317,7 +300,7 @@ func TestClientLimiterConcurrentAdmitsKeepTheShare(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if l.admit("app", 0, time.Hour, 20, 1).Allowed {
+			if l.Admit(key("app"), 0, time.Hour, 20, 1).Allowed {
 				atomic.AddInt64(&allowed, 1)
 			}
 		}()
@@ -336,16 +319,16 @@ func TestClientLimiterConcurrentAdmitsKeepTheShare(t *testing.T) {
 		go func(confirmed bool) {
 			defer wg.Done()
 			if confirmed {
-				l.commit("app", 0, 1)
+				l.Commit(key("app"), 0, 1)
 			} else {
-				l.release("app", 0, 1)
+				l.Release(key("app"), 0, 1)
 			}
 		}(i%2 == 0)
 	}
 	wg.Wait()
 	allowed = 0
 	for i := 0; i < calls; i++ {
-		if l.admit("app", 0, time.Hour, 20, 1).Allowed {
+		if l.Admit(key("app"), 0, time.Hour, 20, 1).Allowed {
 			allowed++
 		}
 	}
@@ -369,11 +352,11 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 		t.Run(test.desc, func(t *testing.T) {
 			// given a flooder refused for its own calls
 			clock := newFakeClock()
-			l := newClientLimiter(test.rate, 5, test.share, 0, clock.now)
+			l := New(test.rate, 5, test.share, 0, clock.now)
 			refused := ""
 			for i := 0; i < 1000; i++ {
-				if d := l.admit("flooder", 0, time.Hour, 20, 1); d.Allowed {
-					l.commit("flooder", 0, 1)
+				if d := l.Admit(key("flooder"), 0, time.Hour, 20, 1); d.Allowed {
+					l.Commit(key("flooder"), 0, 1)
 				} else {
 					refused = d.Reason
 				}
@@ -385,8 +368,8 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 			// when another client calls, then it gets its own full allowance
 			allowed := 0
 			for i := 0; i < 20; i++ {
-				if l.admit("bystander", 0, time.Hour, 20, 1).Allowed {
-					l.commit("bystander", 0, 1)
+				if l.Admit(key("bystander"), 0, time.Hour, 20, 1).Allowed {
+					l.Commit(key("bystander"), 0, 1)
 					allowed++
 				}
 			}
@@ -401,11 +384,12 @@ func TestClientLimiterMaxClients(t *testing.T) {
 	// given a table of 1000 clients and 100k made-up ids, each revoking once
 	// (a live entry in a one-entry share: none is ever idle in this test)
 	clock := newFakeClock()
-	l := newClientLimiter(1, 1, 0.5, 1000, clock.now)
+	l := New(1, 1, 0.5, 1000, clock.now)
 	for i := 0; i < 100000; i++ {
 		id := "id-" + strconv.Itoa(i)
-		if d := l.admit(id, 0, time.Hour, 2, 1); d.Allowed {
-			l.commit(id, 0, 1)
+		k := key(id)
+		if d := l.Admit(k, 0, time.Hour, 2, 1); d.Allowed {
+			l.Commit(k, 0, 1)
 		} else {
 			t.Fatalf("newcomer %s refused: %+v", id, d)
 		}
@@ -420,7 +404,7 @@ func TestClientLimiterMaxClients(t *testing.T) {
 	}
 
 	// and a tracked client kept its limits
-	if d := l.admit("id-0", 0, time.Hour, 2, 1); d.Allowed {
+	if d := l.Admit(key("id-0"), 0, time.Hour, 2, 1); d.Allowed {
 		t.Fatal("a tracked client was forgotten while busy")
 	}
 }
@@ -428,17 +412,17 @@ func TestClientLimiterMaxClients(t *testing.T) {
 func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 	// given a table of two clients that have just called
 	clock := newFakeClock()
-	l := newClientLimiter(1, 1, 1, 2, clock.now)
+	l := New(1, 1, 1, 2, clock.now)
 	for _, id := range []string{"a", "b"} {
-		if !l.admit(id, 0, time.Hour, 10, 1).Allowed {
+		if !l.Admit(key(id), 0, time.Hour, 10, 1).Allowed {
 			t.Fatalf("%s refused", id)
 		}
-		l.commit(id, 0, 1)
+		l.Commit(key(id), 0, 1)
 	}
 
 	// when a third calls, then it is decided afresh every time, untracked
 	for i := 0; i < 3; i++ {
-		if d := l.admit("c", 0, time.Hour, 10, 1); !d.Allowed {
+		if d := l.Admit(key("c"), 0, time.Hour, 10, 1); !d.Allowed {
 			t.Fatalf("untracked newcomer refused: %+v", d)
 		}
 	}
@@ -448,14 +432,14 @@ func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 
 	// when the first two are idle again, then the newcomer takes their room
 	clock.advance(time.Second)
-	if !l.admit("c", 0, time.Hour, 10, 1).Allowed {
+	if !l.Admit(key("c"), 0, time.Hour, 10, 1).Allowed {
 		t.Fatal("newcomer refused")
 	}
-	l.commit("c", 0, 1)
+	l.Commit(key("c"), 0, 1)
 	if got := l.tracked(); got != 1 {
 		t.Fatalf("tracked %d after the sweep, want 1", got)
 	}
-	if d := l.admit("c", 0, time.Hour, 10, 1); d.Allowed || d.Reason != "rate" {
+	if d := l.Admit(key("c"), 0, time.Hour, 10, 1); d.Allowed || d.Reason != "rate" {
 		t.Fatalf("tracked newcomer not limited: %+v", d)
 	}
 }
@@ -464,33 +448,33 @@ func TestClientLimiterKeepsClientsWithLiveEntries(t *testing.T) {
 	// given a table of one client holding a live entry, and one holding a
 	// reservation in another limiter
 	clock := newFakeClock()
-	l := newClientLimiter(0, 0, 0.5, 1, clock.now)
+	l := New(0, 0, 0.5, 1, clock.now)
 	runSteps(t, l, clock, 2, []limiterStep{{client: "a", action: "revoke"}})
-	held := newClientLimiter(0, 0, 0.5, 1, clock.now)
+	held := New(0, 0, 0.5, 1, clock.now)
 	runSteps(t, held, clock, 2, []limiterStep{{client: "a", action: "hold"}})
 
 	// when a newcomer calls much later, within the window, then the first
 	// client is kept and still at its share
 	clock.advance(time.Minute)
-	for _, lim := range []*clientLimiter{l, held} {
-		if !lim.admit("b", 0, testWindow, 2, 1).Allowed {
+	for _, lim := range []*Limiter{l, held} {
+		if !lim.Admit(key("b"), 0, testWindow, 2, 1).Allowed {
 			t.Fatal("newcomer refused")
 		}
-		lim.commit("b", 0, 1)
-		if d := lim.admit("a", 0, testWindow, 2, 1); d.Allowed || d.Reason != "share" {
+		lim.Commit(key("b"), 0, 1)
+		if d := lim.Admit(key("a"), 0, testWindow, 2, 1); d.Allowed || d.Reason != "share" {
 			t.Fatalf("first client: got %+v, want refused for share", d)
 		}
 	}
 }
 
 func TestClientLimiterOffTracksNothing(t *testing.T) {
-	l := newClientLimiter(0, 0, 1, 1, nil)
+	l := New(0, 0, 1, 1, nil)
 	for i := 0; i < 100; i++ {
 		id := strconv.Itoa(i)
-		if !l.admit(id, 0, time.Hour, 1, 1).Allowed {
+		if !l.Admit(key(id), 0, time.Hour, 1, 1).Allowed {
 			t.Fatal("refused with both limits off")
 		}
-		l.commit(id, 0, 1)
+		l.Commit(key(id), 0, 1)
 	}
 	if got := l.tracked(); got != 0 {
 		t.Fatalf("tracked %d with both limits off", got)
@@ -513,125 +497,5 @@ func TestBucketWidth(t *testing.T) {
 		if got := time.Duration(bucketWidth(test.window)); got != test.exp {
 			t.Errorf("bucketWidth(%v) = %v, want %v", test.window, got, test.exp)
 		}
-	}
-}
-
-// basicHeader returns a Basic Authorization value for user and secret as
-// sent on the wire.
-func basicHeader(user, secret string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+secret))
-}
-
-func TestClientID(t *testing.T) {
-	form := url.Values{"client_id": {"form-app"}}
-	tests := []struct {
-		desc          string
-		authorization string
-		form          url.Values
-		exp           string
-	}{
-		{desc: "Basic user", authorization: basicHeader("app", "secret"), form: form, exp: "app"},
-		{desc: "Basic user form-urlencoded", authorization: basicHeader("my+app%3A1%2F%C3%A9", "secret"), exp: "my app:1/é"},
-		{desc: "undecodable escape kept as sent", authorization: basicHeader("100%", "secret"), exp: "100%"},
-		{desc: "secret with colons", authorization: basicHeader("app", "se:cr:et"), exp: "app"},
-		{desc: "empty user", authorization: basicHeader("", "secret"), form: form, exp: ""},
-		{desc: "lower-case scheme", authorization: "basic " + base64.StdEncoding.EncodeToString([]byte("app:secret")), exp: "app"},
-		{desc: "upper-case scheme", authorization: "BASIC " + base64.StdEncoding.EncodeToString([]byte("app:secret")), exp: "app"},
-		{desc: "extra blanks", authorization: "Basic \t " + base64.StdEncoding.EncodeToString([]byte("app:secret")) + " ", exp: "app"},
-		{desc: "malformed base64 falls back to the form", authorization: "Basic !!!not-base64", form: form, exp: "form-app"},
-		{desc: "URL-safe base64 is not standard", authorization: "Basic " + base64.URLEncoding.EncodeToString([]byte("a?>:secret")), form: form, exp: "form-app"},
-		{desc: "missing colon falls back to the form", authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte("app")), form: form, exp: "form-app"},
-		{desc: "scheme alone", authorization: "Basic", form: form, exp: "form-app"},
-		{desc: "scheme and blank", authorization: "Basic ", form: form, exp: "form-app"},
-		{desc: "no blank after the scheme", authorization: "Basicx" + base64.StdEncoding.EncodeToString([]byte("app:secret")), form: form, exp: "form-app"},
-		{desc: "bearer is not client auth", authorization: "Bearer tok", form: form, exp: "form-app"},
-		{desc: "form client_id", form: form, exp: "form-app"},
-		{desc: "nothing", exp: ""},
-	}
-	for _, test := range tests {
-		t.Run(test.desc, func(t *testing.T) {
-			got := clientID(test.authorization, test.form)
-			if got != test.exp {
-				t.Fatalf("clientID: got %q, want %q", got, test.exp)
-			}
-			if strings.Contains(got, "secret") {
-				t.Fatal("clientID returned the secret")
-			}
-		})
-	}
-}
-
-func FuzzClientID(f *testing.F) {
-	f.Add(basicHeader("app", "secret"), "my app", "s:e:c", "form-app")
-	f.Fuzz(func(t *testing.T, authorization, user, secret, formID string) {
-		form := url.Values{"client_id": {formID}}
-		// Anything but a Basic value leaves the form's client_id.
-		got := clientID(authorization, form)
-		if (len(authorization) < 5 || !strings.EqualFold(authorization[:5], "Basic")) && got != formID {
-			t.Fatalf("clientID(%q) = %q, want the form's %q", authorization, got, formID)
-		}
-		// A Basic credential built as RFC 6749 §2.3.1 says gives back its user.
-		if got := clientID(basicHeader(url.QueryEscape(user), secret), form); got != user {
-			t.Fatalf("clientID of a Basic credential for %q = %q", user, got)
-		}
-	})
-}
-
-func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
-	// given a share of 1% (172 entries of a 1 MiB lane), and 172 revocations
-	// of one client received from other replicas
-	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 1 })
-	d := m.list
-	limit := d.limiter.shareLimit(d.capacity())
-	recs := make([]record.Revocation, limit)
-	tag := clientKey("client", true, "")
-	for i := range recs {
-		recs[i] = record.Revocation{Digest: sha256.Sum256([]byte(fmt.Sprint("elsewhere-", i))), Expiry: time.Now().Add(time.Hour).UnixNano(), Client: tag}
-	}
-	d.loadDirect(recs, sourceRedis)
-
-	// when the client revokes here, into the same lane (an hour), then its
-	// share is already spent
-	rw := serve(m, revokeRequest("token=here&token_type_hint=access_token"))
-	if rw.Code != http.StatusTooManyRequests {
-		t.Fatalf("revoke past the share held on other replicas: %d", rw.Code)
-	}
-	// and another client is unaffected
-	req := revokeRequest("token=other")
-	req.SetBasicAuth("other", "secret")
-	if rw := serve(m, req); rw.Code != http.StatusOK {
-		t.Fatalf("another client: %d", rw.Code)
-	}
-}
-
-func TestReRevokeOfAHeldTokenSpendsTheRate(t *testing.T) {
-	// given a client allowed 1 revoke call a second, burst 2, and one token it revoked
-	clock := newFakeClock()
-	up := &upstream{}
-	m := newTestMiddleware(t, up, clock, func(c *Config) { c.ClientRate = 1; c.ClientBurst = 2 })
-	revoke(t, m, "held-token", "")
-	// when it revokes the held token again and again, faster than its rate
-	codes := []int{}
-	for i := 0; i < 6; i++ {
-		clock.advance(time.Millisecond)
-		codes = append(codes, serve(m, revokeRequest("token=held-token")).Code)
-	}
-	// then the calls past its rate and burst get 429 before the identity
-	// service, so they write nothing to the file or the stream
-	refused := 0
-	for _, c := range codes {
-		if c == http.StatusTooManyRequests {
-			refused++
-		}
-	}
-	if refused == 0 || up.calls() != 1+len(codes)-refused {
-		t.Fatalf("answers %v, %d upstream calls", codes, up.calls())
-	}
-	if got := m.list.stats().Refused.ClientLimit; got != int64(refused) {
-		t.Fatalf("refused.clientLimit %d, want %d", got, refused)
-	}
-	// and the token stays revoked
-	if rw := serve(m, apiRequest("held-token")); rw.Code != http.StatusUnauthorized {
-		t.Fatalf("held token: %d", rw.Code)
 	}
 }
