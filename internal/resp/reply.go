@@ -16,7 +16,7 @@ const maxBulk = 512 << 20
 // that a length header alone never allocates more.
 const (
 	eagerBulk  = BufferSize
-	eagerItems = 1024
+	eagerItems = 64
 )
 
 // readReply decodes one RESP2 reply: simple strings and bulk strings as
