@@ -127,7 +127,7 @@ func NewConn(conn net.Conn, opts *Options) *Conn {
 // ReadPasswordFile reads a password from path, less one trailing newline.
 // Its errors never quote the file's content.
 func ReadPasswordFile(path string) (string, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := os.ReadFile(path) //nolint:gosec // the operator's redis.passwordFile
 	if err != nil {
 		return "", fmt.Errorf("redis: reading passwordFile: %w", err)
 	}

@@ -57,7 +57,7 @@ func serveRedis(t *testing.T, portFlags, args []string) *redisServer {
 		t.Fatalf("redis-server is required (apt-get install redis-server): %v", err)
 	}
 	dir := t.TempDir()
-	all := append(portFlags, strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--daemonize", "no")
+	all := append(append([]string{}, portFlags...), strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--daemonize", "no")
 	s.cmd = exec.Command(bin, append(all, args...)...)
 	s.cmd.Stdout, _ = os.Create(filepath.Join(dir, "redis.log"))
 	s.cmd.Stderr = s.cmd.Stdout
