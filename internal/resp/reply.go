@@ -42,13 +42,32 @@ func readReply(r *bufio.Reader) (interface{}, error) {
 			return nil, fmt.Errorf("redis: malformed integer %q", body)
 		}
 		return n, nil
-	case '$':
+	case '$', '*':
 		n, err := strconv.Atoi(body)
 		if err != nil || n > maxBulk {
-			return nil, fmt.Errorf("redis: malformed bulk length %q", body)
+			what := "bulk"
+			if kind == '*' {
+				what = "array"
+			}
+			return nil, fmt.Errorf("redis: malformed %s length %q", what, body)
 		}
 		if n < 0 {
 			return nil, ErrNil
+		}
+		if kind == '*' {
+			size := n
+			if size > eagerItems {
+				size = eagerItems
+			}
+			items := make([]interface{}, 0, size)
+			for i := 0; i < n; i++ {
+				v, err := readReply(r)
+				if err != nil && err != ErrNil { //nolint:errorlint // ErrNil is a sentinel returned as is
+					return nil, err
+				}
+				items = append(items, v)
+			}
+			return items, nil
 		}
 		if n+2 <= eagerBulk {
 			buf := make([]byte, n+2)
@@ -66,27 +85,6 @@ func readReply(r *bufio.Reader) (interface{}, error) {
 			return nil, fmt.Errorf("redis: read: %w", err)
 		}
 		return string(big.Bytes()[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n > maxBulk {
-			return nil, fmt.Errorf("redis: malformed array length %q", body)
-		}
-		if n < 0 {
-			return nil, ErrNil
-		}
-		size := n
-		if size > eagerItems {
-			size = eagerItems
-		}
-		items := make([]interface{}, 0, size)
-		for i := 0; i < n; i++ {
-			v, err := readReply(r)
-			if err != nil && err != ErrNil { //nolint:errorlint // ErrNil is a sentinel returned as is
-				return nil, err
-			}
-			items = append(items, v)
-		}
-		return items, nil
 	}
 	return nil, fmt.Errorf("redis: unknown reply type %q", kind)
 }
