@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // The seed corpora live in testdata/fuzz/<FuzzName>/, as go test expects.
@@ -63,7 +64,7 @@ func FuzzParseStreamEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		var rec record.Revocation
 		next, _, status := parseStreamEntry(buf, 0, &rec, &record.Extension{}, nil)
-		if next != incomplete && next != malformed && (next < 0 || next > len(buf)) {
+		if next != resp.Incomplete && next != resp.Malformed && (next < 0 || next > len(buf)) {
 			t.Fatalf("next %d outside a %d-byte buffer", next, len(buf))
 		}
 		if status == entryRevocation && (next < 0 || rec.Expiry <= 0) {

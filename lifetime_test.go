@@ -1,7 +1,6 @@
 package tokenrevocation
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // The lifetime and ordering rules of lifetime.go.
@@ -604,8 +604,8 @@ func xreadReply(t *testing.T, reply string) ([]record.Revocation, []record.Exten
 		_, _ = server.Read(buf)
 		_, _ = server.Write([]byte(reply))
 	}()
-	c := &redisConn{conn: client, r: bufio.NewReader(client), w: bufio.NewWriter(client), opts: testRedisOptions("unused")}
-	recs, exts, _, _, err := c.xread([]string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
+	c := resp.NewConn(client, &resp.Options{ReadTimeout: time.Second, WriteTimeout: time.Second})
+	recs, exts, _, _, err := (&entryReader{}).xread(c, []string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

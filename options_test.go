@@ -92,8 +92,8 @@ func pingWith(t *testing.T, cfg *RedisConfig) *redisOptions {
 	if err != nil {
 		t.Fatalf("dial with %+v: %v", cfg, err)
 	}
-	defer c.close()
-	if v, err := c.do("PING"); err != nil || v != "PONG" {
+	defer c.Close()
+	if v, err := c.Do("PING"); err != nil || v != "PONG" {
 		t.Fatalf("PING: %v %v", v, err)
 	}
 	return opts
@@ -114,10 +114,10 @@ func TestRedisPasswordFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.do("CONFIG", "SET", "requirepass", "n3w-s3cret"); err != nil {
+	if _, err := c.Do("CONFIG", "SET", "requirepass", "n3w-s3cret"); err != nil {
 		t.Fatal(err)
 	}
-	c.close()
+	c.Close()
 	if _, err := dialRedis(opts); err == nil {
 		t.Fatal("the old password still authenticates")
 	}
@@ -128,7 +128,7 @@ func TestRedisPasswordFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the rotation: %v", err)
 	}
-	c.close()
+	c.Close()
 	// and the errors name the file, never its content
 	if err := os.WriteFile(file, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -248,9 +248,9 @@ func TestPrecheckKeysThroughTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.close()
+	defer conn.Close()
 	old := sha256.Sum256([]byte("old-entry-token"))
-	if _, err := conn.pipeline([][]string{{"XADD", "test:precheck", "*", "d", hexOf(old[:]), "e", "4102444800000"}}, 0); err != nil {
+	if _, err := conn.Pipeline([][]string{{"XADD", "test:precheck", "*", "d", hexOf(old[:]), "e", "4102444800000"}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "old-entry-token") == 401 }) || !setOf(onB).open {

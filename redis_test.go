@@ -1,21 +1,18 @@
 package tokenrevocation
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -91,131 +88,6 @@ func testRedisOptions(addr string) *redisOptions {
 	return &redisOptions{address: addr, keyPrefix: "test:", dialTimeout: time.Second, readTimeout: time.Second, writeTimeout: time.Second}
 }
 
-func TestRedisCommands(t *testing.T) {
-	srv := startRedis(t)
-	c, err := dialRedis(testRedisOptions(srv.addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-
-	tests := []struct {
-		desc string
-		args []string
-		exp  string
-	}{
-		{desc: "simple string", args: []string{"PING"}, exp: "PONG"},
-		{desc: "set", args: []string{"SET", "k", "v\r\nwith crlf"}, exp: "OK"},
-		{desc: "bulk string", args: []string{"GET", "k"}, exp: "v\r\nwith crlf"},
-		{desc: "integer", args: []string{"INCR", "n"}, exp: "1"},
-		{desc: "null", args: []string{"GET", "missing"}, exp: "redis: nil reply"},
-		{desc: "error", args: []string{"NOSUCHCOMMAND"}, exp: "redis: ERR unknown command"},
-		{desc: "array", args: []string{"XADD", "s", "1-1", "d", "ab"}, exp: "1-1"},
-		{desc: "nested arrays", args: []string{"XRANGE", "s", "-", "+"}, exp: "[[1-1 [d ab]]]"},
-	}
-	for _, test := range tests {
-		t.Run(test.desc, func(t *testing.T) {
-			v, err := c.do(test.args...)
-			got := fmt.Sprint(v)
-			if err != nil {
-				got = err.Error()
-			}
-			if !strings.HasPrefix(got, test.exp) {
-				t.Fatalf("got %q, want %q", got, test.exp)
-			}
-		})
-	}
-}
-
-func TestRedisPipeline(t *testing.T) {
-	srv := startRedis(t)
-	c, err := dialRedis(testRedisOptions(srv.addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	cmds := make([][]string, 0, 2000)
-	for i := 0; i < 2000; i++ {
-		cmds = append(cmds, []string{"RPUSH", "list", strconv.Itoa(i)})
-	}
-	replies, err := c.pipeline(cmds, 0)
-	if err != nil || len(replies) != 2000 || replies[1999] != int64(2000) {
-		t.Fatalf("pipeline: %v, %d replies, last %v", err, len(replies), replies[len(replies)-1])
-	}
-}
-
-func TestRedisAuthAndSelect(t *testing.T) {
-	srv := startRedis(t, "--requirepass", "s3cret")
-	opts := testRedisOptions(srv.addr())
-
-	if c, err := dialRedis(opts); err == nil {
-		_, err = c.do("PING")
-		c.close()
-		if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
-			t.Fatalf("no password: got %v, want NOAUTH", err)
-		}
-	}
-	opts.password = "wrong"
-	if _, err := dialRedis(opts); err == nil {
-		t.Fatal("wrong password accepted")
-	}
-	opts.password = "s3cret"
-	opts.db = 3
-	c, err := dialRedis(opts)
-	if err != nil {
-		t.Fatalf("right password: %v", err)
-	}
-	defer c.close()
-	if _, err := c.do("SET", "in-db-3", "x"); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := c.do("SELECT", "0"); err != nil || v != "OK" {
-		t.Fatal(err)
-	}
-	if _, err := c.do("GET", "in-db-3"); err != errNil { //nolint:errorlint // sentinel
-		t.Fatalf("SELECT did not apply: %v", err)
-	}
-}
-
-func TestRedisServerKilledMidRead(t *testing.T) {
-	srv := startRedis(t)
-	c, err := dialRedis(testRedisOptions(srv.addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.pipeline([][]string{{"XREAD", "BLOCK", "10000", "STREAMS", "nothing", "$"}}, 10*time.Second)
-		done <- err
-	}()
-	time.Sleep(200 * time.Millisecond)
-
-	srv.stop()
-
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("read from a killed server returned no error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("read from a killed server still blocked after 5s")
-	}
-	if _, err := dialRedis(testRedisOptions(srv.addr())); err == nil {
-		t.Fatal("dial to a stopped server succeeded")
-	}
-}
-
-func TestReadReplyMalformed(t *testing.T) {
-	for _, in := range []string{"?x\r\n", "$abc\r\n", ":12x\r\n", "+no-crlf\n", "$5\r\nab", "*2\r\n:1\r\n"} {
-		if _, err := readReply(bufioReader(in)); err == nil {
-			t.Errorf("readReply(%q): no error", in)
-		}
-	}
-}
-
-func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
-
 // writeSelfSigned writes a self-signed certificate for 127.0.0.1 and its key.
 func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
@@ -263,27 +135,4 @@ func startTLSRedis(t *testing.T, certFile, keyFile string, extra ...string) *red
 	srv.start()
 	t.Cleanup(srv.stop)
 	return srv
-}
-
-func TestRedisTLS(t *testing.T) {
-	certFile, keyFile := writeSelfSigned(t, t.TempDir())
-	srv := startTLSRedis(t, certFile, keyFile, "--requirepass", "s3cret")
-	opts := testRedisOptions(srv.addr())
-	opts.password = "s3cret"
-	opts.tls = true
-
-	// A certificate no system root vouches for is refused by default.
-	if _, err := dialRedis(opts); err == nil {
-		t.Fatal("self-signed certificate accepted without insecureSkipVerify")
-	}
-
-	opts.tlsSkipCheck = true
-	c, err := dialRedis(opts)
-	if err != nil {
-		t.Fatalf("TLS with insecureSkipVerify: %v", err)
-	}
-	defer c.close()
-	if v, err := c.do("PING"); err != nil || v != "PONG" {
-		t.Fatalf("PING over TLS: %v %v", v, err)
-	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // A replicator shares one denylist's revocations with every Traefik replica
@@ -142,7 +143,7 @@ func (r *replicator) warn(format string, args ...interface{}) {
 
 // writeLoop sends queued revocations to the stream and trims it.
 func (r *replicator) writeLoop() {
-	var conn *redisConn
+	var conn *resp.Conn
 	failures := 0
 	marked := false
 	lastTrim := time.Time{}
@@ -168,7 +169,7 @@ func (r *replicator) writeLoop() {
 			case <-ticker.C:
 			case <-r.stop:
 				if conn != nil {
-					conn.close()
+					conn.Close()
 				}
 				return
 			}
@@ -236,7 +237,7 @@ func (r *replicator) writeLoop() {
 			minID := time.Now().Add(-keep - r.list.leeway).UnixMilli()
 			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
 		}
-		replies, err := conn.pipeline(cmds, 0)
+		replies, err := conn.Pipeline(cmds, 0)
 		if err == nil {
 			for _, reply := range replies {
 				if e, ok := reply.(error); ok {
@@ -246,7 +247,7 @@ func (r *replicator) writeLoop() {
 			}
 		}
 		if err != nil {
-			conn.close()
+			conn.Close()
 			conn = nil
 			if !r.retry(&failures, err) {
 				return
@@ -273,7 +274,8 @@ func (r *replicator) queued() int {
 
 // readLoop follows the stream from its start and stores every revocation.
 func (r *replicator) readLoop() {
-	var conn *redisConn
+	var conn *resp.Conn
+	entries := &entryReader{check: &entryCheck{stream: r.stream, signer: r.opts.signer}, skipped: &r.list.skipped}
 	lastID := "0-0"
 	failures := 0
 	// Until caught up, batches are staged on a goroutine of their own, so
@@ -296,7 +298,7 @@ func (r *replicator) readLoop() {
 		select {
 		case <-r.stop:
 			if conn != nil {
-				conn.close()
+				conn.Close()
 			}
 			return
 		default:
@@ -311,10 +313,8 @@ func (r *replicator) readLoop() {
 				continue
 			}
 			conn = c
-			conn.skipped = &r.list.skipped
-			conn.check = &entryCheck{stream: r.stream, signer: r.opts.signer}
 			if err := r.checkMarker(conn); err != nil {
-				conn.close()
+				conn.Close()
 				conn = nil
 				atomic.StoreInt32(&r.connected, 0)
 				r.refuse(err)
@@ -333,10 +333,10 @@ func (r *replicator) readLoop() {
 			wait = blockFor
 		}
 		args = append(args, "STREAMS", r.stream, lastID)
-		recs, exts, last, count, err := conn.xread(args, wait)
-		oversized := errors.Is(err, errTooLarge)
+		recs, exts, last, count, err := entries.xread(conn, args, wait)
+		oversized := errors.Is(err, resp.ErrTooLarge)
 		if err != nil && !oversized {
-			conn.close()
+			conn.Close()
 			conn = nil
 			atomic.StoreInt32(&r.connected, 0)
 			r.noteStuck(failures + 1)
@@ -353,8 +353,8 @@ func (r *replicator) readLoop() {
 			// read goes on after it, on a new connection (the rest of the
 			// reply was not read).
 			atomic.AddInt64(&r.list.skipped.Oversized, 1)
-			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, conn.r.Size())
-			conn.close()
+			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, resp.BufferSize)
+			conn.Close()
 			conn = nil
 		}
 		if last != "" {
@@ -380,11 +380,11 @@ func (r *replicator) readLoop() {
 
 // checkMarker refuses, for a reader without a secret, a stream that a
 // signing replica marked (streamsign.go).
-func (r *replicator) checkMarker(conn *redisConn) error {
+func (r *replicator) checkMarker(conn *resp.Conn) error {
 	if r.opts.signer != nil {
 		return nil
 	}
-	n, err := conn.do("EXISTS", r.stream+signedMarker)
+	n, err := conn.Do("EXISTS", r.stream+signedMarker)
 	if err != nil {
 		return err
 	}

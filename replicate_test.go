@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // newReplica builds a Redis-backed denylist as one Traefik replica would.
@@ -137,10 +138,10 @@ func TestParseStreamEntry(t *testing.T) {
 		{"bad hex", entryRESP("1-3", "d", "zz", "e", "1"), 0, entryMalformed},
 		{"bad expiry", entryRESP("1-3", "d", good, "e", "-5"), 0, entryMalformed},
 		{"no fields", "*2\r\n$3\r\n1-4\r\n*-1\r\n", 0, entryMalformed},
-		{"cut short", entryRESP("1-1", "d", good, "e", "4102444800000")[:50], incomplete, entryMalformed},
-		{"header cut short", "*2\r", incomplete, entryMalformed},
-		{"not an array", "+OK\r\n", malformed, entryMalformed},
-		{"odd fields", "*2\r\n$3\r\n1-5\r\n*1\r\n$1\r\nd\r\n", malformed, entryMalformed},
+		{"cut short", entryRESP("1-1", "d", good, "e", "4102444800000")[:50], resp.Incomplete, entryMalformed},
+		{"header cut short", "*2\r", resp.Incomplete, entryMalformed},
+		{"not an array", "+OK\r\n", resp.Malformed, entryMalformed},
+		{"odd fields", "*2\r\n$3\r\n1-5\r\n*1\r\n$1\r\nd\r\n", resp.Malformed, entryMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -254,9 +255,9 @@ func seedStream(t *testing.T, srv *redisServer, stream string, entries [][]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.close()
+	defer conn.Close()
 	for _, fields := range entries {
-		if _, err := conn.do(append([]string{"XADD", stream, "*"}, fields...)...); err != nil {
+		if _, err := conn.Do(append([]string{"XADD", stream, "*"}, fields...)...); err != nil {
 			t.Fatal(err)
 		}
 	}

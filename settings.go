@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // settings is a Config checked and parsed once, in New, so that no request
@@ -363,7 +365,7 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 		if o.password != "" {
 			return nil, fieldError("redis.passwordFile", "is exclusive with redis.password")
 		}
-		if _, err := o.readPassword(); err != nil {
+		if _, err := resp.ReadPasswordFile(o.passwordFile); err != nil {
 			return nil, fieldError("redis.passwordFile", "%v", err)
 		}
 	}
@@ -371,7 +373,7 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 		if o.tlsSkipCheck {
 			return nil, fieldError("redis.caFile", "is exclusive with redis.insecureSkipVerify")
 		}
-		if _, err := readCAFile(o.caFile); err != nil {
+		if _, err := resp.ReadCAFile(o.caFile); err != nil {
 			return nil, fieldError("redis.caFile", "%v", err)
 		}
 	}
