@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
@@ -103,7 +104,7 @@ type denylist struct {
 	boundAudit         int64 // audit fields cut
 	skipped            streamSkips
 	limiter            *limit.Limiter
-	grants             *grantStore
+	grants             *grants.Store
 	rules              *ruleStore
 	pre                *precheck
 
@@ -332,7 +333,7 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if opts.maxGrants <= 0 {
 		opts.maxGrants = 100000
 	}
-	d.grants = newGrantStore(opts.maxGrants, d.now)
+	d.grants = grants.New(opts.maxGrants, d.now)
 	d.rules = newRuleStore(d.now)
 	d.pre = newPrecheck(d.now)
 	d.rules.onLive = d.pre.setRules
@@ -649,10 +650,10 @@ func (d *denylist) stats() denylistStats {
 	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
 	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
 	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
-	grants, grantTokens := d.grants.size()
-	s.Grants = grants
+	families, grantTokens := d.grants.Size()
+	s.Grants = families
 	s.GrantTokens = grantTokens
-	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
+	s.GrantsUntracked = d.grants.Untracked()
 	s.LogoutRules, s.Logouts = d.rules.counts()
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
@@ -836,7 +837,7 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 func (d *denylist) bounds() bounded {
 	var b bounded
 	b.Clients = d.limiter.Untracked()
-	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
+	b.GrantTokens = d.grants.Dropped()
 	jti, rules := d.rules.refusals()
 	b.Jti = jti
 	b.LogoutRules = rules

@@ -96,7 +96,7 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 	// The families' tokens are admitted like any revocation: when they do
 	// not fit, 503 before anything is applied. The slots go back at once;
 	// the store takes them again in whatever lanes have room.
-	taken, ok := d.reserveTokens(d.grants.sessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
+	taken, ok := d.reserveTokens(d.grants.SessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
 	if !ok {
 		d.rules.forgetJTI(&rec.JTI)
 		d.answerFull(rw, d.maxTTL)
@@ -214,7 +214,7 @@ func (d *denylist) applyLogout(rec *record.Logout) {
 // (persisted and replicated); it returns the first persistence error.
 func (d *denylist) revokeFamiliesOf(rec *record.Logout) error {
 	var err error
-	tokens := d.grants.revokeSession(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0)
+	tokens := d.grants.RevokeSession(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0)
 	for i := range tokens {
 		if e := d.addKeyed(&tokens[i].Digest, tokens[i].Key, time.Unix(0, tokens[i].Expiry), sourceLogout); e != nil && err == nil {
 			err = e
