@@ -17,6 +17,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/rules"
 )
 
 // A denylist holds the SHA-256 digests of revoked tokens, each with its own
@@ -105,7 +106,7 @@ type denylist struct {
 	skipped            streamSkips
 	limiter            *limit.Limiter
 	grants             *grants.Store
-	rules              *ruleStore
+	rules              *rules.Store
 	pre                *precheck
 
 	// Counters for the metrics (metrics.go), never reset: a reload keeps
@@ -190,7 +191,7 @@ type denylistOptions struct {
 	clientRate  int
 	clientBurst int
 	clientShare float64
-	// maxGrants caps the grant families (grants.go).
+	// maxGrants caps the grant families (internal/grants).
 	maxGrants int
 	// leeway is the clock skew tolerated between replicas and apps;
 	// maxLifetime the longest life the store holds (lifetime.go).
@@ -334,9 +335,8 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 		opts.maxGrants = 100000
 	}
 	d.grants = grants.New(opts.maxGrants, d.now)
-	d.rules = newRuleStore(d.now)
 	d.pre = newPrecheck(d.now)
-	d.rules.onLive = d.pre.setRules
+	d.rules = rules.New(d.now, jtiExpiry, d.pre.setRules)
 	d.loadedCh = make(chan struct{})
 	d.closed = make(chan struct{})
 	go d.tickPrecheck()
@@ -654,7 +654,7 @@ func (d *denylist) stats() denylistStats {
 	s.Grants = families
 	s.GrantTokens = grantTokens
 	s.GrantsUntracked = d.grants.Untracked()
-	s.LogoutRules, s.Logouts = d.rules.counts()
+	s.LogoutRules, s.Logouts = d.rules.Counts()
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
 	keys := d.keys
@@ -838,9 +838,9 @@ func (d *denylist) bounds() bounded {
 	var b bounded
 	b.Clients = d.limiter.Untracked()
 	b.GrantTokens = d.grants.Dropped()
-	jti, rules := d.rules.refusals()
+	jti, ruleRefusals := d.rules.Refusals()
 	b.Jti = jti
-	b.LogoutRules = rules
+	b.LogoutRules = ruleRefusals
 	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
 	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
 	b.Tombstones = atomic.LoadInt64(&d.boundTombstones)

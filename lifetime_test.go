@@ -768,7 +768,7 @@ func TestRecordsOfTheReleaseBeforeInternalPackages(t *testing.T) {
 		if len(d.grants.FamilyOf(digestOf("refresh-g"))) != 1 {
 			t.Errorf("%s: the grant family was not loaded", where)
 		}
-		if !d.rules.covers(digestOf("sid-l"), &[sha256.Size]byte{}) || !d.rules.seen(digestOf("jti-l")) {
+		if !d.rules.Covers(digestOf("sid-l"), &[sha256.Size]byte{}) || !d.rules.Seen(digestOf("jti-l")) {
 			t.Errorf("%s: the logout rule or its jti was not loaded", where)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/grants"
+	"github.com/edgerevoke/tokenrevocation/internal/jwtpayload"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -129,7 +130,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	rec.Offline = hasScope(resp.Scope, "offline_access") || (resp.Scope == "" && hasScope(form.Get("scope"), "offline_access"))
 	if resp.IDToken != "" {
-		if claims, ok := jwtClaims(resp.IDToken); ok {
+		if claims, ok := jwtpayload.Claims(resp.IDToken); ok {
 			if sid, _ := claims["sid"].(string); sid != "" {
 				rec.SID = sha256.Sum256([]byte(sid))
 			}
