@@ -121,7 +121,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 	case op == adminImport && req.Method == http.MethodPost:
 		return m.adminImport(req)
 	case op == adminRules && req.Method == http.MethodGet:
-		return http.StatusOK, mustJSON(map[string]interface{}{"rules": d.rules.list()}), ""
+		return http.StatusOK, mustJSON(map[string]interface{}{"rules": d.rules.List()}), ""
 	case op == adminExport || op == adminImport || (op != adminRules && req.Method != http.MethodPost) ||
 		(op == adminRules && req.Method != http.MethodPost && req.Method != http.MethodDelete):
 		return http.StatusMethodNotAllowed, errorBody("invalid_request", "Method not allowed for this admin operation"), ""
@@ -181,7 +181,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 				out["confirmedAt"] = time.Unix(0, h.at).UTC().Format(time.RFC3339Nano)
 			}
 		}
-		if in.Token != "" && d.rules.rejects(in.Token, m.settings.sessionClaim) {
+		if in.Token != "" && d.rules.Rejects(in.Token, m.settings.sessionClaim) {
 			out["loggedOut"] = true
 		}
 		return http.StatusOK, mustJSON(out), prefix

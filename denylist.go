@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
+	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/rules"
 )
 
 // A denylist holds the SHA-256 digests of revoked tokens, each with its own
@@ -103,8 +105,8 @@ type denylist struct {
 	boundAudit         int64 // audit fields cut
 	skipped            streamSkips
 	limiter            *limit.Limiter
-	grants             *grantStore
-	rules              *ruleStore
+	grants             *grants.Store
+	rules              *rules.Store
 	pre                *precheck
 
 	// Counters for the metrics (metrics.go), never reset: a reload keeps
@@ -189,7 +191,7 @@ type denylistOptions struct {
 	clientRate  int
 	clientBurst int
 	clientShare float64
-	// maxGrants caps the grant families (grants.go).
+	// maxGrants caps the grant families (internal/grants).
 	maxGrants int
 	// leeway is the clock skew tolerated between replicas and apps;
 	// maxLifetime the longest life the store holds (lifetime.go).
@@ -332,10 +334,9 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if opts.maxGrants <= 0 {
 		opts.maxGrants = 100000
 	}
-	d.grants = newGrantStore(opts.maxGrants, d.now)
-	d.rules = newRuleStore(d.now)
+	d.grants = grants.New(opts.maxGrants, d.now)
 	d.pre = newPrecheck(d.now)
-	d.rules.onLive = d.pre.setRules
+	d.rules = rules.New(d.now, jtiExpiry, d.pre.setRules)
 	d.loadedCh = make(chan struct{})
 	d.closed = make(chan struct{})
 	go d.tickPrecheck()
@@ -649,11 +650,11 @@ func (d *denylist) stats() denylistStats {
 	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
 	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
 	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
-	grants, grantTokens := d.grants.size()
-	s.Grants = grants
+	families, grantTokens := d.grants.Size()
+	s.Grants = families
 	s.GrantTokens = grantTokens
-	s.GrantsUntracked = atomic.LoadInt64(&d.grants.untracked)
-	s.LogoutRules, s.Logouts = d.rules.counts()
+	s.GrantsUntracked = d.grants.Untracked()
+	s.LogoutRules, s.Logouts = d.rules.Counts()
 	d.mu.Lock()
 	s.LoadSeconds = d.loadTook.Seconds()
 	keys := d.keys
@@ -836,10 +837,10 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 func (d *denylist) bounds() bounded {
 	var b bounded
 	b.Clients = d.limiter.Untracked()
-	b.GrantTokens = atomic.LoadInt64(&d.grants.dropped)
-	jti, rules := d.rules.refusals()
+	b.GrantTokens = d.grants.Dropped()
+	jti, ruleRefusals := d.rules.Refusals()
 	b.Jti = jti
-	b.LogoutRules = rules
+	b.LogoutRules = ruleRefusals
 	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
 	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
 	b.Tombstones = atomic.LoadInt64(&d.boundTombstones)

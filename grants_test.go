@@ -11,13 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -241,21 +241,6 @@ func TestGrantCap(t *testing.T) {
 	}
 }
 
-func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
-	clock := newFakeClock()
-	g := newGrantStore(10, clock.now)
-	rec := &record.Grant{Family: *digestOf("f"), Tokens: []record.GrantToken{{Digest: *digestOf("a"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
-	if _, ok := g.add(rec, false); !ok || familyCount(g) != 1 {
-		t.Fatal("not added")
-	}
-	clock.advance(2 * time.Hour)
-	other := &record.Grant{Family: *digestOf("g"), Tokens: []record.GrantToken{{Digest: *digestOf("b"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
-	g.add(other, false)
-	if familyCount(g) != 1 {
-		t.Fatalf("%d families, want the expired one forgotten", familyCount(g))
-	}
-}
-
 func TestGrantRecordEncoding(t *testing.T) {
 	rec := &record.Grant{Family: *digestOf("f"), SID: *digestOf("s"), Tokens: []record.GrantToken{
 		{Digest: *digestOf("a"), Expiry: 123}, {Digest: *digestOf("r"), Expiry: 456, Refresh: true},
@@ -349,34 +334,6 @@ func BenchmarkLearnGrant(b *testing.B) {
 	}
 }
 
-// BenchmarkGrantMemory reports the heap a tracked family of an access and a
-// refresh token costs, its index entries included.
-func BenchmarkGrantMemory(b *testing.B) {
-	const n = 100000
-	for i := 0; i < b.N; i++ {
-		g := newGrantStore(n, time.Now)
-		recs := make([]*record.Grant, n)
-		for j := range recs {
-			recs[j] = &record.Grant{Family: *digestOf(fmt.Sprint("r", j)), Tokens: []record.GrantToken{
-				{Digest: *digestOf(fmt.Sprint("a", j)), Expiry: time.Now().Add(time.Hour).UnixNano()},
-				{Digest: *digestOf(fmt.Sprint("r", j)), Expiry: time.Now().Add(time.Hour).UnixNano(), Refresh: true},
-			}}
-		}
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		for j := range recs {
-			g.add(recs[j], false)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/grant")
-		if familyCount(g) != n {
-			b.Fatal("not every grant tracked")
-		}
-	}
-}
-
 func TestGrantArrivingAfterItsRevocation(t *testing.T) {
 	// given a refresh token revoked before its grant record arrived (from
 	// another replica, or a refresh answered while the revocation went by)
@@ -408,68 +365,6 @@ func TestGrantTokenRequestMustBeAForm(t *testing.T) {
 	assertJSONError(t, rw, "invalid_request", "")
 }
 
-func TestGrantStoreFamilyStaysBounded(t *testing.T) {
-	// given a grant whose tokens live an hour
-	clock := newFakeClock()
-	g := newGrantStore(10, clock.now)
-	tok := func(i int, refresh bool) record.GrantToken {
-		return record.GrantToken{Digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), Refresh: refresh, Expiry: clock.now().Add(time.Hour).UnixNano()}
-	}
-	family := tok(0, true).Digest
-
-	// when it is refreshed 3,000 times, a second apart, each answer adding
-	// an access and a refresh token
-	for i := 1; i <= 3000; i++ {
-		clock.advance(time.Second)
-		rec := &record.Grant{Family: family, Tokens: []record.GrantToken{tok(i, false), tok(i, true)}}
-		if _, ok := g.add(rec, false); !ok {
-			t.Fatalf("refresh %d not tracked", i)
-		}
-	}
-
-	// then the family and the index hold at most maxFamilyTokens, the
-	// newest tokens are the ones kept, and the drops are counted
-	f := g.families[string(family[:])]
-	if len(f.tokens) > maxFamilyTokens || len(g.byToken) > maxFamilyTokens {
-		t.Fatalf("family of %d tokens, index of %d", len(f.tokens), len(g.byToken))
-	}
-	newest := tok(3000, true).Digest
-	if g.byToken[string(newest[:])] != f || atomic.LoadInt64(&g.dropped) == 0 {
-		t.Fatalf("newest token not kept, or drops not counted (%d)", g.dropped)
-	}
-}
-
-func TestGrantStoreTakePreviousRemovesThem(t *testing.T) {
-	// given a family with one access token
-	clock := newFakeClock()
-	g := newGrantStore(10, clock.now)
-	exp := clock.now().Add(time.Hour).UnixNano()
-	a1 := record.GrantToken{Digest: sha256.Sum256([]byte("a1")), Expiry: exp}
-	a2 := record.GrantToken{Digest: sha256.Sum256([]byte("a2")), Expiry: exp}
-	r := record.GrantToken{Digest: sha256.Sum256([]byte("r")), Expiry: exp, Refresh: true}
-	g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{a1, r}}, false)
-
-	// when a refresh takes the previous access tokens
-	previous, _ := g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{a2, r}}, true)
-
-	// then a1 is returned once and no longer tracked
-	if len(previous) != 1 || previous[0].Digest != a1.Digest {
-		t.Fatalf("previous %v", previous)
-	}
-	if _, ok := g.byToken[string(a1.Digest[:])]; ok {
-		t.Fatal("a taken token is still indexed")
-	}
-	if again, _ := g.add(&record.Grant{Family: r.Digest, Tokens: []record.GrantToken{r}}, true); len(again) != 1 || again[0].Digest != a2.Digest {
-		t.Fatalf("second refresh returned %v", again)
-	}
-}
-
-// familyCount is the number of families g tracks, swept as size sweeps.
-func familyCount(g *grantStore) int {
-	n, _ := g.size()
-	return n
-}
-
 func TestGrantRefreshStormKeepsOneBoundedFamily(t *testing.T) {
 	// given a grant refreshed 300 times, with rotation
 	stub := &identityStub{}
@@ -481,11 +376,11 @@ func TestGrantRefreshStormKeepsOneBoundedFamily(t *testing.T) {
 		tokenRequest(m, fmt.Sprint("grant_type=refresh_token&refresh_token=refresh-", i-1))
 	}
 
-	// then one family holds at most maxFamilyTokens, and revoking its
+	// then one family holds at most grants.MaxFamilyTokens, and revoking its
 	// newest refresh token revokes its newest access token and its recent
 	// refresh tokens
 	st := m.list.stats()
-	if st.Grants != 1 || st.GrantTokens > maxFamilyTokens {
+	if st.Grants != 1 || st.GrantTokens > grants.MaxFamilyTokens {
 		t.Fatalf("grants %d, tokens %d", st.Grants, st.GrantTokens)
 	}
 	revoke(t, m, "refresh-300", "refresh_token")

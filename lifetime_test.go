@@ -262,7 +262,7 @@ func TestRecordsOfThePreviousRelease(t *testing.T) {
 				t.Errorf("%s: %s loads confirmed at %d, want time zero", when, token, h.at)
 			}
 		}
-		if len(d.grants.familyOf(digestOf("refresh-g"))) == 0 {
+		if len(d.grants.FamilyOf(digestOf("refresh-g"))) == 0 {
 			t.Errorf("%s: the grant family was not loaded", when)
 		}
 		d.persist.minExpiry = 1
@@ -296,7 +296,7 @@ func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
 			t.Errorf("record %d loads confirmed at %d, want 0", i, recs[i].At)
 		}
 	}
-	if len(d.grants.familyOf(digestOf("refresh-g"))) == 0 {
+	if len(d.grants.FamilyOf(digestOf("refresh-g"))) == 0 {
 		t.Error("the grant family was not loaded")
 	}
 }
@@ -765,10 +765,10 @@ func TestRecordsOfTheReleaseBeforeInternalPackages(t *testing.T) {
 				t.Errorf("%s: %s confirmed at %d, want %d", where, token, h.at, at)
 			}
 		}
-		if len(d.grants.familyOf(digestOf("refresh-g"))) != 1 {
+		if len(d.grants.FamilyOf(digestOf("refresh-g"))) != 1 {
 			t.Errorf("%s: the grant family was not loaded", where)
 		}
-		if !d.rules.covers(digestOf("sid-l"), &[sha256.Size]byte{}) || !d.rules.seen(digestOf("jti-l")) {
+		if !d.rules.Covers(digestOf("sid-l"), &[sha256.Size]byte{}) || !d.rules.Seen(digestOf("jti-l")) {
 			t.Errorf("%s: the logout rule or its jti was not loaded", where)
 		}
 	}

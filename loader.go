@@ -223,7 +223,7 @@ func (d *denylist) applyExtension(ext *record.Extension) {
 		return
 	}
 	if rec, err := record.DecodeGrant(ext.Payload); err == nil {
-		if _, tracked := d.grants.add(rec, false); tracked && d.isLoaded() {
+		if _, tracked := d.grants.Add(rec, false); tracked && d.isLoaded() {
 			d.revokeIfRevoked(rec)
 		}
 	}

@@ -26,7 +26,7 @@ import (
 //  3. for a logout with sub and no sid, or with logoutMatch sub, every JWT
 //     bearer of that subject issued at or before the logout.
 //
-// Rules 2 and 3 live until logoutRuleTTL after the logout (rules.go). A
+// Rules 2 and 3 live until logoutRuleTTL after the logout (internal/rules). A
 // logout is one record, type logoutRecordType (record.go): the rules, the
 // seen jti, and which families to revoke, all as SHA-256 digests of the
 // claim values. It is persisted and replicated like a grant, so every
@@ -83,7 +83,7 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := m.list
-	if d.rules.full() {
+	if d.rules.Full() {
 		rw.Header().Set("Retry-After", "60")
 		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The logout rules are full; retry later")
 		return
@@ -96,9 +96,9 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 	// The families' tokens are admitted like any revocation: when they do
 	// not fit, 503 before anything is applied. The slots go back at once;
 	// the store takes them again in whatever lanes have room.
-	taken, ok := d.reserveTokens(d.grants.sessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
+	taken, ok := d.reserveTokens(d.grants.SessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
 	if !ok {
-		d.rules.forgetJTI(&rec.JTI)
+		d.rules.ForgetJTI(&rec.JTI)
 		d.answerFull(rw, d.maxTTL)
 		return
 	}
@@ -139,7 +139,7 @@ func (m *middleware) validateLogout(token string) (*record.Logout, error) {
 		Issuer: l.issuer, Audiences: l.audiences, Now: now, MaxAge: l.maxAge,
 		SeenJTI: func(iss, id string) bool {
 			jti = jtiDigest(iss, id)
-			return !d.rules.claimJTI(&jti, now.Add(jtiKeep).UnixNano())
+			return !d.rules.ClaimJTI(&jti, now.Add(jtiKeep).UnixNano())
 		},
 	})
 	if err != nil {
@@ -175,7 +175,7 @@ func (m *middleware) validateLogout(token string) (*record.Logout, error) {
 // grant families as ordinary revocations (persisted and replicated), then
 // the record itself, persisted and replicated.
 func (d *denylist) logout(rec *record.Logout) error {
-	d.rules.add(rec, rec.Flags&record.LogoutDelete == 0)
+	d.rules.Add(rec, rec.Flags&record.LogoutDelete == 0)
 	d.auditLogout(rec)
 	err := d.revokeFamiliesOf(rec)
 	payload := rec.Encode()
@@ -200,7 +200,7 @@ func (d *denylist) applyLogout(rec *record.Logout) {
 	if keepUntil(rec) <= d.now().UnixNano() {
 		return
 	}
-	d.rules.add(rec, !d.rules.seen(&rec.JTI))
+	d.rules.Add(rec, !d.rules.Seen(&rec.JTI))
 	if !d.isLoaded() {
 		return
 	}
@@ -214,7 +214,7 @@ func (d *denylist) applyLogout(rec *record.Logout) {
 // (persisted and replicated); it returns the first persistence error.
 func (d *denylist) revokeFamiliesOf(rec *record.Logout) error {
 	var err error
-	tokens := d.grants.revokeSession(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0)
+	tokens := d.grants.RevokeSession(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0)
 	for i := range tokens {
 		if e := d.addKeyed(&tokens[i].Digest, tokens[i].Key, time.Unix(0, tokens[i].Expiry), sourceLogout); e != nil && err == nil {
 			err = e
@@ -229,7 +229,7 @@ func (d *denylist) revokeFamiliesOf(rec *record.Logout) error {
 // sid. The tokens of a refresh grant are not checked: an offline_access
 // grant survives a logout by design.
 func (d *denylist) revokeIfLoggedOut(rec *record.Grant, includeOffline bool) {
-	if !d.rules.covers(&rec.SID, &rec.Sub) {
+	if !d.rules.Covers(&rec.SID, &rec.Sub) {
 		return
 	}
 	for i := range rec.Tokens {

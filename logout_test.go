@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/jwtpayload"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -322,7 +323,7 @@ func TestLogoutRequestShape(t *testing.T) {
 // claimsOf decodes a token's claims, to re-sign them another way.
 func claimsOf(t *testing.T, token string) map[string]interface{} {
 	t.Helper()
-	c, ok := jwtClaims(token)
+	c, ok := jwtpayload.Claims(token)
 	if !ok {
 		t.Fatal("not a JWT")
 	}
@@ -719,30 +720,5 @@ func TestLogoutCatchesACodeRedeemedAfterIt(t *testing.T) {
 	stub.queue("x", "", "")
 	if got := tokenRequest(m, "grant_type=refresh_token&refresh_token=late-refresh").Code; got != 400 {
 		t.Fatalf("the late grant's refresh token: %d, want 400", got)
-	}
-}
-
-func TestRuleStoreBounds(t *testing.T) {
-	// given a replay set at its bound, every jti live
-	clock := newFakeClock()
-	r := newRuleStore(clock.now)
-	until := clock.now().Add(time.Minute).UnixNano()
-	for i := 0; i < maxJTIs; i++ {
-		r.jtis[fmt.Sprint(i)] = until
-	}
-
-	// when a logout arrives, then it is refused and counted
-	jti := sha256.Sum256([]byte("new"))
-	if !r.full() || r.claimJTI(&jti, until) {
-		t.Fatal("a full replay set took a jti")
-	}
-	if jtis, rules := r.refusals(); jtis != 2 || rules != 0 {
-		t.Fatalf("refusals %d, %d", jtis, rules)
-	}
-
-	// and once they expire, there is room again
-	clock.advance(2 * time.Minute)
-	if r.full() || !r.claimJTI(&jti, clock.now().Add(time.Minute).UnixNano()) {
-		t.Fatal("no room after the jtis expired")
 	}
 }

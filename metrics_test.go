@@ -5,9 +5,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // scrape returns the metrics exposition of m.
@@ -114,10 +115,13 @@ func TestMetricsSurviveAReload(t *testing.T) {
 func TestMetricsShowTheBlindSpots(t *testing.T) {
 	// given a denylist with a live revocation in its overflow map, an
 	// untracked grant, and signing keys held for back-channel logout
-	m := adminMiddleware(t, &identityStub{}, nil)
+	m := adminMiddleware(t, &identityStub{}, func(c *Config) { c.MaxGrants = 1 })
 	d := m.list
 	d.keepOverflow(string(digestOf("aside")[:]), d.now().Add(time.Hour).UnixNano(), d.now().UnixNano())
-	atomic.AddInt64(&d.grants.untracked, 3)
+	// room for one family: the three after it go untracked
+	for _, f := range []string{"f0", "f1", "f2", "f3"} {
+		d.grants.Add(&record.Grant{Family: *digestOf(f)}, false)
+	}
 	d.mu.Lock()
 	d.keys = &keySource{issuer: "https://op.example"}
 	d.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
+	"github.com/edgerevoke/tokenrevocation/internal/rules"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -236,10 +237,10 @@ type middleware struct {
 	query  bool
 	filter []uint64
 	mask   uint64
-	// rules is the count of live logout rules (rules.go): while it is 0,
+	// rules is the count of live logout rules (internal/rules): while it is 0,
 	// a clear bit settles a bearer token.
 	rules     *int32
-	ruleStore *ruleStore
+	ruleStore *rules.Store
 	// sessionClaim is the settings' session claim path, one field away.
 	sessionClaim []string
 	// pre is the denylist's pre-check set (precheck.go).
@@ -311,7 +312,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 }
 
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
-	m := &middleware{next: next, settings: s, list: list, rules: &list.rules.live, ruleStore: list.rules, pre: &list.pre.cur}
+	m := &middleware{next: next, settings: s, list: list, rules: list.rules.Live(), ruleStore: list.rules, pre: &list.pre.cur}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
 	m.sessionClaim = s.sessionClaim
@@ -388,7 +389,7 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 					_, maybe = p.delta.Load(k)
 				}
 				// Never revoked; with logout rules live, it must pass them too.
-				if !maybe && (!p.rules || !m.ruleStore.rejects(v[7:], m.sessionClaim)) {
+				if !maybe && (!p.rules || !m.ruleStore.Rejects(v[7:], m.sessionClaim)) {
 					m.next.ServeHTTP(rw, req)
 					return
 				}
@@ -401,7 +402,7 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 // serveBearer passes a request with one "Bearer " credential, with no
 // blank in it, whose identities' bits in the denylist's bitset are clear:
 // the token was never revoked. While a back-channel logout rule is live
-// (rules.go) such a token must also pass the rules; while none is, that
+// (internal/rules) such a token must also pass the rules; while none is, that
 // costs one atomic load. Everything else, revoked tokens included, goes to
 // serveSlow.
 func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth []string) {
@@ -410,7 +411,7 @@ func (m *middleware) serveBearer(rw http.ResponseWriter, req *http.Request, auth
 		i := binary.LittleEndian.Uint64(sums[0][8:16]) & m.mask
 		j := binary.LittleEndian.Uint64(sums[n-1][8:16]) & m.mask
 		if atomic.LoadUint64(&m.filter[i>>6])>>(i&63)&1 == 0 && atomic.LoadUint64(&m.filter[j>>6])>>(j&63)&1 == 0 &&
-			(atomic.LoadInt32(m.rules) == 0 || !m.ruleStore.rejects(v[7:], m.settings.sessionClaim)) {
+			(atomic.LoadInt32(m.rules) == 0 || !m.ruleStore.Rejects(v[7:], m.settings.sessionClaim)) {
 			m.next.ServeHTTP(rw, req)
 			return
 		}
@@ -536,14 +537,14 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 		rejectLoading(rw)
 		return
 	}
-	rules := atomic.LoadInt32(m.rules) != 0
+	ruled := atomic.LoadInt32(m.rules) != 0
 	for _, token := range tokens {
 		if !m.neverRevoked(token) && m.list.contains(token) {
 			atomic.AddInt64(&m.list.rejected[rejectRevoked], 1)
 			m.rejectRevoked(rw)
 			return
 		}
-		if rules && m.list.rules.rejects(token, s.sessionClaim) {
+		if ruled && m.list.rules.Rejects(token, s.sessionClaim) {
 			atomic.AddInt64(&m.list.rejected[rejectLogoutRule], 1)
 			m.rejectRevoked(rw)
 			return

@@ -171,7 +171,7 @@ func TestPrecheckOpenWhileLoadingAndWithRules(t *testing.T) {
 		t.Fatal("open after loading")
 	}
 	rec := &record.Logout{Flags: record.LogoutRuleSID, At: time.Now().UnixNano(), Expiry: time.Now().Add(time.Hour).UnixNano()}
-	d.rules.add(rec, true)
+	d.rules.Add(rec, true)
 	if !d.pre.cur.Load().(*precheckSet).rules {
 		t.Fatal("the hot path does not see a live logout rule")
 	}

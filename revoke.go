@@ -126,7 +126,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 		}
 	}
 	lane := d.reserve(&rec.digest, lifetime)
-	family, ok := d.reserveTokens(d.grants.familyOf(&rec.digest))
+	family, ok := d.reserveTokens(d.grants.FamilyOf(&rec.digest))
 	if lane < 0 || !ok {
 		if lane >= 0 {
 			d.unreserve(lane, &rec.digest)

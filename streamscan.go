@@ -106,7 +106,7 @@ func (m *middleware) check(token string) int {
 	if !m.list.awaitLoaded() {
 		return scanLoading
 	}
-	if m.list.contains(token) || (atomic.LoadInt32(m.rules) != 0 && m.list.rules.rejects(token, m.settings.sessionClaim)) {
+	if m.list.contains(token) || (atomic.LoadInt32(m.rules) != 0 && m.list.rules.Rejects(token, m.settings.sessionClaim)) {
 		return scanRevoked
 	}
 	return scanClean

@@ -1,14 +1,14 @@
 package tokenrevocation
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"math"
 	"mime"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/jwtpayload"
 )
 
 // bearerToken returns the credential of a "Bearer" Authorization value, the
@@ -53,36 +53,12 @@ func parseForm(body []byte) (url.Values, error) {
 	return values, nil
 }
 
-// jwtClaims returns the claims of a token shaped like a JWT (three
-// base64url segments whose middle one is a JSON object), unverified. ok is
-// false for any other token.
-func jwtClaims(token string) (map[string]interface{}, bool) {
-	first := strings.IndexByte(token, '.')
-	if first <= 0 {
-		return nil, false
-	}
-	rest := token[first+1:]
-	second := strings.IndexByte(rest, '.')
-	if second <= 0 || second == len(rest)-1 || strings.IndexByte(rest[second+1:], '.') >= 0 {
-		return nil, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(rest[:second], "="))
-	if err != nil {
-		return nil, false
-	}
-	var claims map[string]interface{}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims == nil {
-		return nil, false
-	}
-	return claims, true
-}
-
 // jwtExpiry returns the exp claim of a token shaped like a JWT with a
 // numeric exp. The payload is not verified: it only sets how long a
 // revocation is kept, never which token is revoked. ok is false for any
 // other token.
 func jwtExpiry(token string) (time.Time, bool) {
-	claims, ok := jwtClaims(token)
+	claims, ok := jwtpayload.Claims(token)
 	if !ok {
 		return time.Time{}, false
 	}

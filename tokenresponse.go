@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/grants"
+	"github.com/edgerevoke/tokenrevocation/internal/jwtpayload"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -59,13 +61,13 @@ func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request,
 
 // previousAccess returns the live access tokens of the family of the
 // refresh token presented: what a refresh revokes with revokeOnRefresh.
-func previousAccess(g *grantStore, presented string) []record.GrantToken {
+func previousAccess(g *grants.Store, presented string) []record.GrantToken {
 	if presented == "" {
 		return nil
 	}
 	digest := sha256.Sum256([]byte(presented))
 	var access []record.GrantToken
-	family := g.familyOf(&digest)
+	family := g.FamilyOf(&digest)
 	for i := range family {
 		if !family[i].Refresh {
 			access = append(access, family[i])
@@ -117,7 +119,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	switch {
 	case form.Get("grant_type") == "refresh_token" && presented != "":
 		digest := tokenDigest(presented)
-		rec.Family = d.grants.familyID(&digest)
+		rec.Family = d.grants.FamilyID(&digest)
 		// The presented token stays in the family: revoking it revokes the
 		// family, whether or not the identity service rotated it.
 		rec.Tokens = append(rec.Tokens, record.GrantToken{Digest: digest, Refresh: true, Expiry: m.issuedExpiry(presented, "", s.refreshTokenTTL, now), Key: keyOf(presented)})
@@ -128,7 +130,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	rec.Offline = hasScope(resp.Scope, "offline_access") || (resp.Scope == "" && hasScope(form.Get("scope"), "offline_access"))
 	if resp.IDToken != "" {
-		if claims, ok := jwtClaims(resp.IDToken); ok {
+		if claims, ok := jwtpayload.Claims(resp.IDToken); ok {
 			if sid, _ := claims["sid"].(string); sid != "" {
 				rec.SID = sha256.Sum256([]byte(sid))
 			}
@@ -137,7 +139,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 			}
 		}
 	}
-	previous, tracked := d.grants.add(rec, s.revokeOnRefresh && form.Get("grant_type") == "refresh_token")
+	previous, tracked := d.grants.Add(rec, s.revokeOnRefresh && form.Get("grant_type") == "refresh_token")
 	if !tracked {
 		return
 	}

@@ -1,4 +1,4 @@
-package tokenrevocation
+package rules
 
 import (
 	"crypto/sha256"
@@ -14,10 +14,10 @@ import (
 // Yaegi (`make yaegi_test`), with 10,000 live rules: the figure behind
 // bench case (d). It asserts nothing about time.
 func TestRuleCheckCost(t *testing.T) {
-	r := newRuleStore(time.Now)
+	r := New(time.Now, jtiExpiry, nil)
 	now := time.Now()
 	for i := 0; i < 10000; i++ {
-		r.add(&record.Logout{Flags: record.LogoutRuleSID, SID: sha256.Sum256([]byte("s-" + strconv.Itoa(i))),
+		r.Add(&record.Logout{Flags: record.LogoutRuleSID, SID: sha256.Sum256([]byte("s-" + strconv.Itoa(i))),
 			JTI: sha256.Sum256([]byte("j-" + strconv.Itoa(i))), At: now.UnixNano(), Expiry: now.Add(time.Hour).UnixNano()}, true)
 	}
 	enc := base64.RawURLEncoding
@@ -28,7 +28,7 @@ func TestRuleCheckCost(t *testing.T) {
 	const n = 2000
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if r.rejects(token, path) {
+		if r.Rejects(token, path) {
 			t.Fatal("rejected")
 		}
 	}

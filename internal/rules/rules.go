@@ -1,4 +1,16 @@
-package tokenrevocation
+// Package rules holds the session and subject rules of OpenID Connect
+// back-channel logouts, and the replay store of logout token jtis. A rule
+// rejects a JWT bearer token whose session claim (sid rule) or sub (sub
+// rule) hashes to the rule's digest and whose iat is at or before the
+// logout; a token with no iat is rejected too, as it cannot show it was
+// issued after. The payload is read without verifying the signature: a
+// forged token can only get itself rejected.
+//
+// The root package verifies logout tokens, persists and replicates their
+// records, and asks Store.Rejects about bearer tokens; this package only
+// holds what the records say. It avoids generics, which Yaegi, the
+// interpreter Traefik runs plugins with, supports poorly.
+package rules
 
 import (
 	"bytes"
@@ -15,18 +27,15 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
-// The session and subject rules of back-channel logouts (logout.go), and
-// the jti replay store. A rule rejects a JWT bearer token whose session
-// claim (sid rule) or sub (sub rule) hashes to the rule's digest and whose
-// iat is at or before the logout; a token with no iat is rejected too, as
-// it cannot show it was issued after. The payload is read without
-// verifying the signature: a forged token can only get itself rejected.
+// A Store holds the live rules and the seen jtis of one denylist. Its
+// methods are safe for concurrent use.
 //
-// The hot path tests live once per request with one atomic load; while no
+// The hot path tests Live once per request with one atomic load; while no
 // rule is live, that is all a request pays. Opaque tokens (no two dots)
 // skip the rules.
-type ruleStore struct {
-	now func() time.Time
+type Store struct {
+	now       func() time.Time
+	jtiExpiry func(*record.Logout) int64
 
 	// live counts the rules held, expired ones not yet swept included.
 	live int32
@@ -37,23 +46,26 @@ type ruleStore struct {
 	nextExpiry int64            // the earliest expiry held; a sweep is due then
 	logouts    int64
 	onLive     func(bool) // told whether any rule is live (the pre-check)
-	// Refusals of the bounds (maxLogoutRules, maxJTIs), for the stats.
+	// Refusals of the bounds (MaxRules, MaxJTIs), for the stats.
 	refusedRules, refusedJTIs int64
 }
 
-// Bounds on the rule store. Logout tokens are signed by the provider, so
-// only it can add entries; the bounds still hold memory to about 10 MB
-// whatever it sends. A logout received here past a bound is refused with
-// 503 (serveLogout); one replicated from another replica is applied all the
-// same (it was enforced there) and counted.
+// Bounds on the store. Logout tokens are signed by the provider, so only
+// it can add entries; the bounds still hold memory to about 10 MB whatever
+// it sends. A logout received past a bound is refused (Full: the root
+// answers 503); one replicated from another replica is applied all the
+// same (it was enforced there) and counted (Refusals).
 const (
-	maxLogoutRules = 100000
-	maxJTIs        = 100000
+	// MaxRules bounds the sid and sub rules held together.
+	MaxRules = 100000
+	// MaxJTIs bounds the logout jtis held for replay detection.
+	MaxJTIs = 100000
 )
 
-// setLive publishes the count of rules, to the hot path and the pre-check.
+// setLive publishes the count of rules, to the hot path and the pre-check
+// (onLive).
 // The caller holds mu.
-func (r *ruleStore) setLive(n int32) {
+func (r *Store) setLive(n int32) {
 	atomic.StoreInt32(&r.live, n)
 	if r.onLive != nil {
 		r.onLive(n > 0)
@@ -66,18 +78,28 @@ type rule struct {
 	at, expiry int64 // Unix nanoseconds
 }
 
-func newRuleStore(now func() time.Time) *ruleStore {
-	return &ruleStore{now: now, sid: map[string]rule{}, sub: map[string]rule{}, jtis: map[string]int64{}}
+// New returns an empty store reading the time from now. jtiExpiry says
+// when a logout record's jti may be forgotten; onLive, when not nil, is
+// told whether any rule is live each time the count changes.
+func New(now func() time.Time, jtiExpiry func(*record.Logout) int64, onLive func(bool)) *Store {
+	return &Store{now: now, jtiExpiry: jtiExpiry, onLive: onLive, sid: map[string]rule{}, sub: map[string]rule{}, jtis: map[string]int64{}}
 }
 
-// claimJTI records a jti until expiry and reports whether it was new.
-func (r *ruleStore) claimJTI(jti *[sha256.Size]byte, expiry int64) bool {
+// Live returns the count of rules held, expired ones not yet swept
+// included, to be read with atomic.LoadInt32. The hot path keeps the
+// pointer (taken once) and tests it before calling Rejects.
+func (r *Store) Live() *int32 {
+	return &r.live
+}
+
+// ClaimJTI records a jti until expiry and reports whether it was new.
+func (r *Store) ClaimJTI(jti *[sha256.Size]byte, expiry int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if until, ok := r.jtis[string(jti[:])]; ok && until > r.now().UnixNano() {
 		return false
 	}
-	if len(r.jtis) >= maxJTIs {
+	if len(r.jtis) >= MaxJTIs {
 		// Over the bound (full checks it first): counted as held, not new.
 		r.refusedJTIs++
 		return false
@@ -87,53 +109,53 @@ func (r *ruleStore) claimJTI(jti *[sha256.Size]byte, expiry int64) bool {
 	return true
 }
 
-// forgetJTI drops a jti claimJTI took for a logout that was then refused
+// ForgetJTI drops a jti ClaimJTI took for a logout that was then refused
 // before it applied, so that the provider's retry is not a replay.
-func (r *ruleStore) forgetJTI(jti *[sha256.Size]byte) {
+func (r *Store) ForgetJTI(jti *[sha256.Size]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.jtis, string(jti[:]))
 }
 
-// full reports whether a logout received now would pass a bound, after a
+// Full reports whether a logout received now would pass a bound, after a
 // sweep of what expired; it counts the refusal.
-func (r *ruleStore) full() bool {
+func (r *Store) Full() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.jtis) < maxJTIs && len(r.sid)+len(r.sub) < maxLogoutRules-1 {
+	if len(r.jtis) < MaxJTIs && len(r.sid)+len(r.sub) < MaxRules-1 {
 		return false
 	}
 	r.sweep(r.now().UnixNano())
-	if len(r.jtis) >= maxJTIs {
+	if len(r.jtis) >= MaxJTIs {
 		r.refusedJTIs++
 		return true
 	}
-	if len(r.sid)+len(r.sub) >= maxLogoutRules-1 {
+	if len(r.sid)+len(r.sub) >= MaxRules-1 {
 		r.refusedRules++
 		return true
 	}
 	return false
 }
 
-// refusals reports what the bounds refused: jtis, then rules.
-func (r *ruleStore) refusals() (int64, int64) {
+// Refusals reports what the bounds refused: jtis, then rules.
+func (r *Store) Refusals() (int64, int64) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.refusedJTIs, r.refusedRules
 }
 
-// seen reports whether a logout's jti is held.
-func (r *ruleStore) seen(jti *[sha256.Size]byte) bool {
+// Seen reports whether a logout's jti is held.
+func (r *Store) Seen(jti *[sha256.Size]byte) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	_, ok := r.jtis[string(jti[:])]
 	return ok
 }
 
-// add records a logout's rules and jti; counted says whether it counts as
+// Add records a logout's rules and jti; counted says whether it counts as
 // a logout applied, which a replica reading its own back from the stream,
 // or a logout already loaded, does not. Applying one twice changes nothing.
-func (r *ruleStore) add(rec *record.Logout, counted bool) {
+func (r *Store) Add(rec *record.Logout, counted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rec.Flags&record.LogoutDelete != 0 {
@@ -150,7 +172,7 @@ func (r *ruleStore) add(rec *record.Logout, counted bool) {
 	if now >= r.nextExpiry && r.nextExpiry != 0 {
 		r.sweep(now)
 	}
-	jtiUntil := jtiExpiry(rec)
+	jtiUntil := r.jtiExpiry(rec)
 	if until, ok := r.jtis[string(rec.JTI[:])]; !ok || until < jtiUntil {
 		r.jtis[string(rec.JTI[:])] = jtiUntil
 	}
@@ -185,14 +207,14 @@ func merge(rules map[string]rule, key string, rec *record.Logout) {
 }
 
 // due notes an expiry for the next sweep. The caller holds mu.
-func (r *ruleStore) due(expiry int64) {
+func (r *Store) due(expiry int64) {
 	if r.nextExpiry == 0 || expiry < r.nextExpiry {
 		r.nextExpiry = expiry
 	}
 }
 
 // sweep forgets expired rules and jtis. The caller holds mu.
-func (r *ruleStore) sweep(now int64) {
+func (r *Store) sweep(now int64) {
 	r.nextExpiry = 0
 	for _, m := range []map[string]rule{r.sid, r.sub} {
 		for k, v := range m {
@@ -213,19 +235,19 @@ func (r *ruleStore) sweep(now int64) {
 	r.setLive(int32(len(r.sid) + len(r.sub)))
 }
 
-// counts reports the live rules and the logouts applied, sweeping first.
-func (r *ruleStore) counts() (int, int64) {
+// Counts reports the live rules and the logouts applied, sweeping first.
+func (r *Store) Counts() (int, int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sweep(r.now().UnixNano())
 	return len(r.sid) + len(r.sub), r.logouts
 }
 
-// rejects reports whether a live rule rejects token, a JWT bearer whose
+// Rejects reports whether a live rule rejects token, a JWT bearer whose
 // session claim sits at path. It runs on the hot path while a rule is
 // live, so it is one function: under Yaegi each interpreted call costs
 // about 5 µs, more than the compiled decoding it does.
-func (r *ruleStore) rejects(token string, path []string) bool {
+func (r *Store) Rejects(token string, path []string) bool {
 	first := strings.IndexByte(token, '.')
 	if first <= 0 {
 		return false
@@ -234,6 +256,8 @@ func (r *ruleStore) rejects(token string, path []string) bool {
 	if second <= 0 {
 		return false // opaque, or no payload
 	}
+	// Decoded inline, not with jwtpayload.Claims: this is the hot path,
+	// and under Yaegi a call costs more than the decoding.
 	payload, err := base64.RawURLEncoding.DecodeString(token[first+1 : first+1+second])
 	if err != nil {
 		// Padded base64url, which lenient parsers accept: the slow way.
@@ -286,7 +310,7 @@ func (r *ruleStore) rejects(token string, path []string) bool {
 // rejectsClaims decodes every claim of payload and applies the rules: the
 // slow half of rejects, a function of its own because Yaegi allocates every
 // local of a function on each call, executed or not.
-func (r *ruleStore) rejectsClaims(payload []byte, path []string) bool {
+func (r *Store) rejectsClaims(payload []byte, path []string) bool {
 	var claims map[string]interface{}
 	if json.Unmarshal(payload, &claims) != nil {
 		return false
@@ -336,20 +360,24 @@ func (r *ruleStore) rejectsClaims(payload []byte, path []string) bool {
 // sidKey is the session claim's name as it appears in a payload.
 var sidKey = []byte(`"sid"`)
 
-// A ruleView is one rule as the admin API lists it.
-type ruleView struct {
-	Claim       string `json:"claim"`
-	Digest      string `json:"digest"`
+// A View is one rule as the admin API lists it.
+type View struct {
+	// Claim is the claim the rule matches: "sid" or "sub".
+	Claim string `json:"claim"`
+	// Digest is the SHA-256 of the claim's value, in hex.
+	Digest string `json:"digest"`
+	// LoggedOutAt is the logout's cut-off, RFC 3339 in UTC.
 	LoggedOutAt string `json:"loggedOutAt"`
-	ExpiresAt   string `json:"expiresAt"`
+	// ExpiresAt is when the rule ends, RFC 3339 in UTC.
+	ExpiresAt string `json:"expiresAt"`
 }
 
-// list returns the live rules.
-func (r *ruleStore) list() []ruleView {
+// List returns the live rules.
+func (r *Store) List() []View {
 	now := r.now().UnixNano()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := []ruleView{}
+	out := []View{}
 	for _, kind := range []string{"sid", "sub"} {
 		rules := r.sid
 		if kind == "sub" {
@@ -357,7 +385,7 @@ func (r *ruleStore) list() []ruleView {
 		}
 		for k, v := range rules {
 			if v.expiry > now {
-				out = append(out, ruleView{Claim: kind, Digest: hex.EncodeToString([]byte(k)),
+				out = append(out, View{Claim: kind, Digest: hex.EncodeToString([]byte(k)),
 					LoggedOutAt: time.Unix(0, v.at).UTC().Format(time.RFC3339), ExpiresAt: time.Unix(0, v.expiry).UTC().Format(time.RFC3339)})
 			}
 		}
@@ -365,9 +393,9 @@ func (r *ruleStore) list() []ruleView {
 	return out
 }
 
-// covers reports whether a live rule names the session sid or the subject
+// Covers reports whether a live rule names the session sid or the subject
 // sub (zero digests name nothing).
-func (r *ruleStore) covers(sid, sub *[sha256.Size]byte) bool {
+func (r *Store) Covers(sid, sub *[sha256.Size]byte) bool {
 	if atomic.LoadInt32(&r.live) == 0 {
 		return false
 	}
