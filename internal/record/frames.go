@@ -21,11 +21,11 @@ import (
 // its record, byte 36 the record's frame count and byte 37 how many of the
 // frame's first 32 bytes carry the record's payload. A record's frames are
 // written together. A record of a type a release does not know is kept as
-// it is by a rewrite and otherwise skipped; type 1 is a grant (grants.go),
+// it is by a rewrite and otherwise skipped; type 1 is a grant (grant.go),
 // type 2 a back-channel logout (logout.go), type 3 a tombstone
 // (tombstone.go), which cancels the revocations of its digest confirmed
 // before it, type 4 a revocation's pre-check key and type 5 its
-// confirmation time (lifetime.go), each in one frame right after the
+// confirmation time (StampType), each in one frame right after the
 // revocation's frame (the key first). A revocation with no type 5 frame,
 // as every release before confirmation times wrote it, loads as confirmed
 // at time zero.
