@@ -238,9 +238,7 @@ func TestUnrevokeSurvivesRestartInOrder(t *testing.T) {
 		}
 	}
 	check(second, "after a restart")
-	second.persist.minExpiry = 1
-	second.persist.lastRewrite = time.Time{}
-	second.persist.compactIfDue()
+	second.persist.Compact()
 	check(restartFromFile(t, path, clock), "after a compaction")
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
+	"github.com/edgerevoke/tokenrevocation/internal/persist"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 	"github.com/edgerevoke/tokenrevocation/internal/rules"
 )
@@ -58,7 +59,7 @@ type denylist struct {
 	hotCount int64
 
 	// persist and replica are set when persistPath or redis is configured.
-	persist *persister
+	persist *persist.File
 	replica *replicator
 
 	// Loading at start (loader.go). mu guards overlay, overflow and
@@ -453,13 +454,7 @@ func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Tim
 		return h.expiry, false, nil
 	}
 	d.noteLife(rec.Expiry, rec.At)
-	var err error
-	if d.persist != nil {
-		err = d.persist.append(&rec)
-	}
-	if d.replica != nil {
-		d.replica.enqueue(rec)
-	}
+	err := d.journalRevocation(&rec)
 	atomic.AddInt64(&d.revokes, 1)
 	atomic.AddInt64(&d.recorded[source], 1)
 	d.auditRevocation(&rec, who)
@@ -803,7 +798,7 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 	// background while requests carrying a token are held (loader.go).
 	sources := 0
 	if opts.persistPath != "" {
-		p, err := openPersister(opts.persistPath, d.now)
+		p, err := persist.Open(opts.persistPath, d.now)
 		if err != nil {
 			d.close()
 			return nil, err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/grants"
+	"github.com/edgerevoke/tokenrevocation/internal/persist"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -282,9 +283,9 @@ func TestGrantPersistsAcrossRestart(t *testing.T) {
 	tokenRequest(m, "grant_type=authorization_code&code=a")
 
 	// when the process restarts (and compacts its file)
-	clock.advance(compactEvery)
+	clock.advance(persist.CompactEvery)
 	second := restartFromFile(t, path, clock)
-	second.persist.compactIfDue()
+	second.persist.CompactIfDue()
 	third := restartFromFile(t, path, clock)
 
 	// then revoking the refresh token revokes the grant

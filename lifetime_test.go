@@ -206,9 +206,7 @@ func TestTombstoneAndRevocationThroughTheFile(t *testing.T) {
 			if d.has(digest) != want {
 				t.Errorf("%s (r2 in the file: %t): revoked %t, want %t", name, !only, !want, want)
 			}
-			d.persist.minExpiry = 1
-			d.persist.lastRewrite = time.Time{}
-			d.persist.compactIfDue()
+			d.persist.Compact()
 			if got := restartFromFile(t, path, clock).has(digest); got != want {
 				t.Errorf("%s (r2 in the file: %t) after a compaction: revoked %t, want %t", name, !only, got, want)
 			}
@@ -265,9 +263,7 @@ func TestRecordsOfThePreviousRelease(t *testing.T) {
 		if len(d.grants.FamilyOf(digestOf("refresh-g"))) == 0 {
 			t.Errorf("%s: the grant family was not loaded", when)
 		}
-		d.persist.minExpiry = 1
-		d.persist.lastRewrite = time.Time{}
-		d.persist.compactIfDue()
+		d.persist.Compact()
 	}
 }
 
@@ -458,9 +454,7 @@ func TestLaterExpiryWinsThroughTheFile(t *testing.T) {
 		if !again.has(digest) || again.held(digest).expiry != long.UnixNano() {
 			t.Errorf("short first %t, after a restart: held %+v", shortFirst, again.held(digest))
 		}
-		again.persist.minExpiry = 1
-		again.persist.lastRewrite = time.Time{}
-		again.persist.compactIfDue()
+		again.persist.Compact()
 		if h := restartFromFile(t, path, clock).held(digest); !h.found || h.expiry != long.UnixNano() {
 			t.Errorf("short first %t, after a compaction: held %+v", shortFirst, h)
 		}

@@ -80,11 +80,9 @@ func (d *denylist) startLoading(n int) {
 // that cannot be read is retried, backing off up to a minute, and marks the
 // source stalled meanwhile (watchLoad); one still being read does not.
 func (d *denylist) loadFile() {
-	d.persist.mu.Lock()
-	d.persist.maxTTL, d.persist.leeway = d.maxTTL, d.leeway
-	d.persist.mu.Unlock()
+	d.persist.SetRetention(d.retention())
 	failures := 0
-	set, err := d.persist.load()
+	set, err := d.persist.Load()
 	for err != nil {
 		// Doubling from 1 s while under a minute: 64 s at most.
 		wait := obs.Backoff(failures, time.Second, 64*time.Second)
@@ -96,7 +94,7 @@ func (d *denylist) loadFile() {
 			return
 		case <-time.After(wait):
 		}
-		set, err = d.persist.load()
+		set, err = d.persist.Load()
 	}
 	atomic.StoreInt32(&d.fileFailed, 0)
 	d.stage(set.Recs, sourceFile)
@@ -118,7 +116,7 @@ func (d *denylist) loadFile() {
 	atomic.StoreInt32(&d.fileLoading, 0)
 	releaseLoadGarbage()
 	d.sourceLoaded()
-	go d.persist.compactLoop(d.closed)
+	go d.persist.CompactLoop(d.closed)
 }
 
 // stage adds a batch of loaded records: to the loadSet while staging, to the
@@ -232,13 +230,8 @@ func (d *denylist) applyExtension(ext *record.Extension) {
 // shareGrant persists and replicates a grant record learned here.
 func (d *denylist) shareGrant(rec *record.Grant) {
 	payload := rec.Encode()
-	if d.persist != nil {
-		if err := d.persist.appendExtension(record.GrantType, record.GrantVersion, payload); err != nil {
-			log.Printf("tokenrevocation: ERROR a grant was tracked but not persisted: %v", err)
-		}
-	}
-	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: payload})
+	if err := d.journalExtension(record.GrantType, record.GrantVersion, payload); err != nil {
+		log.Printf("tokenrevocation: ERROR a grant was tracked but not persisted: %v", err)
 	}
 }
 

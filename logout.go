@@ -179,13 +179,8 @@ func (d *denylist) logout(rec *record.Logout) error {
 	d.auditLogout(rec)
 	err := d.revokeFamiliesOf(rec)
 	payload := rec.Encode()
-	if d.persist != nil {
-		if e := d.persist.appendExtension(record.LogoutType, record.LogoutVersion, payload); e != nil && err == nil {
-			err = e
-		}
-	}
-	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: payload})
+	if e := d.journalExtension(record.LogoutType, record.LogoutVersion, payload); e != nil && err == nil {
+		err = e
 	}
 	return err
 }

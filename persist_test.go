@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/persist"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -13,7 +14,7 @@ func TestPersistRestart(t *testing.T) {
 	// given a persisted denylist with one live and one short-lived entry
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), "sub", "denylist.bin")
-	p, err := openPersister(path, clock.now)
+	p, err := persist.Open(path, clock.now)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -55,8 +56,8 @@ func TestPersistRestart(t *testing.T) {
 	}
 
 	// and compaction keeps the live entries and the extension frame
-	clock.advance(compactEvery)
-	again.persist.compactIfDue()
+	clock.advance(persist.CompactEvery)
+	again.persist.CompactIfDue()
 	raw, _ := os.ReadFile(path)
 	if len(raw) != 5*record.FrameSize || string(raw[:32]) != string(digestOf("long")[:]) || raw[1*record.FrameSize+33] != record.StampType || raw[4*record.FrameSize+33] != 99 {
 		t.Fatalf("compacted file: %d bytes", len(raw))
@@ -66,7 +67,7 @@ func TestPersistRestart(t *testing.T) {
 // restartFromFile opens path as a new process would and waits for it to load.
 func restartFromFile(t *testing.T, path string, clock *fakeClock) *denylist {
 	t.Helper()
-	p, err := openPersister(path, clock.now)
+	p, err := persist.Open(path, clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,29 +80,4 @@ func restartFromFile(t *testing.T, path string, clock *fakeClock) *denylist {
 	go d.loadFile()
 	<-d.loadedCh
 	return d
-}
-
-func TestPersistCompactsAsEntriesExpire(t *testing.T) {
-	clock := newFakeClock()
-	path := filepath.Join(t.TempDir(), "denylist.bin")
-	p, err := openPersister(path, clock.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 10; i++ {
-		rec := record.Revocation{Digest: *digestOf(string(rune('a' + i))), Expiry: clock.now().Add(time.Duration(i+1) * time.Minute).UnixNano()}
-		if err := p.append(&rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	clock.advance(5*time.Minute + time.Second)
-	p.compactIfDue() // too soon after the last rewrite
-	if info, _ := os.Stat(path); info.Size() != 10*record.FrameSize {
-		t.Fatalf("compacted too early: %d", info.Size())
-	}
-	clock.advance(compactEvery)
-	p.compactIfDue()
-	if info, _ := os.Stat(path); info.Size() != 0 {
-		t.Fatalf("after every entry expired: %d bytes", info.Size())
-	}
 }

@@ -41,13 +41,7 @@ func (d *denylist) unrevoke(digest *[sha256.Size]byte) (bool, error) {
 	t.Until += int64(d.leeway)
 	held := d.cancel(&t)
 	payload := record.EncodeTombstone(&t)
-	var err error
-	if d.persist != nil {
-		err = d.persist.appendExtension(record.TombstoneType, record.TombstoneVersion, payload)
-	}
-	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.TombstoneType, Version: record.TombstoneVersion, Payload: payload})
-	}
+	err := d.journalExtension(record.TombstoneType, record.TombstoneVersion, payload)
 	atomic.AddInt64(&d.unrevoked[sourceAdmin], 1)
 	return held || h.found, err
 }
@@ -65,8 +59,8 @@ func (d *denylist) applyTombstone(ext *record.Extension, source byte) {
 	}
 	// Kept in this replica's file too, so that a restart whose stream was
 	// trimmed still cancels what the file holds.
-	if d.persist != nil && source == sourceRedis {
-		if err := d.persist.appendExtension(record.TombstoneType, record.TombstoneVersion, ext.Payload); err != nil {
+	if source == sourceRedis {
+		if err := d.journalFile(record.TombstoneType, record.TombstoneVersion, ext.Payload); err != nil {
 			logTombstoneError(err)
 		}
 	}
