@@ -238,7 +238,7 @@ func (d *denylist) shareGrant(rec *record.Grant) {
 		}
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: payload})
+		d.replica.EnqueueExtension(record.Extension{Type: record.GrantType, Version: record.GrantVersion, Payload: payload})
 	}
 }
 
@@ -469,6 +469,9 @@ func (d *denylist) sourcesStalled() bool {
 		// and opening now would serve without it.
 		return false
 	}
-	r := d.replica
-	return r != nil && atomic.LoadInt32(&r.ready) == 0 && atomic.LoadInt32(&r.connected) == 0
+	if d.replica == nil {
+		return false
+	}
+	r := d.replica.Status()
+	return !r.Ready && !r.Connected
 }

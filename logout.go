@@ -185,7 +185,7 @@ func (d *denylist) logout(rec *record.Logout) error {
 		}
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: payload})
+		d.replica.EnqueueExtension(record.Extension{Type: record.LogoutType, Version: record.LogoutVersion, Payload: payload})
 	}
 	return err
 }

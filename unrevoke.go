@@ -46,7 +46,7 @@ func (d *denylist) unrevoke(digest *[sha256.Size]byte) (bool, error) {
 		err = d.persist.appendExtension(record.TombstoneType, record.TombstoneVersion, payload)
 	}
 	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: record.TombstoneType, Version: record.TombstoneVersion, Payload: payload})
+		d.replica.EnqueueExtension(record.Extension{Type: record.TombstoneType, Version: record.TombstoneVersion, Payload: payload})
 	}
 	atomic.AddInt64(&d.unrevoked[sourceAdmin], 1)
 	return held || h.found, err
