@@ -18,6 +18,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/persist"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/rules"
 )
 
@@ -60,7 +61,7 @@ type denylist struct {
 
 	// persist and replica are set when persistPath or redis is configured.
 	persist *persist.File
-	replica *replicator
+	replica *replica.Replicator
 
 	// Loading at start (loader.go). mu guards overlay, overflow and
 	// warnedFixed.
@@ -101,10 +102,10 @@ type denylist struct {
 
 	refusedCapacity    int64
 	refusedClientLimit int64
-	authFailures       int64 // revoke calls the identity service answered 401
-	boundOverflow      int64 // overflow entries the map's bound refused
-	boundAudit         int64 // audit fields cut
-	skipped            streamSkips
+	authFailures       int64         // revoke calls the identity service answered 401
+	boundOverflow      int64         // overflow entries the map's bound refused
+	boundAudit         int64         // audit fields cut
+	skipped            replica.Skips // the records the denylist skipped; the replicator counts its own
 	limiter            *limit.Limiter
 	grants             *grants.Store
 	rules              *rules.Store
@@ -118,7 +119,6 @@ type denylist struct {
 	adminCalls   [adminOps][adminOutcomes]int64
 	audit        atomic.Value // *auditor (audit.go); unset: no audit trail
 	auditDropped int64
-	syncLagNs    int64      // the age of the last stream entry read, when read
 	keys         *keySource // the last back-channel logout key source configured; guarded by mu
 
 	// Ordering and lifetimes (lifetime.go). clock is the latest
@@ -222,7 +222,7 @@ type denylistStats struct {
 	// Bounded counts what each bound on outside input refused or cut.
 	Bounded bounded `json:"bounded"`
 	// Stream counts the stream entries skipped rather than applied.
-	Stream streamSkips `json:"stream"`
+	Stream replica.Skips `json:"stream"`
 	// Grants counts the grant families tracked; GrantsUntracked the grants
 	// not tracked because maxGrants was reached.
 	Grants          int   `json:"grants"`
@@ -269,16 +269,6 @@ type bounded struct {
 	// tombstone table was full (a revocation confirmed before one, arriving
 	// later, then stands).
 	Tombstones int64 `json:"tombstones"`
-}
-
-// streamSkips counts the stream entries skipped, by why.
-type streamSkips struct {
-	// Oversized: entries larger than the reader's buffer.
-	Oversized int64 `json:"oversized"`
-	// Malformed: entries that are not a record this release reads.
-	Malformed int64 `json:"malformed"`
-	// Unverified: entries whose signature did not verify (redis.signingSecret).
-	Unverified int64 `json:"unverified"`
 }
 
 // refusals counts revoke calls refused before they reached the identity service.
@@ -669,16 +659,20 @@ func (d *denylist) stats() denylistStats {
 	s.Loaded = atomic.LoadInt64(&d.loaded)
 	s.Hits = atomic.LoadInt64(&d.hits)
 	s.Evictions = atomic.LoadInt64(&d.evictions)
-	if r := d.replica; r != nil && s.Ready && atomic.LoadInt32(&r.stuck) == 1 {
-		// Loaded once, but the stream cannot be read: not in sync.
-		s.State, s.Ready = "degraded", false
-	}
-	if r := d.replica; r != nil {
+	if d.replica != nil {
+		r := d.replica.Status()
+		if s.Ready && r.Stuck {
+			// Loaded once, but the stream cannot be read: not in sync.
+			s.State, s.Ready = "degraded", false
+		}
 		s.Redis = "disconnected"
-		if atomic.LoadInt32(&r.connected) == 1 {
+		if r.Connected {
 			s.Redis = "connected"
 		}
-		s.Queued = r.queued()
+		s.Queued = r.Queued
+		s.Stream.Oversized += r.Skipped.Oversized
+		s.Stream.Malformed += r.Skipped.Malformed
+		s.Stream.Unverified += r.Skipped.Unverified
 	}
 	return s
 }
@@ -690,7 +684,7 @@ func (d *denylist) close() {
 		close(d.closed)
 	}
 	if d.replica != nil {
-		d.replica.close()
+		d.replica.Close()
 	}
 	for _, l := range d.lanes {
 		_ = l.cache.Close()
@@ -742,7 +736,7 @@ func changedFixed(a, b *denylistOptions) []string {
 		add("redis.tls", ra.tls != rb.tls || ra.tlsSkipCheck != rb.tlsSkipCheck || ra.caFile != rb.caFile)
 		add("redis.keyPrefix", ra.keyPrefix != rb.keyPrefix)
 		add("redis timeouts", ra.dialTimeout != rb.dialTimeout || ra.readTimeout != rb.readTimeout || ra.writeTimeout != rb.writeTimeout)
-		add("redis signing secrets", (ra.signer == nil) != (rb.signer == nil) || (ra.signer != nil && !ra.signer.same(rb.signer)))
+		add("redis signing secrets", (ra.signer == nil) != (rb.signer == nil) || (ra.signer != nil && !ra.signer.Same(rb.signer)))
 	}
 	return out
 }
@@ -813,7 +807,7 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 		d.startLoading(sources)
 	}
 	if opts.redis != nil {
-		d.replica = startReplicator(d, opts.redis)
+		d.replica = startReplica(d, opts.redis)
 	}
 	if d.persist != nil {
 		d.fileLoading = 1

@@ -4,9 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/edgerevoke/tokenrevocation/internal/record"
-	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // The seed corpora live in testdata/fuzz/<FuzzName>/, as go test expects.
@@ -54,20 +51,6 @@ func FuzzJWTExpiry(f *testing.F) {
 		}
 		if exp.Before(time.Unix(0, 0)) || exp.After(time.Unix(1e12, 0)) {
 			t.Fatalf("jwtExpiry(%q) = %v: out of range", token, exp)
-		}
-	})
-}
-
-func FuzzParseStreamEntry(f *testing.F) {
-	f.Add([]byte(entryRESP("1-1", "d", strings.Repeat("ab", 32), "e", "4102444800000")))
-	f.Fuzz(func(t *testing.T, buf []byte) {
-		var rec record.Revocation
-		next, _, status := parseStreamEntry(buf, 0, &rec, &record.Extension{}, nil)
-		if next != resp.Incomplete && next != resp.Malformed && (next < 0 || next > len(buf)) {
-			t.Fatalf("next %d outside a %d-byte buffer", next, len(buf))
-		}
-		if status == entryRevocation && (next < 0 || rec.Expiry <= 0) {
-			t.Fatalf("a revocation with next %d, expiry %d", next, rec.Expiry)
 		}
 	})
 }

@@ -24,7 +24,7 @@ func (d *denylist) journalRevocation(rec *record.Revocation) error {
 		err = d.persist.Append(rec)
 	}
 	if d.replica != nil {
-		d.replica.enqueue(*rec)
+		d.replica.Enqueue(*rec)
 	}
 	return err
 }
@@ -34,7 +34,7 @@ func (d *denylist) journalRevocation(rec *record.Revocation) error {
 func (d *denylist) journalExtension(typ, version byte, payload []byte) error {
 	err := d.journalFile(typ, version, payload)
 	if d.replica != nil {
-		d.replica.enqueueExtension(record.Extension{Type: typ, Version: version, Payload: payload})
+		d.replica.EnqueueExtension(record.Extension{Type: typ, Version: version, Payload: payload})
 	}
 	return err
 }

@@ -89,7 +89,7 @@ func (d *denylist) observe(at int64) {
 }
 
 // noteLife keeps the longest lifetime recorded, from confirmation to
-// expiry: the Redis stream is trimmed only past it (replicate.go).
+// expiry: the Redis stream is trimmed only past it (internal/replica).
 func (d *denylist) noteLife(expiry, at int64) {
 	if at <= 0 {
 		return

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
@@ -297,25 +298,6 @@ func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
 	}
 }
 
-func TestStreamEntryCarriesItsConfirmation(t *testing.T) {
-	// given the entries this release writes: stamped, keyed or both
-	at := int64(1767225600123) * int64(time.Millisecond)
-	digest := "a70bf50e531ce1a817561f2f5d5b6645d4e806becf58ccc5e8cf6b8045a090a8"
-	entries := [][]string{
-		{"d", digest, "e", "4102444800000", "a", "1767225600123"},
-		{"d", digest, "e", "4102444800000", "a", "1767225600123", "k", "0102030405060708"},
-		{"d", digest, "e", "4102444800000", "a", "1767225600123", "k", "0102030405060708", "c", "000102030405060708090a0b0c0d0e0f"},
-	}
-	for i, fields := range entries {
-		var rec record.Revocation
-		var ext record.Extension
-		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
-		if status != entryRevocation || rec.At != at {
-			t.Errorf("entry %d: status %d, at %d, want %d", i, status, rec.At, at)
-		}
-	}
-}
-
 func TestJWTOutlivesMaxTTL(t *testing.T) {
 	// given maxTTL 5s and a JWT with 60 s left
 	clock := newFakeClock()
@@ -513,8 +495,7 @@ func TestLegacyTombstoneOrdersByStreamPosition(t *testing.T) {
 		t.Fatalf("parsed %d revocations, %d extensions (%+v)", len(recs), len(exts), exts)
 	}
 	// when the reader applies the batch
-	r := &replicator{list: d}
-	r.applyBatch(recs, exts)
+	(&streamSink{d: d}).Apply(recs, exts)
 	// then the re-revocation after the tombstone stands
 	if !d.has(digest) {
 		t.Fatal("a re-revocation after a legacy tombstone in one batch was canceled by it")
@@ -599,7 +580,7 @@ func xreadReply(t *testing.T, reply string) ([]record.Revocation, []record.Exten
 		_, _ = server.Write([]byte(reply))
 	}()
 	c := resp.NewConn(client, &resp.Options{ReadTimeout: time.Second, WriteTimeout: time.Second})
-	recs, exts, _, _, err := (&entryReader{}).xread(c, []string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"}, 0)
+	recs, exts, err := replica.ReadEntries(c, []string{"XREAD", "COUNT", "100", "STREAMS", "stream", "0-0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -672,26 +653,6 @@ func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
 		clock.advance(2500 * time.Millisecond)
 		if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
 			t.Errorf("revoked after the fill took it %t: held %+v", taken, d.held(digest))
-		}
-	}
-}
-
-func TestStreamTimesOutOfRangeAreSkipped(t *testing.T) {
-	// given stream entries whose times overflow nanoseconds
-	digest := "a70bf50e531ce1a817561f2f5d5b6645d4e806becf58ccc5e8cf6b8045a090a8"
-	for _, fields := range [][]string{
-		{"d", digest, "e", "999999999999999999"},
-		{"d", digest, "e", "4102444800000", "a", "999999999999999999"},
-		{"d", digest, "e", "4102444800000", "a", "999999999999999999", "k", "0102030405060708"},
-	} {
-		// when they are read, by the inline parser and the full one
-		recs, _ := xreadReply(t, "*1\r\n*2\r\n$6\r\nstream\r\n*1\r\n"+entryRESP("1-1", fields...))
-		var rec record.Revocation
-		var ext record.Extension
-		_, _, status := parseStreamEntry([]byte(entryRESP("1-1", fields...)), 0, &rec, &ext, nil)
-		// then they are skipped as malformed, never applied with a wrapped time
-		if len(recs) != 0 || status != entryMalformed {
-			t.Errorf("%v: %d revocations read (%+v), status %d", fields, len(recs), recs, status)
 		}
 	}
 }

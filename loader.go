@@ -462,6 +462,9 @@ func (d *denylist) sourcesStalled() bool {
 		// and opening now would serve without it.
 		return false
 	}
-	r := d.replica
-	return r != nil && atomic.LoadInt32(&r.ready) == 0 && atomic.LoadInt32(&r.connected) == 0
+	if d.replica == nil {
+		return false
+	}
+	r := d.replica.Status()
+	return !r.Ready && !r.Connected
 }

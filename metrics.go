@@ -100,7 +100,7 @@ var metricFamilies = []metricFamily{
 	}},
 	{"tokenrevocation_redis_sync_lag_seconds", "gauge", "Age of the last stream entry read, when it was read (denylists with Redis only).", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
 		if d.replica != nil {
-			w.Float(float64(atomic.LoadInt64(&d.syncLagNs)) / 1e9)
+			w.Float(float64(d.replica.Status().Lag) / 1e9)
 		}
 	}},
 	{"tokenrevocation_logouts_total", "counter", "Back-channel logouts applied, received here or loaded.", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {

@@ -3,6 +3,7 @@ package tokenrevocation
 import (
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
@@ -21,15 +22,20 @@ type redisOptions struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 	// signer signs and verifies stream records; nil when
-	// redis.signingSecret is not set (streamsign.go).
-	signer *streamSigner
+	// redis.signingSecret is not set (internal/replica).
+	signer *replica.Signer
 }
 
 // dialRedis connects to the server opts names (internal/resp), and
 // authenticates and selects the database. Reconnection with backoff lives
-// with its callers (replicate.go), which own the connections.
+// with the replicator (internal/replica), which owns its connections.
 func dialRedis(opts *redisOptions) (*resp.Conn, error) {
-	return resp.Dial(&resp.Options{
+	return resp.Dial(opts.dialOptions())
+}
+
+// dialOptions are the options every dial to the server opts names uses.
+func (opts *redisOptions) dialOptions() *resp.Options {
+	return &resp.Options{
 		Address:            opts.address,
 		Username:           opts.username,
 		Password:           opts.password,
@@ -41,5 +47,5 @@ func dialRedis(opts *redisOptions) (*resp.Conn, error) {
 		DialTimeout:        opts.dialTimeout,
 		ReadTimeout:        opts.readTimeout,
 		WriteTimeout:       opts.writeTimeout,
-	})
+	}
 }

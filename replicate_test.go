@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/edgerevoke/tokenrevocation/internal/record"
-	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // newReplica builds a Redis-backed denylist as one Traefik replica would.
@@ -17,7 +14,7 @@ func newReplica(t *testing.T, name, addr string) *denylist {
 	d := newTestDenylist(t, denylistOptions{maxTTL: 24 * time.Hour})
 	d.name = name
 	d.startLoading(1)
-	d.replica = startReplicator(d, testRedisOptions(addr))
+	d.replica = startReplica(d, testRedisOptions(addr))
 	go d.watchLoad()
 	return d
 }
@@ -67,7 +64,7 @@ func TestReplicatorCatchesUpOnStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !waitFor(t, 10*time.Second, func() bool { return a.replica.queued() == 0 }) {
+	if !waitFor(t, 10*time.Second, func() bool { return a.replica.Status().Queued == 0 }) {
 		t.Fatal("A never flushed its queue")
 	}
 
@@ -110,7 +107,7 @@ func TestReplicatorSurvivesRedisOutage(t *testing.T) {
 		t.Fatalf("B never got the revocation after Redis returned: %+v", b.stats())
 	}
 	// A drops its queue after the XADD reply, which B may have read first.
-	if !waitFor(t, 5*time.Second, func() bool { return a.replica.queued() == 0 }) {
+	if !waitFor(t, 5*time.Second, func() bool { return a.replica.Status().Queued == 0 }) {
 		t.Fatal("A's queue not drained")
 	}
 }
@@ -122,64 +119,6 @@ func entryRESP(id string, fields ...string) string {
 		out += fmt.Sprintf("$%d\r\n%s\r\n", len(f), f)
 	}
 	return out
-}
-
-func TestParseStreamEntry(t *testing.T) {
-	good := fmt.Sprintf("%x", sha256.Sum256([]byte("x")))
-	cases := []struct {
-		name   string
-		raw    string
-		next   int // 0: the whole entry
-		status int
-	}{
-		{"revocation", entryRESP("1-1", "d", good, "e", "4102444800000"), 0, entryRevocation},
-		{"extra fields", entryRESP("1-1", "x", "y", "d", good, "e", "4102444800000"), 0, entryRevocation},
-		{"another record type", entryRESP("1-2", "t", "grant", "v", "1", "d", good, "e", "4102444800000"), 0, entryOther},
-		{"bad hex", entryRESP("1-3", "d", "zz", "e", "1"), 0, entryMalformed},
-		{"bad expiry", entryRESP("1-3", "d", good, "e", "-5"), 0, entryMalformed},
-		{"no fields", "*2\r\n$3\r\n1-4\r\n*-1\r\n", 0, entryMalformed},
-		{"cut short", entryRESP("1-1", "d", good, "e", "4102444800000")[:50], resp.Incomplete, entryMalformed},
-		{"header cut short", "*2\r", resp.Incomplete, entryMalformed},
-		{"not an array", "+OK\r\n", resp.Malformed, entryMalformed},
-		{"odd fields", "*2\r\n$3\r\n1-5\r\n*1\r\n$1\r\nd\r\n", resp.Malformed, entryMalformed},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var rec record.Revocation
-			next, _, status := parseStreamEntry([]byte(c.raw), 0, &rec, &record.Extension{}, nil)
-			want := c.next
-			if want == 0 {
-				want = len(c.raw)
-			}
-			if next != want || status != c.status {
-				t.Fatalf("next %d status %d, want %d %d", next, status, want, c.status)
-			}
-			if status == entryRevocation && (rec.Digest != sha256.Sum256([]byte("x")) || rec.Expiry != 4102444800000*int64(time.Millisecond)) {
-				t.Fatalf("decoded %+v", rec)
-			}
-		})
-	}
-}
-
-// Under Yaegi, named results once piled up across calls from one call site
-// in a loop; xread calls parseStreamEntry that way.
-func TestParseStreamEntryInALoop(t *testing.T) {
-	raw := ""
-	for i := 0; i < 3; i++ {
-		raw += entryRESP(fmt.Sprintf("1-%d", i), "d", fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i)})), "e", "4102444800000")
-	}
-	pos := 0
-	for i := 0; i < 3; i++ {
-		var rec record.Revocation
-		next, id, status := parseStreamEntry([]byte(raw), pos, &rec, &record.Extension{}, nil)
-		if status != entryRevocation || id != fmt.Sprintf("1-%d", i) || rec.Digest != sha256.Sum256([]byte{byte(i)}) {
-			t.Fatalf("entry %d: status %d id %q", i, status, id)
-		}
-		pos = next
-	}
-	if pos != len(raw) {
-		t.Fatalf("stopped at %d of %d", pos, len(raw))
-	}
 }
 
 func TestReplicatorSkipsOtherRecordTypes(t *testing.T) {
@@ -201,14 +140,6 @@ func TestReplicatorSkipsOtherRecordTypes(t *testing.T) {
 	}
 	if !d.contains("before") || !d.contains("after") || d.contains("future") {
 		t.Fatal("wrong entries loaded")
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for n := 0; n < 10; n++ {
-		if d := backoff(n); d < 50*time.Millisecond || d > 7500*time.Millisecond {
-			t.Fatalf("backoff(%d) = %s", n, d)
-		}
 	}
 }
 

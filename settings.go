@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
@@ -404,7 +405,7 @@ const minSigningSecret = 16
 
 // signer reads the signing secrets, nil when none is set. Its errors never
 // quote a secret.
-func (r *RedisConfig) signer() (*streamSigner, error) {
+func (r *RedisConfig) signer() (*replica.Signer, error) {
 	var secrets []string
 	switch {
 	case r.SigningSecret != "" && r.SigningSecretFile != "":
@@ -432,14 +433,12 @@ func (r *RedisConfig) signer() (*streamSigner, error) {
 	if r.PreviousSigningSecret != "" {
 		secrets = append(secrets, r.PreviousSigningSecret)
 	}
-	k := &streamSigner{}
 	for _, secret := range secrets {
 		if len(secret) < minSigningSecret {
 			return nil, fieldError("redis.signingSecret", "every signing secret must be at least %d characters", minSigningSecret)
 		}
-		k.secrets = append(k.secrets, []byte(secret))
 	}
-	return k, nil
+	return replica.NewSigner(secrets), nil
 }
 
 // durationOr parses an optional positive duration, def when empty.

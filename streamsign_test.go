@@ -6,56 +6,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/replica"
 )
-
-func TestStreamSignerVerifies(t *testing.T) {
-	// given a record signed with the current secret at a known time
-	old := &streamSigner{secrets: [][]byte{[]byte("old-secret-0123456789")}}
-	cur := &streamSigner{secrets: [][]byte{[]byte("new-secret-0123456789"), []byte("old-secret-0123456789")}}
-	at := time.UnixMilli(1700000000000)
-	fields := []string{"d", strings.Repeat("ab", 32), "e", "1800000000000"}
-	sig := []byte(cur.sign("s", at, fields))
-	id := "1700000000000-0"
-	asBytes := func(f []string) [][]byte {
-		var b [][]byte
-		for _, s := range f {
-			b = append(b, []byte(s))
-		}
-		return b
-	}
-	tests := []struct {
-		desc   string
-		signer *streamSigner
-		stream string
-		id     string
-		fields []string
-		sig    []byte
-		exp    bool
-	}{
-		{"as signed", cur, "s", id, fields, sig, true},
-		{"by a replica that only knows the new secret", &streamSigner{secrets: cur.secrets[:1]}, "s", id, fields, sig, true},
-		{"signed with the previous secret, during rotation", cur, "s", id, fields, []byte(old.sign("s", at, fields)), true},
-		{"by a replica that only knows the old secret", old, "s", id, fields, sig, false},
-		{"another stream", cur, "t", id, fields, sig, false},
-		{"a field changed", cur, "s", id, []string{"d", strings.Repeat("ab", 32), "e", "1900000000000"}, sig, false},
-		{"a field added", cur, "s", id, append(append([]string{}, fields...), "k", "00"), sig, false},
-		{"copied to the stream's end an hour later", cur, "s", "1700003600000-0", fields, sig, false},
-		{"no signature", cur, "s", id, fields, nil, false},
-		{"garbage", cur, "s", id, fields, []byte("1700000000000.zz"), false},
-	}
-	for _, test := range tests {
-		t.Run(test.desc, func(t *testing.T) {
-			if got := test.signer.verify(test.stream, test.id, asBytes(test.fields), test.sig); got != test.exp {
-				t.Fatalf("verify = %t, want %t", got, test.exp)
-			}
-		})
-	}
-}
 
 func TestSigningSecretSettings(t *testing.T) {
 	dir := t.TempDir()
@@ -87,7 +43,7 @@ func TestSigningSecretSettings(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || (k == nil) != (test.secrets == 0) || (k != nil && len(k.secrets) != test.secrets) {
+			if err != nil || (k == nil) != (test.secrets == 0) || (k != nil && k.Len() != test.secrets) {
 				t.Fatalf("signer %+v, error %v", k, err)
 			}
 		})
@@ -95,14 +51,14 @@ func TestSigningSecretSettings(t *testing.T) {
 }
 
 // newSignedReplica is newReplica with a signing secret (nil: none).
-func newSignedReplica(t *testing.T, name, addr string, signer *streamSigner) *denylist {
+func newSignedReplica(t *testing.T, name, addr string, signer *replica.Signer) *denylist {
 	t.Helper()
 	d := newTestDenylist(t, denylistOptions{maxTTL: 24 * time.Hour})
 	d.name = name
 	d.startLoading(1)
 	opts := testRedisOptions(addr)
 	opts.signer = signer
-	d.replica = startReplicator(d, opts)
+	d.replica = startReplica(d, opts)
 	go d.watchLoad()
 	return d
 }
@@ -110,7 +66,7 @@ func newSignedReplica(t *testing.T, name, addr string, signer *streamSigner) *de
 func TestSignedStreamSkipsForgedRecords(t *testing.T) {
 	// given two replicas that sign, one revocation each way
 	srv := startRedis(t)
-	signer := &streamSigner{secrets: [][]byte{[]byte("a-shared-secret-0123456789")}}
+	signer := replica.NewSigner([]string{"a-shared-secret-0123456789"})
 	a := newSignedReplica(t, "signed", srv.addr(), signer)
 	b := newSignedReplica(t, "signed", srv.addr(), signer)
 	if err := a.add(digestOf("real"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
@@ -124,12 +80,12 @@ func TestSignedStreamSkipsForgedRecords(t *testing.T) {
 	// revocation, and a record signed with another secret
 	exp := time.Now().Add(time.Hour)
 	tomb := record.EncodeTombstone(&record.Tombstone{Digest: *digestOf("real"), At: time.Now().UnixNano()})
-	forger := &streamSigner{secrets: [][]byte{[]byte("not-the-secret-0123456789")}}
+	forger := replica.NewSigner([]string{"not-the-secret-0123456789"})
 	forged := []string{"d", hex.EncodeToString(digestOf("forged-2")[:]), "e", strconv.FormatInt(exp.UnixMilli(), 10)}
 	seedStream(t, srv, "test:signed", [][]string{
 		{"t", strconv.Itoa(record.TombstoneType), "v", strconv.Itoa(record.TombstoneVersion), "x", hex.EncodeToString(tomb)},
 		{"d", hex.EncodeToString(digestOf("forged")[:]), "e", strconv.FormatInt(exp.UnixMilli(), 10)},
-		append(forged, "s", forger.sign("test:signed", time.Now(), forged)),
+		append(forged, "s", forger.Sign("test:signed", time.Now(), forged)),
 	})
 	if err := a.add(digestOf("after"), exp, sourceRevoke); err != nil {
 		t.Fatal(err)
@@ -150,7 +106,7 @@ func TestSignedStreamSkipsForgedRecords(t *testing.T) {
 func TestUnsignedReplicaRefusesASignedStream(t *testing.T) {
 	// given a stream a signing replica has written to
 	srv := startRedis(t)
-	a := newSignedReplica(t, "marked", srv.addr(), &streamSigner{secrets: [][]byte{[]byte("a-shared-secret-0123456789")}})
+	a := newSignedReplica(t, "marked", srv.addr(), replica.NewSigner([]string{"a-shared-secret-0123456789"}))
 	if err := a.add(digestOf("real"), time.Now().Add(time.Hour), sourceRevoke); err != nil {
 		t.Fatal(err)
 	}
@@ -162,33 +118,10 @@ func TestUnsignedReplicaRefusesASignedStream(t *testing.T) {
 	b := newSignedReplica(t, "marked", srv.addr(), nil)
 
 	// then it refuses it, never loads it, and never reports ready
-	if !waitFor(t, 5*time.Second, func() bool { return atomic.LoadInt32(&b.replica.stuck) == 1 }) {
+	if !waitFor(t, 5*time.Second, func() bool { return b.replica.Status().Stuck }) {
 		t.Fatal("the unsigned replica never refused the signed stream")
 	}
 	if s := b.stats(); s.Ready || b.contains("real") {
 		t.Fatalf("an unsigned replica read a signed stream: %+v", s)
-	}
-}
-
-func TestParseStreamEntryChecksSignatures(t *testing.T) {
-	// given a signed revocation entry
-	signer := &streamSigner{secrets: [][]byte{[]byte("a-shared-secret-0123456789")}}
-	fields := []string{"d", strings.Repeat("ab", 32), "e", strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
-	id := strconv.FormatInt(time.Now().UnixMilli(), 10) + "-0"
-	raw := []byte(entryRESP(id, append(fields, "s", signer.sign("st", time.Now(), fields))...))
-	var rec record.Revocation
-	for _, test := range []struct {
-		desc  string
-		check *entryCheck
-		exp   int
-	}{
-		{"no check (tests, the file)", nil, entryRevocation},
-		{"with the secret", &entryCheck{stream: "st", signer: signer}, entryRevocation},
-		{"on another stream", &entryCheck{stream: "other", signer: signer}, entryUnverified},
-		{"by a replica without a secret", &entryCheck{stream: "st"}, entrySigned},
-	} {
-		if _, _, status := parseStreamEntry(raw, 0, &rec, &record.Extension{}, test.check); status != test.exp {
-			t.Errorf("%s: status %d, want %d", test.desc, status, test.exp)
-		}
 	}
 }

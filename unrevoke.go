@@ -71,7 +71,7 @@ func (d *denylist) applyTombstone(ext *record.Extension, source byte) {
 // removed from every store. It reports whether one was live.
 func (d *denylist) cancel(t *record.Tombstone) bool {
 	d.observe(t.At)
-	// The stream is trimmed only past the longest life noted (replicate.go):
+	// The stream is trimmed only past the longest life noted (internal/replica):
 	// the tombstone must outlast a revocation it cancels that arrives late,
 	// whether or not it cancels anything here.
 	d.noteLife(t.Until, t.At)

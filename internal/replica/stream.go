@@ -1,4 +1,4 @@
-package tokenrevocation
+package replica
 
 import (
 	"crypto/sha256"
@@ -13,18 +13,72 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
+// The stream's entry format, written (appendRevocation, appendExtension)
+// and read (entryReader.scan, parseStreamEntry) here, side by side. Each
+// entry's fields, as XADD gets them and XREAD returns them:
+//
+//   - a revocation: d, the token's SHA-256 digest in hex (64 digits), and
+//     e, its expiry in Unix milliseconds; then, when known, a, the
+//     confirmation time in Unix milliseconds (lifetime.go at the root), k,
+//     the pre-check key in hex (16 digits), and c, the client's limiter
+//     tag in hex (32 digits). A release that does not know a, k or c reads
+//     d and e and ignores them.
+//   - a record of another type (internal/record: a grant, a logout, a
+//     tombstone): t and v, its type and version as decimal digits, and x,
+//     the record's encoding in hex. A release skips a type it does not know.
+//   - with a signing secret, every entry ends with s, its signature (sign.go).
+//
+// Times are in milliseconds up to maxStreamMs; anything else is skipped and
+// counted as malformed.
+
+// appendRevocation appends the XADD fields of rec to cmd.
+func appendRevocation(cmd []string, rec *record.Revocation) []string {
+	cmd = append(cmd, "d", hex.EncodeToString(rec.Digest[:]), "e", strconv.FormatInt(rec.Expiry/int64(time.Millisecond), 10))
+	if rec.At > 0 {
+		// The confirmation time; the previous release reads d and e and
+		// ignores a.
+		cmd = append(cmd, "a", strconv.FormatInt(rec.At/int64(time.Millisecond), 10))
+	}
+	if rec.KeyN == record.KeyLen {
+		// The pre-check key; the previous release reads d and e and
+		// ignores k.
+		cmd = append(cmd, "k", hex.EncodeToString(rec.Key[:]))
+	}
+	if rec.Client != ([16]byte{}) {
+		// The client's limiter tag: every replica counts the entry
+		// against the client's share (internal/limit). Older releases
+		// ignore it.
+		cmd = append(cmd, "c", hex.EncodeToString(rec.Client[:]))
+	}
+	return cmd
+}
+
+// appendExtension appends the XADD fields of ext, a typed record, to cmd:
+// t and v name the type and version, x carries the record, hex-encoded.
+func appendExtension(cmd []string, ext *record.Extension) []string {
+	return append(cmd, "t", strconv.Itoa(int(ext.Type)), "v", strconv.Itoa(int(ext.Version)), "x", hex.EncodeToString(ext.Payload))
+}
+
 // Reading the revocation stream fast. A new replica reads the whole stream
 // before it can prove any token unrevoked, so this is on the cold-start
 // path. resp.ReadStream hands the reply's entries over in the read buffer,
 // and scan parses them in place, with one interpreted call per entry and one
 // compiled call (hex.Decode) per revocation.
 
+// ReadEntries sends args, an XREAD of one stream, on c and decodes its
+// reply as the reader does, without checking signatures or counting what
+// it skips: the revocations, and the records of other types.
+func ReadEntries(c *resp.Conn, args []string) ([]record.Revocation, []record.Extension, error) {
+	recs, exts, _, _, err := (&entryReader{}).xread(c, args, 0)
+	return recs, exts, err
+}
+
 // An entryReader decodes the entries of XREAD replies into records.
 type entryReader struct {
 	// check is how entries are verified; nil: not at all (tests).
 	check *entryCheck
 	// skipped counts the entries skipped; nil: not counted.
-	skipped *streamSkips
+	skipped *Skips
 
 	// Of the read in progress.
 	recs   []record.Revocation
@@ -142,11 +196,11 @@ func (e *entryReader) scan(buf []byte, limit int) (int, int, error) {
 					}
 					if err == nil && extra == 1 {
 						k := after + len(keyLayout)
-						if err == nil && k+2*keyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
-							buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*keyLen] == '\r' {
-							_, err = hex.Decode(rec.Key[:], buf[k:k+2*keyLen])
-							rec.KeyN = keyLen
-							after = k + 2*keyLen + 2
+						if err == nil && k+2*record.KeyLen+2 <= len(buf) && buf[after] == '$' && buf[after+4] == 'k' && buf[after+7] == '$' &&
+							buf[after+8] == '1' && buf[after+9] == '6' && buf[k+2*record.KeyLen] == '\r' {
+							_, err = hex.Decode(rec.Key[:], buf[k:k+2*record.KeyLen])
+							rec.KeyN = record.KeyLen
+							after = k + 2*record.KeyLen + 2
 						} else {
 							err = errIncompleteKey
 						}
@@ -227,16 +281,16 @@ const (
 // stream's key and its signer, nil when records are not signed.
 type entryCheck struct {
 	stream string
-	signer *streamSigner
+	signer *Signer
 }
 
 // parseStreamEntry parses one stream entry, [id, [field, value, ...]], at
 // buf[pos:]. It returns the position after it (resp.Incomplete when buf
 // ends first, resp.Malformed when the reply cannot be framed), the entry's ID and what
 // it found. An entry with fields d (64 hex digits) and e (Unix ms) and no t
-// is a revocation; record.go describes the format. With check's signer, an
+// is a revocation; the top of this file describes the format. With check's signer, an
 // entry whose s field does not verify is entryUnverified; without one, an
-// entry with an s field is entrySigned (streamsign.go). check nil is
+// entry with an s field is entrySigned (sign.go). check nil is
 // neither.
 func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.Extension, check *entryCheck) (int, string, int) {
 	n, p := resp.Header(buf, pos, '*')
@@ -331,14 +385,14 @@ func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.E
 			}
 		case 'k':
 			rec.KeyN = 0
-			if len(value) == 2*keyLen {
+			if len(value) == 2*record.KeyLen {
 				if _, err := hex.Decode(rec.Key[:], value); err == nil {
-					rec.KeyN = keyLen
+					rec.KeyN = record.KeyLen
 				}
 			}
 		}
 	}
-	if check != nil && check.signer != nil && !check.signer.verify(check.stream, id, signed, sig) {
+	if check != nil && check.signer != nil && !check.signer.Verify(check.stream, id, signed, sig) {
 		return p, id, entryUnverified
 	}
 	if check != nil && check.signer == nil && sig != nil {

@@ -1,7 +1,16 @@
-package tokenrevocation
+// Package replica shares a denylist's records with every Traefik replica
+// through a Redis Stream, the revocation log: a writer appends each record
+// confirmed here (XADD), and a reader follows the stream (XREAD) and hands
+// what every replica wrote to a Sink, one reply at a time. It also defines
+// the stream's entry format (stream.go) and its signatures (sign.go).
+//
+// The package knows nothing of the denylist: it talks to it through Sink,
+// and the plugin's root wires the two together. It avoids generics, which
+// Yaegi, the interpreter Traefik runs plugins with, supports poorly, and
+// keeps the reader's per-entry work inline (stream.go).
+package replica
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
@@ -15,26 +24,92 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
-// A replicator shares one denylist's revocations with every Traefik replica
+// A Sink is what a Replicator delivers the stream to, and asks what it
+// needs to know: the denylist. Every call is per reply or rarer, never per
+// entry (under Yaegi each interpreted call costs microseconds).
+type Sink interface {
+	// Apply applies the records of one XREAD reply: the revocations in
+	// stream order, and the records of other types, each with Pos, the
+	// number of revocations before it in the reply. Calls come one at a
+	// time, in stream order.
+	Apply(recs []record.Revocation, exts []record.Extension)
+	// Loaded is called once, when the reader has caught up with the stream.
+	Loaded()
+	// Count is how many records the sink has loaded, for the log line
+	// that says the reader caught up.
+	Count() int64
+	// Retention is how long the stream must keep an entry: past it, no
+	// entry can still be live (the longest lifetime recorded, and the
+	// leeway). Entries older than that are trimmed.
+	Retention() time.Duration
+}
+
+// Config is what Start needs.
+type Config struct {
+	// Name is the denylist's name, as log lines quote it.
+	Name string
+	// Stream is the stream's key.
+	Stream string
+	// Redis is how to reach the server: every dial reads it.
+	Redis *resp.Options
+	// Signer signs and verifies the stream's entries; nil: none
+	// (redis.signingSecret not set).
+	Signer *Signer
+	// Sink receives what the reader reads.
+	Sink Sink
+}
+
+// Status is what a Replicator reports about itself (stats, metrics).
+type Status struct {
+	// Ready is true once the reader has caught up with the stream.
+	Ready bool
+	// Connected is true while the reader holds a connection.
+	Connected bool
+	// Stuck is true while the reader cannot make progress: its reads keep
+	// failing, or the stream is signed and this replica has no secret.
+	Stuck bool
+	// Queued counts the records waiting to be written.
+	Queued int
+	// Lag is the age of the last entry read, when it was read; 0 when a
+	// blocking read found nothing new.
+	Lag time.Duration
+	// Skipped counts the entries skipped rather than applied.
+	Skipped Skips
+}
+
+// Skips counts the stream entries skipped, by why.
+type Skips struct {
+	// Oversized: entries larger than the reader's buffer.
+	Oversized int64 `json:"oversized"`
+	// Malformed: entries that are not a record this release reads.
+	Malformed int64 `json:"malformed"`
+	// Unverified: entries whose signature did not verify (redis.signingSecret).
+	Unverified int64 `json:"unverified"`
+}
+
+// A Replicator shares one denylist's revocations with every Traefik replica
 // through a Redis Stream, the revocation log. Each confirmed revocation is
-// appended with XADD (fields d: hex digest, e: expiry in Unix ms); every
-// replica reads the stream with XREAD from the last ID it saw, so on start,
-// and after every reconnect, it loads every revocation it missed. Entries
-// older than maxTTL can no longer be live and are trimmed with XTRIM MINID.
+// appended with XADD (fields d: hex digest, e: expiry in Unix ms; stream.go);
+// every replica reads the stream with XREAD from the last ID it saw, so on
+// start, and after every reconnect, it loads every revocation it missed.
+// Entries older than the sink's retention can no longer be live and are
+// trimmed with XTRIM MINID.
 //
 // A stream rather than keys with PXAT and pub/sub: one ordered log gives
 // catch-up after a disconnect for free (read from the last ID), where pub/sub
 // loses whatever was published while a replica was away and needs a resync
 // by key scan.
 //
-// The local denylist stays the hot path: requests never wait on Redis. New
-// never dials: one writer and one reader goroutine start per denylist name,
-// and connect lazily. While Redis is down, revocations are enforced locally,
-// queued in memory, written once Redis is back, and a warning is logged at
-// most every obs.WarnEvery.
-type replicator struct {
-	list   *denylist
-	opts   *redisOptions
+// The local denylist stays the hot path: requests never wait on Redis. Start
+// never dials: one writer and one reader goroutine start per Replicator
+// (the root starts one per denylist name), and connect lazily. While Redis
+// is down, revocations are enforced locally, queued in memory, written once
+// Redis is back, and a warning is logged at most every obs.WarnEvery.
+type Replicator struct {
+	name   string
+	redis  *resp.Options
+	signer *Signer
+	sink   Sink
 	stream string
 
 	mu         sync.Mutex
@@ -50,6 +125,9 @@ type replicator struct {
 	// lastRefuseNs spaces out the errSignedStream error.
 	lastRefuseNs int64
 	lastWarnNs   int64
+	// syncLagNs is the age of the last stream entry read, when read.
+	syncLagNs int64
+	skipped   Skips
 
 	// stop ends both loops; only tests close a denylist.
 	stop chan struct{}
@@ -69,23 +147,25 @@ const (
 	trimEvery = time.Minute
 )
 
-func startReplicator(list *denylist, opts *redisOptions) *replicator {
-	r := &replicator{list: list, opts: opts, stream: opts.keyPrefix + list.name, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+// Start starts the writer and the reader of cfg.Stream, and returns at
+// once: neither dials until it runs.
+func Start(cfg *Config) *Replicator {
+	r := &Replicator{name: cfg.Name, redis: cfg.Redis, signer: cfg.Signer, sink: cfg.Sink, stream: cfg.Stream, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	go r.writeLoop()
 	go r.readLoop()
 	return r
 }
 
-// enqueueExtension queues a record of another type, such as a grant.
-func (r *replicator) enqueueExtension(ext record.Extension) {
+// EnqueueExtension queues a record of another type, such as a grant.
+func (r *Replicator) EnqueueExtension(ext record.Extension) {
 	r.mu.Lock()
 	r.pendingExt = append(r.pendingExt, ext)
 	r.mu.Unlock()
 	r.notify()
 }
 
-// enqueue queues a local revocation for Redis.
-func (r *replicator) enqueue(rec record.Revocation) {
+// Enqueue queues a local revocation for Redis.
+func (r *Replicator) Enqueue(rec record.Revocation) {
 	r.mu.Lock()
 	r.pending = append(r.pending, rec)
 	r.mu.Unlock()
@@ -93,15 +173,15 @@ func (r *replicator) enqueue(rec record.Revocation) {
 }
 
 // notify wakes the writer without waiting.
-func (r *replicator) notify() {
+func (r *Replicator) notify() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
 }
 
-// close stops the replicator's loops at their next step.
-func (r *replicator) close() {
+// Close stops the replicator's loops at their next step.
+func (r *Replicator) Close() {
 	select {
 	case <-r.stop:
 	default:
@@ -111,7 +191,7 @@ func (r *replicator) close() {
 
 // pause waits d, or less if the replicator is closed; it reports whether
 // the replicator should go on.
-func (r *replicator) pause(d time.Duration) bool {
+func (r *Replicator) pause(d time.Duration) bool {
 	select {
 	case <-r.stop:
 		return false
@@ -122,7 +202,7 @@ func (r *replicator) pause(d time.Duration) bool {
 
 // retry handles a failed dial or command: it counts the failure, warns, and
 // waits the backoff. It reports whether the loop should go on.
-func (r *replicator) retry(failures *int, err error) bool {
+func (r *Replicator) retry(failures *int, err error) bool {
 	*failures++
 	r.warn("%v; %d revocations queued, enforced locally", err, r.queued())
 	return r.pause(backoff(*failures))
@@ -135,14 +215,14 @@ func backoff(n int) time.Duration {
 }
 
 // warn logs a Redis problem at most once per obs.WarnEvery.
-func (r *replicator) warn(format string, args ...interface{}) {
+func (r *Replicator) warn(format string, args ...interface{}) {
 	if obs.WarnDue(&r.lastWarnNs, time.Now().UnixNano()) {
-		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.list.name, r.opts.address, fmt.Sprintf(format, args...))
+		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.name, r.redis.Address, fmt.Sprintf(format, args...))
 	}
 }
 
 // writeLoop sends queued revocations to the stream and trims it.
-func (r *replicator) writeLoop() {
+func (r *Replicator) writeLoop() {
 	var conn *resp.Conn
 	failures := 0
 	marked := false
@@ -176,7 +256,7 @@ func (r *replicator) writeLoop() {
 			continue
 		}
 		if conn == nil {
-			c, err := dialRedis(r.opts)
+			c, err := resp.Dial(r.redis)
 			if err != nil {
 				if !r.retry(&failures, err) {
 					return
@@ -187,34 +267,15 @@ func (r *replicator) writeLoop() {
 		}
 		cmds := make([][]string, 0, len(batch)+len(exts)+1)
 		for i := range batch {
-			cmd := []string{"XADD", r.stream, "*", "d", hex.EncodeToString(batch[i].Digest[:]), "e", strconv.FormatInt(batch[i].Expiry/int64(time.Millisecond), 10)}
-			if batch[i].At > 0 {
-				// The confirmation time (lifetime.go); the previous
-				// release reads d and e and ignores a.
-				cmd = append(cmd, "a", strconv.FormatInt(batch[i].At/int64(time.Millisecond), 10))
-			}
-			if batch[i].KeyN == keyLen {
-				// The pre-check key (precheck.go); the previous release
-				// reads d and e and ignores k.
-				cmd = append(cmd, "k", hex.EncodeToString(batch[i].Key[:]))
-			}
-			if batch[i].Client != ([16]byte{}) {
-				// The client's limiter tag: every replica counts the entry
-				// against the client's share (internal/limit). Older
-				// releases ignore it.
-				cmd = append(cmd, "c", hex.EncodeToString(batch[i].Client[:]))
-			}
-			cmds = append(cmds, cmd)
+			cmds = append(cmds, appendRevocation([]string{"XADD", r.stream, "*"}, &batch[i]))
 		}
 		for i := range exts {
-			// Typed entries (record.go): t and v name the type and version,
-			// x carries the record, hex-encoded.
-			cmds = append(cmds, []string{"XADD", r.stream, "*", "t", strconv.Itoa(int(exts[i].Type)), "v", strconv.Itoa(int(exts[i].Version)), "x", hex.EncodeToString(exts[i].Payload)})
+			cmds = append(cmds, appendExtension([]string{"XADD", r.stream, "*"}, &exts[i]))
 		}
-		if signer := r.opts.signer; signer != nil {
+		if signer := r.signer; signer != nil {
 			now := time.Now()
 			for i := range cmds {
-				cmds[i] = append(cmds[i], "s", signer.sign(r.stream, now, cmds[i][3:]))
+				cmds[i] = append(cmds[i], "s", signer.Sign(r.stream, now, cmds[i][3:]))
 			}
 			if !marked {
 				// Marks the stream signed for replicas without the secret.
@@ -227,14 +288,10 @@ func (r *replicator) writeLoop() {
 			trim = false
 		}
 		if trim {
-			// Past the longest life recorded (lifetime.go): a JWT's
-			// revocation may outlive maxTTL, and a replica that starts
-			// late must still read it.
-			keep := r.list.maxTTL
-			if life := time.Duration(atomic.LoadInt64(&r.list.longestLife)); life > keep {
-				keep = life
-			}
-			minID := time.Now().Add(-keep - r.list.leeway).UnixMilli()
+			// Past the longest life recorded (the sink's retention): a
+			// JWT's revocation may outlive maxTTL, and a replica that
+			// starts late must still read it.
+			minID := time.Now().Add(-r.sink.Retention()).UnixMilli()
 			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
 		}
 		replies, err := conn.Pipeline(cmds, 0)
@@ -255,7 +312,7 @@ func (r *replicator) writeLoop() {
 			continue
 		}
 		failures = 0
-		marked = marked || r.opts.signer != nil
+		marked = marked || r.signer != nil
 		if trim {
 			lastTrim = time.Now()
 		}
@@ -266,16 +323,16 @@ func (r *replicator) writeLoop() {
 	}
 }
 
-func (r *replicator) queued() int {
+func (r *Replicator) queued() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.pending) + len(r.pendingExt)
 }
 
 // readLoop follows the stream from its start and stores every revocation.
-func (r *replicator) readLoop() {
+func (r *Replicator) readLoop() {
 	var conn *resp.Conn
-	entries := &entryReader{check: &entryCheck{stream: r.stream, signer: r.opts.signer}, skipped: &r.list.skipped}
+	entries := &entryReader{check: &entryCheck{stream: r.stream, signer: r.signer}, skipped: &r.skipped}
 	lastID := "0-0"
 	failures := 0
 	// Until caught up, batches are staged on a goroutine of their own, so
@@ -285,7 +342,7 @@ func (r *replicator) readLoop() {
 	stagerDone := make(chan struct{})
 	go func() {
 		for b := range staged {
-			r.applyBatch(b.recs, b.exts)
+			r.sink.Apply(b.recs, b.exts)
 		}
 		close(stagerDone)
 	}()
@@ -304,7 +361,7 @@ func (r *replicator) readLoop() {
 		default:
 		}
 		if conn == nil {
-			c, err := dialRedis(r.opts)
+			c, err := resp.Dial(r.redis)
 			if err != nil {
 				atomic.StoreInt32(&r.connected, 0)
 				if !r.retry(&failures, err) {
@@ -352,7 +409,7 @@ func (r *replicator) readLoop() {
 			// Skipped for good: what came before it applies below, the
 			// read goes on after it, on a new connection (the rest of the
 			// reply was not read).
-			atomic.AddInt64(&r.list.skipped.Oversized, 1)
+			atomic.AddInt64(&r.skipped.Oversized, 1)
 			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, resp.BufferSize)
 			conn.Close()
 			conn = nil
@@ -365,23 +422,23 @@ func (r *replicator) readLoop() {
 			r.noteLag(last)
 		case caughtUp:
 			// A blocking read that returned nothing: in sync.
-			atomic.StoreInt64(&r.list.syncLagNs, 0)
+			atomic.StoreInt64(&r.syncLagNs, 0)
 		}
 		r.stageBatch(streamBatch{recs: recs, exts: exts}, caughtUp, staged)
 		if !caughtUp && count < readBatch && !oversized {
 			close(staged)
 			<-stagerDone
 			atomic.StoreInt32(&r.ready, 1)
-			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.list.name, r.stream, atomic.LoadInt64(&r.list.loaded))
-			r.list.sourceLoaded()
+			log.Printf("tokenrevocation: denylist %q is in sync with redis stream %q (%d entries loaded)", r.name, r.stream, r.sink.Count())
+			r.sink.Loaded()
 		}
 	}
 }
 
 // checkMarker refuses, for a reader without a secret, a stream that a
-// signing replica marked (streamsign.go).
-func (r *replicator) checkMarker(conn *resp.Conn) error {
-	if r.opts.signer != nil {
+// signing replica marked (sign.go).
+func (r *Replicator) checkMarker(conn *resp.Conn) error {
+	if r.signer != nil {
 		return nil
 	}
 	n, err := conn.Do("EXISTS", r.stream+signedMarker)
@@ -397,19 +454,19 @@ func (r *replicator) checkMarker(conn *resp.Conn) error {
 // refuse reports at once, for errSignedStream, that this replica cannot
 // make progress, with an ERROR at most once a minute; other errors wait
 // for stuckAfter failures.
-func (r *replicator) refuse(err error) {
+func (r *Replicator) refuse(err error) {
 	if !errors.Is(err, errSignedStream) {
 		return
 	}
 	atomic.StoreInt32(&r.stuck, 1)
 	if obs.WarnDue(&r.lastRefuseNs, time.Now().UnixNano()) {
-		log.Printf("tokenrevocation: ERROR denylist %q, redis stream %q: %v; set the same redis.signingSecret on every replica", r.list.name, r.stream, err)
+		log.Printf("tokenrevocation: ERROR denylist %q, redis stream %q: %v; set the same redis.signingSecret on every replica", r.name, r.stream, err)
 	}
 }
 
 // noteStuck records the reads failed in a row: from stuckAfter on, the
 // replica cannot make progress and reports not ready (stats, metrics).
-func (r *replicator) noteStuck(failed int) {
+func (r *Replicator) noteStuck(failed int) {
 	stuck := int32(0)
 	if failed >= stuckAfter {
 		stuck = 1
@@ -423,53 +480,38 @@ type streamBatch struct {
 	exts []record.Extension
 }
 
-// stageBatch applies b: on the stager goroutine while catching up (in
+// stageBatch hands b to the sink: on the stager goroutine while catching up (in
 // order, after the batches before it), here once caught up.
-func (r *replicator) stageBatch(b streamBatch, caughtUp bool, staged chan streamBatch) {
+func (r *Replicator) stageBatch(b streamBatch, caughtUp bool, staged chan streamBatch) {
 	switch {
 	case len(b.recs) == 0 && len(b.exts) == 0:
 	case !caughtUp:
 		staged <- b
 	default:
-		r.applyBatch(b.recs, b.exts)
-	}
-}
-
-// applyBatch stages recs and applies exts. Time, not stream order, decides
-// between a tombstone and a revocation (lifetime.go): a tombstone is
-// remembered before it removes anything, and staging drops what a
-// remembered one cancels. A tombstone written before confirmation times
-// orders by stream position instead: what came before it is staged first,
-// and what comes after it (unstamped) it does not cancel.
-func (r *replicator) applyBatch(recs []record.Revocation, exts []record.Extension) {
-	prev := 0
-	for i := range exts {
-		if exts[i].Type == record.TombstoneType && len(exts[i].Payload) < record.TombstoneFullSize {
-			if exts[i].Pos > prev && exts[i].Pos <= len(recs) {
-				r.list.stage(recs[prev:exts[i].Pos], sourceRedis)
-				prev = exts[i].Pos
-			}
-			r.list.applyExtension(&exts[i])
-		}
-	}
-	if prev < len(recs) {
-		r.list.stage(recs[prev:], sourceRedis)
-	}
-	for i := range exts {
-		if exts[i].Type != record.TombstoneType || len(exts[i].Payload) >= record.TombstoneFullSize {
-			r.list.applyExtension(&exts[i])
-		}
+		r.sink.Apply(b.recs, b.exts)
 	}
 }
 
 // noteLag records how old the last entry read was: its ID's milliseconds
 // against now (the sync lag metric).
-func (r *replicator) noteLag(id string) {
-	ms := int64(0)
-	for i := 0; i < len(id) && id[i] >= '0' && id[i] <= '9'; i++ {
-		ms = ms*10 + int64(id[i]-'0')
+func (r *Replicator) noteLag(id string) {
+	if ms := idMillis(id); ms > 0 {
+		atomic.StoreInt64(&r.syncLagNs, time.Now().UnixNano()-ms*int64(time.Millisecond))
 	}
-	if ms > 0 {
-		atomic.StoreInt64(&r.list.syncLagNs, time.Now().UnixNano()-ms*int64(time.Millisecond))
+}
+
+// Status reports the replicator's state and counters.
+func (r *Replicator) Status() Status {
+	return Status{
+		Ready:     atomic.LoadInt32(&r.ready) == 1,
+		Connected: atomic.LoadInt32(&r.connected) == 1,
+		Stuck:     atomic.LoadInt32(&r.stuck) == 1,
+		Queued:    r.queued(),
+		Lag:       time.Duration(atomic.LoadInt64(&r.syncLagNs)),
+		Skipped: Skips{
+			Oversized:  atomic.LoadInt64(&r.skipped.Oversized),
+			Malformed:  atomic.LoadInt64(&r.skipped.Malformed),
+			Unverified: atomic.LoadInt64(&r.skipped.Unverified),
+		},
 	}
 }

@@ -1,4 +1,4 @@
-package tokenrevocation
+package replica
 
 import (
 	"crypto/hmac"
@@ -35,13 +35,28 @@ const signedMarker = ":signed"
 // errSignedStream stops a reader without a secret at a signed stream.
 var errSignedStream = errors.New("the stream is signed (redis.signingSecret is set on another replica) and this replica has no redis.signingSecret or redis.signingSecretFile: it does not read it")
 
-// A streamSigner signs and verifies the records of one stream.
-type streamSigner struct {
+// A Signer signs and verifies the records of a stream.
+type Signer struct {
 	secrets [][]byte // the first signs; any verifies
 }
 
-// same reports whether k and o hold the same secrets in the same order.
-func (k *streamSigner) same(o *streamSigner) bool {
+// NewSigner returns a Signer of secrets: the first signs, any verifies
+// (rotation). secrets must not be empty.
+func NewSigner(secrets []string) *Signer {
+	k := &Signer{}
+	for _, secret := range secrets {
+		k.secrets = append(k.secrets, []byte(secret))
+	}
+	return k
+}
+
+// Len is how many secrets k holds.
+func (k *Signer) Len() int {
+	return len(k.secrets)
+}
+
+// Same reports whether k and o hold the same secrets in the same order.
+func (k *Signer) Same(o *Signer) bool {
 	if len(k.secrets) != len(o.secrets) {
 		return false
 	}
@@ -53,9 +68,9 @@ func (k *streamSigner) same(o *streamSigner) bool {
 	return true
 }
 
-// sign returns the s field of a record of stream with fields (name, value,
+// Sign returns the s field of a record of stream with fields (name, value,
 // ...), signed at now.
-func (k *streamSigner) sign(stream string, now time.Time, fields []string) string {
+func (k *Signer) Sign(stream string, now time.Time, fields []string) string {
 	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	mac := hmac.New(sha256.New, k.secrets[0])
 	writeSigned(mac, stream, ts)
@@ -65,10 +80,10 @@ func (k *streamSigner) sign(stream string, now time.Time, fields []string) strin
 	return ts + "." + hex.EncodeToString(mac.Sum(nil))
 }
 
-// verify reports whether sig, the s field of a record of stream with
+// Verify reports whether sig, the s field of a record of stream with
 // fields (name, value, ...; s left out) and entry ID id, verifies under one
 // of the secrets within signSkew of the ID's time.
-func (k *streamSigner) verify(stream, id string, fields [][]byte, sig []byte) bool {
+func (k *Signer) Verify(stream, id string, fields [][]byte, sig []byte) bool {
 	dot := -1
 	for i := range sig {
 		if sig[i] == '.' {
