@@ -328,9 +328,16 @@ func (d *denylist) fill(set *loadSet) {
 		}
 		set.filled = done + len(batch)
 		if len(batch) == 0 {
+			if len(late) > 0 {
+				// Merge the last updates while the overlay still answers
+				// for them; drop it only once none is pending, so no
+				// update is ever held by neither the overlay nor the lanes.
+				d.mu.Unlock()
+				d.mergeLate(late)
+				continue
+			}
 			d.overlay = nil
 			d.mu.Unlock()
-			d.mergeLate(late)
 			break
 		}
 		batch = append([]record.Revocation(nil), batch...)
