@@ -67,13 +67,8 @@ func jtiDigest(iss, jti string) [sha256.Size]byte {
 // error otherwise (§2.8). It never reaches the upstream.
 func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 	rw.Header().Set("Cache-Control", "no-store")
-	form, ok := m.readForm(rw, req)
+	_, token, ok := m.readFormWith(rw, req, "logout_token")
 	if !ok {
-		return
-	}
-	token := form.Get("logout_token")
-	if token == "" {
-		writeError(rw, http.StatusBadRequest, "invalid_request", "The logout_token parameter is required")
 		return
 	}
 	// The replay store and the grant families are complete only once the

@@ -22,13 +22,8 @@ import (
 // token only when the service answers 2xx.
 func (m *middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	s := m.settings
-	form, ok := m.readForm(rw, req)
+	form, token, ok := m.readFormWith(rw, req, "token")
 	if !ok {
-		return
-	}
-	token := form.Get("token")
-	if token == "" {
-		writeError(rw, http.StatusBadRequest, "invalid_request", "The token parameter is required")
 		return
 	}
 	hint, hinted := form["token_type_hint"]
@@ -82,6 +77,21 @@ func (m *middleware) readForm(rw http.ResponseWriter, req *http.Request) (url.Va
 		return nil, false
 	}
 	return form, true
+}
+
+// readFormWith reads the form as readForm does and the parameter name that
+// the endpoint requires, answering 400 invalid_request without it.
+func (m *middleware) readFormWith(rw http.ResponseWriter, req *http.Request, name string) (url.Values, string, bool) {
+	form, ok := m.readForm(rw, req)
+	if !ok {
+		return nil, "", false
+	}
+	value := form.Get(name)
+	if value == "" {
+		writeError(rw, http.StatusBadRequest, "invalid_request", "The "+name+" parameter is required")
+		return nil, "", false
+	}
+	return form, value, true
 }
 
 // admitRevocation decides, before the identity service is called, whether

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 func init() {
@@ -68,9 +70,9 @@ func preloadRules(d *denylist) {
 	n, _ := strconv.Atoi(os.Getenv("TOKENREVOCATION_BENCH_RULES"))
 	now := time.Now()
 	for i := 0; i < n; i++ {
-		rec := &logoutRecord{flags: logoutRuleSID, sid: sha256.Sum256([]byte("bench-session-" + strconv.Itoa(i))),
-			jti: sha256.Sum256([]byte("bench-jti-" + strconv.Itoa(i))), at: now.UnixNano(), expiry: now.Add(24 * time.Hour).UnixNano()}
-		d.rules.add(rec, true)
+		rec := &record.Logout{Flags: record.LogoutRuleSID, SID: sha256.Sum256([]byte("bench-session-" + strconv.Itoa(i))),
+			JTI: sha256.Sum256([]byte("bench-jti-" + strconv.Itoa(i))), At: now.UnixNano(), Expiry: now.Add(24 * time.Hour).UnixNano()}
+		d.rules.Add(rec, true)
 	}
 	log.Printf("tokenrevocation: bench preload: %d logout rules in denylist %q", n, d.name)
 }
