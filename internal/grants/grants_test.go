@@ -8,18 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/fakeclock"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
-
-// fakeClock is an injectable clock.
-type fakeClock struct{ ns int64 }
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
-}
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
-func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }
 
 // digestOf is the SHA-256 digest of token.
 func digestOf(token string) *[sha256.Size]byte {
@@ -29,9 +20,9 @@ func digestOf(token string) *[sha256.Size]byte {
 
 func TestGrantStoreCountsWhatItRefuses(t *testing.T) {
 	// given a store with room for one family
-	clock := newFakeClock()
-	g := New(1, clock.now)
-	exp := clock.now().Add(time.Hour).UnixNano()
+	clock := fakeclock.New()
+	g := New(1, clock.Now)
+	exp := clock.Now().Add(time.Hour).UnixNano()
 	for _, name := range []string{"f", "g", "h"} {
 		g.Add(&record.Grant{Family: *digestOf(name), Tokens: []record.GrantToken{{Digest: *digestOf(name + "-a"), Expiry: exp}}}, false)
 	}
@@ -43,14 +34,14 @@ func TestGrantStoreCountsWhatItRefuses(t *testing.T) {
 }
 
 func TestGrantForgottenWhenItsTokensExpire(t *testing.T) {
-	clock := newFakeClock()
-	g := New(10, clock.now)
-	rec := &record.Grant{Family: *digestOf("f"), Tokens: []record.GrantToken{{Digest: *digestOf("a"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
+	clock := fakeclock.New()
+	g := New(10, clock.Now)
+	rec := &record.Grant{Family: *digestOf("f"), Tokens: []record.GrantToken{{Digest: *digestOf("a"), Expiry: clock.Now().Add(time.Hour).UnixNano()}}}
 	if _, ok := g.Add(rec, false); !ok || familyCount(g) != 1 {
 		t.Fatal("not added")
 	}
-	clock.advance(2 * time.Hour)
-	other := &record.Grant{Family: *digestOf("g"), Tokens: []record.GrantToken{{Digest: *digestOf("b"), Expiry: clock.now().Add(time.Hour).UnixNano()}}}
+	clock.Advance(2 * time.Hour)
+	other := &record.Grant{Family: *digestOf("g"), Tokens: []record.GrantToken{{Digest: *digestOf("b"), Expiry: clock.Now().Add(time.Hour).UnixNano()}}}
 	g.Add(other, false)
 	if familyCount(g) != 1 {
 		t.Fatalf("%d families, want the expired one forgotten", familyCount(g))
@@ -87,17 +78,17 @@ func BenchmarkGrantMemory(b *testing.B) {
 
 func TestGrantStoreFamilyStaysBounded(t *testing.T) {
 	// given a grant whose tokens live an hour
-	clock := newFakeClock()
-	g := New(10, clock.now)
+	clock := fakeclock.New()
+	g := New(10, clock.Now)
 	tok := func(i int, refresh bool) record.GrantToken {
-		return record.GrantToken{Digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), Refresh: refresh, Expiry: clock.now().Add(time.Hour).UnixNano()}
+		return record.GrantToken{Digest: sha256.Sum256([]byte(fmt.Sprint(i, refresh))), Refresh: refresh, Expiry: clock.Now().Add(time.Hour).UnixNano()}
 	}
 	family := tok(0, true).Digest
 
 	// when it is refreshed 3,000 times, a second apart, each answer adding
 	// an access and a refresh token
 	for i := 1; i <= 3000; i++ {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		rec := &record.Grant{Family: family, Tokens: []record.GrantToken{tok(i, false), tok(i, true)}}
 		if _, ok := g.Add(rec, false); !ok {
 			t.Fatalf("refresh %d not tracked", i)
@@ -118,9 +109,9 @@ func TestGrantStoreFamilyStaysBounded(t *testing.T) {
 
 func TestGrantStoreTakePreviousRemovesThem(t *testing.T) {
 	// given a family with one access token
-	clock := newFakeClock()
-	g := New(10, clock.now)
-	exp := clock.now().Add(time.Hour).UnixNano()
+	clock := fakeclock.New()
+	g := New(10, clock.Now)
+	exp := clock.Now().Add(time.Hour).UnixNano()
 	a1 := record.GrantToken{Digest: sha256.Sum256([]byte("a1")), Expiry: exp}
 	a2 := record.GrantToken{Digest: sha256.Sum256([]byte("a2")), Expiry: exp}
 	r := record.GrantToken{Digest: sha256.Sum256([]byte("r")), Expiry: exp, Refresh: true}

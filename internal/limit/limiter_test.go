@@ -6,17 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/fakeclock"
 )
-
-// fakeClock is an injectable clock, on a bucket edge to start with.
-type fakeClock struct{ ns int64 }
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
-}
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
-func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }
 
 // key is the limiter's key of a confidential client: the tests name
 // clients by id.
@@ -41,10 +33,10 @@ type limiterStep struct {
 }
 
 // runSteps plays steps on l and checks each decision.
-func runSteps(t *testing.T, l *Limiter, clock *fakeClock, laneCap int, steps []limiterStep) {
+func runSteps(t *testing.T, l *Limiter, clock *fakeclock.Clock, laneCap int, steps []limiterStep) {
 	t.Helper()
 	for i, step := range steps {
-		clock.advance(step.advance)
+		clock.Advance(step.advance)
 		switch step.action {
 		case "commit":
 			l.Commit(key(step.client), step.lane, 1)
@@ -144,8 +136,8 @@ func TestClientLimiterRate(t *testing.T) {
 	}
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {
-			clock := newFakeClock()
-			l := New(test.rate, test.burst, 1, 0, clock.now)
+			clock := fakeclock.New()
+			l := New(test.rate, test.burst, 1, 0, clock.Now)
 			runSteps(t, l, clock, 100, test.steps)
 		})
 	}
@@ -216,8 +208,8 @@ func TestClientLimiterShare(t *testing.T) {
 	}
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {
-			clock := newFakeClock()
-			l := New(0, 0, test.share, 0, clock.now)
+			clock := fakeclock.New()
+			l := New(0, 0, test.share, 0, clock.Now)
 			runSteps(t, l, clock, 8, test.steps)
 		})
 	}
@@ -225,8 +217,8 @@ func TestClientLimiterShare(t *testing.T) {
 
 func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
 	// given a client with a burst of 3 and a share of one entry
-	clock := newFakeClock()
-	l := New(1, 3, 0.5, 0, clock.now)
+	clock := fakeclock.New()
+	l := New(1, 3, 0.5, 0, clock.Now)
 	runSteps(t, l, clock, 2, []limiterStep{revokeOK, {action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
 
 	// when a thousand calls are admitted and the identity service refuses
@@ -239,14 +231,14 @@ func TestClientLimiterRefusedCallsSpendNothing(t *testing.T) {
 		}
 	}
 	runSteps(t, l, clock, 2, []limiterStep{{action: "revoke", expRefused: "share", expRetryAfter: 80 * time.Second}})
-	clock.advance(80 * time.Second)
+	clock.Advance(80 * time.Second)
 	runSteps(t, l, clock, 1000, []limiterStep{revokeOK, revokeOK, revokeOK, rateRefuse})
 }
 
 func TestClientLimiterUnconfirmedCallsLeaveTheBucketFull(t *testing.T) {
 	// given a client with a burst of 2
-	clock := newFakeClock()
-	l := New(1, 2, 0, 0, clock.now)
+	clock := fakeclock.New()
+	l := New(1, 2, 0, 0, clock.Now)
 
 	// when 500 calls in flight together are all refused upstream
 	for i := 0; i < 500; i++ {
@@ -265,8 +257,8 @@ func TestClientLimiterUnconfirmedCallsLeaveTheBucketFull(t *testing.T) {
 
 func TestClientLimiterCountedElsewhereHoldsTheShare(t *testing.T) {
 	// given a client with a share of 4 entries
-	clock := newFakeClock()
-	l := New(0, 0, 0.5, 0, clock.now)
+	clock := fakeclock.New()
+	l := New(0, 0, 0.5, 0, clock.Now)
 
 	// when another replica's 3 entries of it arrive, then one more fits here
 	l.Count(key("app"), 0, testWindow, 3)
@@ -276,13 +268,13 @@ func TestClientLimiterCountedElsewhereHoldsTheShare(t *testing.T) {
 
 func TestClientLimiterWindowChangeKeepsCounts(t *testing.T) {
 	// given a client at its share in a lane of testWindow
-	clock := newFakeClock()
-	l := New(0, 0, 0.5, 0, clock.now)
+	clock := fakeclock.New()
+	l := New(0, 0, 0.5, 0, clock.Now)
 	runSteps(t, l, clock, 8, repeat(4, revokeOK))
 
 	// when the lane's window shrinks (1 s buckets), then the entries still
 	// count, for the new window from now
-	clock.advance(30 * time.Second)
+	clock.Advance(30 * time.Second)
 	if d := l.Admit(key(""), 0, 7*time.Second, 8, 1); d.Allowed || d.Reason != "share" || d.RetryAfter != 8*time.Second {
 		t.Fatalf("after the window changed: got %+v, want refused for share for 8s", d)
 	}
@@ -351,8 +343,8 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.desc, func(t *testing.T) {
 			// given a flooder refused for its own calls
-			clock := newFakeClock()
-			l := New(test.rate, 5, test.share, 0, clock.now)
+			clock := fakeclock.New()
+			l := New(test.rate, 5, test.share, 0, clock.Now)
 			refused := ""
 			for i := 0; i < 1000; i++ {
 				if d := l.Admit(key("flooder"), 0, time.Hour, 20, 1); d.Allowed {
@@ -383,8 +375,8 @@ func TestClientLimiterClientsAreIndependent(t *testing.T) {
 func TestClientLimiterMaxClients(t *testing.T) {
 	// given a table of 1000 clients and 100k made-up ids, each revoking once
 	// (a live entry in a one-entry share: none is ever idle in this test)
-	clock := newFakeClock()
-	l := New(1, 1, 0.5, 1000, clock.now)
+	clock := fakeclock.New()
+	l := New(1, 1, 0.5, 1000, clock.Now)
 	for i := 0; i < 100000; i++ {
 		id := "id-" + strconv.Itoa(i)
 		k := key(id)
@@ -394,7 +386,7 @@ func TestClientLimiterMaxClients(t *testing.T) {
 			t.Fatalf("newcomer %s refused: %+v", id, d)
 		}
 		if i%10000 == 0 {
-			clock.advance(time.Second)
+			clock.Advance(time.Second)
 		}
 	}
 
@@ -411,8 +403,8 @@ func TestClientLimiterMaxClients(t *testing.T) {
 
 func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 	// given a table of two clients that have just called
-	clock := newFakeClock()
-	l := New(1, 1, 1, 2, clock.now)
+	clock := fakeclock.New()
+	l := New(1, 1, 1, 2, clock.Now)
 	for _, id := range []string{"a", "b"} {
 		if !l.Admit(key(id), 0, time.Hour, 10, 1).Allowed {
 			t.Fatalf("%s refused", id)
@@ -431,7 +423,7 @@ func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 	}
 
 	// when the first two are idle again, then the newcomer takes their room
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	if !l.Admit(key("c"), 0, time.Hour, 10, 1).Allowed {
 		t.Fatal("newcomer refused")
 	}
@@ -447,15 +439,15 @@ func TestClientLimiterIdleClientsMakeRoom(t *testing.T) {
 func TestClientLimiterKeepsClientsWithLiveEntries(t *testing.T) {
 	// given a table of one client holding a live entry, and one holding a
 	// reservation in another limiter
-	clock := newFakeClock()
-	l := New(0, 0, 0.5, 1, clock.now)
+	clock := fakeclock.New()
+	l := New(0, 0, 0.5, 1, clock.Now)
 	runSteps(t, l, clock, 2, []limiterStep{{client: "a", action: "revoke"}})
-	held := New(0, 0, 0.5, 1, clock.now)
+	held := New(0, 0, 0.5, 1, clock.Now)
 	runSteps(t, held, clock, 2, []limiterStep{{client: "a", action: "hold"}})
 
 	// when a newcomer calls much later, within the window, then the first
 	// client is kept and still at its share
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	for _, lim := range []*Limiter{l, held} {
 		if !lim.Admit(key("b"), 0, testWindow, 2, 1).Allowed {
 			t.Fatal("newcomer refused")

@@ -4,22 +4,12 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/fakeclock"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
-
-// fakeClock is a clock the tests move by hand.
-type fakeClock struct{ ns int64 }
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
-}
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
-func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }
 
 func revocation(token string, expiry time.Time) *record.Revocation {
 	return &record.Revocation{Digest: sha256.Sum256([]byte(token)), Expiry: expiry.UnixNano()}
@@ -36,26 +26,26 @@ func size(t *testing.T, path string) int64 {
 
 func TestCompactsAsEntriesExpire(t *testing.T) {
 	// given a file of ten revocations, one expiring each minute
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	path := filepath.Join(t.TempDir(), "denylist.bin")
-	p, err := Open(path, clock.now)
+	p, err := Open(path, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		if err := p.Append(revocation(string(rune('a'+i)), clock.now().Add(time.Duration(i+1)*time.Minute))); err != nil {
+		if err := p.Append(revocation(string(rune('a'+i)), clock.Now().Add(time.Duration(i+1)*time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// when half have expired, too soon after the last rewrite
-	clock.advance(5*time.Minute + time.Second)
+	clock.Advance(5*time.Minute + time.Second)
 	p.CompactIfDue()
 	// then nothing is rewritten
 	if got := size(t, path); got != 10*record.FrameSize {
 		t.Fatalf("compacted too early: %d", got)
 	}
 	// and once every entry has expired and CompactEvery has passed, the file is empty
-	clock.advance(CompactEvery)
+	clock.Advance(CompactEvery)
 	p.CompactIfDue()
 	if got := size(t, path); got != 0 {
 		t.Fatalf("after every entry expired: %d bytes", got)
@@ -64,24 +54,24 @@ func TestCompactsAsEntriesExpire(t *testing.T) {
 
 func TestOpenCutsATornFrame(t *testing.T) {
 	// given a file of one frame and a torn one, in a directory not yet made
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	path := filepath.Join(t.TempDir(), "sub", "denylist.bin")
-	p, err := Open(path, clock.now)
+	p, err := Open(path, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Append(revocation("a", clock.now().Add(time.Hour))); err != nil {
+	if err := p.Append(revocation("a", clock.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
 	_, _ = f.Write([]byte("torn"))
 	_ = f.Close()
 	// when it is opened again and a record appended
-	again, err := Open(path, clock.now)
+	again, err := Open(path, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := again.Append(revocation("b", clock.now().Add(time.Hour))); err != nil {
+	if err := again.Append(revocation("b", clock.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	// then both load, on frame boundaries
@@ -97,13 +87,13 @@ func TestOpenCutsATornFrame(t *testing.T) {
 func TestRewriteKeepsWhatTheOwnerKeeps(t *testing.T) {
 	// given a file with a live revocation, two grant records and a frame of
 	// a type no release here knows
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	path := filepath.Join(t.TempDir(), "denylist.bin")
-	p, err := Open(path, clock.now)
+	p, err := Open(path, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = p.Append(revocation("a", clock.now().Add(time.Hour)))
+	_ = p.Append(revocation("a", clock.Now().Add(time.Hour)))
 	_ = p.AppendExtension(record.GrantType, record.GrantVersion, []byte("keep"))
 	_ = p.AppendExtension(record.GrantType, record.GrantVersion, []byte("drop"))
 	unknown := make([]byte, record.FrameSize)
@@ -115,7 +105,7 @@ func TestRewriteKeepsWhatTheOwnerKeeps(t *testing.T) {
 	asked := 0
 	p.SetRetention(Retention{Keep: func(ext *record.Extension, now int64) bool {
 		asked++
-		return string(ext.Payload[:4]) == "keep" && now == clock.now().UnixNano()
+		return string(ext.Payload[:4]) == "keep" && now == clock.Now().UnixNano()
 	}})
 	p.Compact()
 	// then the revocation, the kept grant and the unknown frame remain

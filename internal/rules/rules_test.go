@@ -8,21 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/fakeclock"
 	"github.com/edgerevoke/tokenrevocation/internal/jwtpayload"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
 // The seed corpora live in testdata/fuzz/<FuzzName>/, as go test expects.
-
-// fakeClock is an injectable clock.
-type fakeClock struct{ ns int64 }
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{ns: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
-}
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, atomic.LoadInt64(&c.ns)) }
-func (c *fakeClock) advance(d time.Duration) { atomic.AddInt64(&c.ns, int64(d)) }
 
 // jtiExpiry keeps a logout's jti an hour past its iat, as the root's
 // logout.go does (logoutMaxAge's bound plus the allowed skew, about).
@@ -44,14 +35,14 @@ func jwtOf(payload string) string {
 func TestRejects(t *testing.T) {
 	// given a sid rule for session-1 and a sub rule for user-2, cut at
 	// 1000 (seconds), and a store that tells whether rules are live
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	live := false
-	r := New(clock.now, jtiExpiry, func(l bool) { live = l })
+	r := New(clock.Now, jtiExpiry, func(l bool) { live = l })
 	if atomic.LoadInt32(r.Live()) != 0 || live {
 		t.Fatal("an empty store has live rules")
 	}
 	at := int64(1000 * time.Second)
-	expiry := clock.now().Add(time.Hour).UnixNano()
+	expiry := clock.Now().Add(time.Hour).UnixNano()
 	r.Add(&record.Logout{Flags: record.LogoutRuleSID, SID: sha256.Sum256([]byte("session-1")), JTI: sha256.Sum256([]byte("j1")), At: at, Expiry: expiry}, true)
 	if atomic.LoadInt32(r.Live()) != 1 || !live {
 		t.Fatal("a rule is not live")
@@ -96,7 +87,7 @@ func TestRejects(t *testing.T) {
 	}
 
 	// and once the rules expire, nothing is rejected and nothing is live
-	clock.advance(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	if r.Rejects(jwtOf(`{"sid":"session-1","iat":1}`), []string{"sid"}) || atomic.LoadInt32(r.Live()) != 0 || live {
 		t.Fatal("an expired rule still rejects")
 	}
@@ -110,9 +101,9 @@ func digestOf(value string) *[sha256.Size]byte {
 
 func TestRuleStoreBounds(t *testing.T) {
 	// given a replay set at its bound, every jti live
-	clock := newFakeClock()
-	r := New(clock.now, jtiExpiry, nil)
-	until := clock.now().Add(time.Minute).UnixNano()
+	clock := fakeclock.New()
+	r := New(clock.Now, jtiExpiry, nil)
+	until := clock.Now().Add(time.Minute).UnixNano()
 	for i := 0; i < MaxJTIs; i++ {
 		r.jtis[fmt.Sprint(i)] = until
 	}
@@ -127,8 +118,8 @@ func TestRuleStoreBounds(t *testing.T) {
 	}
 
 	// and once they expire, there is room again
-	clock.advance(2 * time.Minute)
-	if r.Full() || !r.ClaimJTI(&jti, clock.now().Add(time.Minute).UnixNano()) {
+	clock.Advance(2 * time.Minute)
+	if r.Full() || !r.ClaimJTI(&jti, clock.Now().Add(time.Minute).UnixNano()) {
 		t.Fatal("no room after the jtis expired")
 	}
 }
