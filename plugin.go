@@ -147,54 +147,6 @@ type Config struct {
 	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
 }
 
-// RedisConfig is the connection to Redis or Valkey.
-type RedisConfig struct {
-	// Address is host:port. Default: "" (Redis off).
-	Address string `json:"address,omitempty"`
-	// Username is the ACL user for AUTH. Default: "" (default user).
-	Username string `json:"username,omitempty"`
-	// Password for AUTH. Default: "" (no AUTH).
-	Password string `json:"password,omitempty"`
-	// PasswordFile is a file holding the password for AUTH (a mounted
-	// secret; one trailing newline is dropped), read again at every
-	// connect. Exclusive with Password. Default: "".
-	PasswordFile string `json:"passwordFile,omitempty"`
-	// DB is the database SELECTed after connecting. Default: 0.
-	DB int `json:"db,omitempty"`
-	// TLS connects with TLS 1.2 or later. Default: false.
-	TLS bool `json:"tls,omitempty"`
-	// CAFile is a PEM file of the CA certificates that verify the server's
-	// TLS certificate, instead of the system's; setting it turns TLS on.
-	// Read again at every connect. Default: "" (the system's roots).
-	CAFile string `json:"caFile,omitempty"`
-	// InsecureSkipVerify skips TLS certificate checks. Default: false.
-	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
-	// KeyPrefix is prepended to the denylist name to make the stream key. Default: tokenrevocation:.
-	KeyPrefix string `json:"keyPrefix,omitempty"`
-	// DialTimeout bounds connecting. Default: 2s.
-	DialTimeout string `json:"dialTimeout,omitempty"`
-	// ReadTimeout bounds each reply, beyond XREAD's own block time. Default: 2s.
-	ReadTimeout string `json:"readTimeout,omitempty"`
-	// WriteTimeout bounds each write. Default: 2s.
-	WriteTimeout string `json:"writeTimeout,omitempty"`
-	// SigningSecret, when set, HMAC-SHA256-signs every record written to
-	// the stream, and records that do not verify are skipped, never
-	// applied. Set the same on every replica. At least 16 characters; never
-	// logged. Default: "" (records unsigned). Read at start: a reload keeps
-	// the first.
-	SigningSecret string `json:"signingSecret,omitempty"`
-	// PreviousSigningSecret is accepted for verifying, never for signing,
-	// while a new SigningSecret rolls out. Default: "".
-	PreviousSigningSecret string `json:"previousSigningSecret,omitempty"`
-	// SigningSecretFile is a file holding the secrets, one per line: the
-	// first signs, every one verifies (rotation). Exclusive with
-	// SigningSecret. Read at start. Default: "".
-	SigningSecretFile string `json:"signingSecretFile,omitempty"`
-	// Unknown holds the options the decoder could not place; New refuses
-	// them. Not an option.
-	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
-}
-
 // CreateConfig returns the default configuration.
 func CreateConfig() *Config {
 	return &Config{

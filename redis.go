@@ -1,11 +1,62 @@
 package tokenrevocation
 
 import (
+	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
+
+// RedisConfig is the connection to Redis or Valkey.
+type RedisConfig struct {
+	// Address is host:port. Default: "" (Redis off).
+	Address string `json:"address,omitempty"`
+	// Username is the ACL user for AUTH. Default: "" (default user).
+	Username string `json:"username,omitempty"`
+	// Password for AUTH. Default: "" (no AUTH).
+	Password string `json:"password,omitempty"`
+	// PasswordFile is a file holding the password for AUTH (a mounted
+	// secret; one trailing newline is dropped), read again at every
+	// connect. Exclusive with Password. Default: "".
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// DB is the database SELECTed after connecting. Default: 0.
+	DB int `json:"db,omitempty"`
+	// TLS connects with TLS 1.2 or later. Default: false.
+	TLS bool `json:"tls,omitempty"`
+	// CAFile is a PEM file of the CA certificates that verify the server's
+	// TLS certificate, instead of the system's; setting it turns TLS on.
+	// Read again at every connect. Default: "" (the system's roots).
+	CAFile string `json:"caFile,omitempty"`
+	// InsecureSkipVerify skips TLS certificate checks. Default: false.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// KeyPrefix is prepended to the denylist name to make the stream key. Default: tokenrevocation:.
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// DialTimeout bounds connecting. Default: 2s.
+	DialTimeout string `json:"dialTimeout,omitempty"`
+	// ReadTimeout bounds each reply, beyond XREAD's own block time. Default: 2s.
+	ReadTimeout string `json:"readTimeout,omitempty"`
+	// WriteTimeout bounds each write. Default: 2s.
+	WriteTimeout string `json:"writeTimeout,omitempty"`
+	// SigningSecret, when set, HMAC-SHA256-signs every record written to
+	// the stream, and records that do not verify are skipped, never
+	// applied. Set the same on every replica. At least 16 characters; never
+	// logged. Default: "" (records unsigned). Read at start: a reload keeps
+	// the first.
+	SigningSecret string `json:"signingSecret,omitempty"`
+	// PreviousSigningSecret is accepted for verifying, never for signing,
+	// while a new SigningSecret rolls out. Default: "".
+	PreviousSigningSecret string `json:"previousSigningSecret,omitempty"`
+	// SigningSecretFile is a file holding the secrets, one per line: the
+	// first signs, every one verifies (rotation). Exclusive with
+	// SigningSecret. Read at start. Default: "".
+	SigningSecretFile string `json:"signingSecretFile,omitempty"`
+	// Unknown holds the options the decoder could not place; New refuses
+	// them. Not an option.
+	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
+}
 
 // redisOptions is a parsed Redis configuration.
 type redisOptions struct {
@@ -48,4 +99,102 @@ func (opts *redisOptions) dialOptions() *resp.Options {
 		ReadTimeout:        opts.readTimeout,
 		WriteTimeout:       opts.writeTimeout,
 	}
+}
+
+// validate checks the Redis settings; its errors name the field.
+func (r *RedisConfig) validate() (*redisOptions, error) {
+	o := &redisOptions{
+		address:      strings.TrimSpace(r.Address),
+		username:     r.Username,
+		password:     r.Password,
+		passwordFile: strings.TrimSpace(r.PasswordFile),
+		caFile:       strings.TrimSpace(r.CAFile),
+		db:           r.DB,
+		tls:          r.TLS || strings.TrimSpace(r.CAFile) != "",
+		tlsSkipCheck: r.InsecureSkipVerify,
+		keyPrefix:    r.KeyPrefix,
+	}
+	if o.address == "" {
+		return nil, fieldError("redis.address", "is required in a redis block (leave the block out to run without Redis)")
+	}
+	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
+		return nil, fieldError("redis.address", "must be host:port, got %q", r.Address)
+	}
+	if o.passwordFile != "" {
+		if o.password != "" {
+			return nil, fieldError("redis.passwordFile", "is exclusive with redis.password")
+		}
+		if _, err := resp.ReadPasswordFile(o.passwordFile); err != nil {
+			return nil, fieldError("redis.passwordFile", "%v", err)
+		}
+	}
+	if o.caFile != "" {
+		if o.tlsSkipCheck {
+			return nil, fieldError("redis.caFile", "is exclusive with redis.insecureSkipVerify")
+		}
+		if _, err := resp.ReadCAFile(o.caFile); err != nil {
+			return nil, fieldError("redis.caFile", "%v", err)
+		}
+	}
+	if o.db < 0 {
+		return nil, fieldError("redis.db", "must be 0 or more, got %d", o.db)
+	}
+	if o.keyPrefix == "" {
+		o.keyPrefix = "tokenrevocation:"
+	}
+	var err error
+	if o.dialTimeout, err = durationOr("redis.dialTimeout", r.DialTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if o.readTimeout, err = durationOr("redis.readTimeout", r.ReadTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if o.writeTimeout, err = durationOr("redis.writeTimeout", r.WriteTimeout, 2*time.Second); err != nil {
+		return nil, err
+	}
+	if o.signer, err = r.signer(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// minSigningSecret is the shortest signing secret accepted.
+const minSigningSecret = 16
+
+// signer reads the signing secrets, nil when none is set. Its errors never
+// quote a secret.
+func (r *RedisConfig) signer() (*replica.Signer, error) {
+	var secrets []string
+	switch {
+	case r.SigningSecret != "" && r.SigningSecretFile != "":
+		return nil, fieldError("redis.signingSecretFile", "is exclusive with redis.signingSecret")
+	case r.SigningSecretFile != "":
+		raw, err := os.ReadFile(r.SigningSecretFile)
+		if err != nil {
+			return nil, fieldError("redis.signingSecretFile", "cannot be read: %v", err)
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				secrets = append(secrets, line)
+			}
+		}
+		if len(secrets) == 0 {
+			return nil, fieldError("redis.signingSecretFile", "holds no secret")
+		}
+	case r.SigningSecret != "":
+		secrets = append(secrets, r.SigningSecret)
+	case r.PreviousSigningSecret != "":
+		return nil, fieldError("redis.previousSigningSecret", "needs redis.signingSecret")
+	default:
+		return nil, nil
+	}
+	if r.PreviousSigningSecret != "" {
+		secrets = append(secrets, r.PreviousSigningSecret)
+	}
+	for _, secret := range secrets {
+		if len(secret) < minSigningSecret {
+			return nil, fieldError("redis.signingSecret", "every signing secret must be at least %d characters", minSigningSecret)
+		}
+	}
+	return replica.NewSigner(secrets), nil
 }

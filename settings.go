@@ -2,15 +2,10 @@ package tokenrevocation
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
-
-	"github.com/edgerevoke/tokenrevocation/internal/replica"
-	"github.com/edgerevoke/tokenrevocation/internal/resp"
 )
 
 // settings is a Config checked and parsed once, in New, so that no request
@@ -341,104 +336,6 @@ func validToken(name string) bool {
 		}
 	}
 	return true
-}
-
-// validate checks the Redis settings; its errors name the field.
-func (r *RedisConfig) validate() (*redisOptions, error) {
-	o := &redisOptions{
-		address:      strings.TrimSpace(r.Address),
-		username:     r.Username,
-		password:     r.Password,
-		passwordFile: strings.TrimSpace(r.PasswordFile),
-		caFile:       strings.TrimSpace(r.CAFile),
-		db:           r.DB,
-		tls:          r.TLS || strings.TrimSpace(r.CAFile) != "",
-		tlsSkipCheck: r.InsecureSkipVerify,
-		keyPrefix:    r.KeyPrefix,
-	}
-	if o.address == "" {
-		return nil, fieldError("redis.address", "is required in a redis block (leave the block out to run without Redis)")
-	}
-	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
-		return nil, fieldError("redis.address", "must be host:port, got %q", r.Address)
-	}
-	if o.passwordFile != "" {
-		if o.password != "" {
-			return nil, fieldError("redis.passwordFile", "is exclusive with redis.password")
-		}
-		if _, err := resp.ReadPasswordFile(o.passwordFile); err != nil {
-			return nil, fieldError("redis.passwordFile", "%v", err)
-		}
-	}
-	if o.caFile != "" {
-		if o.tlsSkipCheck {
-			return nil, fieldError("redis.caFile", "is exclusive with redis.insecureSkipVerify")
-		}
-		if _, err := resp.ReadCAFile(o.caFile); err != nil {
-			return nil, fieldError("redis.caFile", "%v", err)
-		}
-	}
-	if o.db < 0 {
-		return nil, fieldError("redis.db", "must be 0 or more, got %d", o.db)
-	}
-	if o.keyPrefix == "" {
-		o.keyPrefix = "tokenrevocation:"
-	}
-	var err error
-	if o.dialTimeout, err = durationOr("redis.dialTimeout", r.DialTimeout, 2*time.Second); err != nil {
-		return nil, err
-	}
-	if o.readTimeout, err = durationOr("redis.readTimeout", r.ReadTimeout, 2*time.Second); err != nil {
-		return nil, err
-	}
-	if o.writeTimeout, err = durationOr("redis.writeTimeout", r.WriteTimeout, 2*time.Second); err != nil {
-		return nil, err
-	}
-	if o.signer, err = r.signer(); err != nil {
-		return nil, err
-	}
-	return o, nil
-}
-
-// minSigningSecret is the shortest signing secret accepted.
-const minSigningSecret = 16
-
-// signer reads the signing secrets, nil when none is set. Its errors never
-// quote a secret.
-func (r *RedisConfig) signer() (*replica.Signer, error) {
-	var secrets []string
-	switch {
-	case r.SigningSecret != "" && r.SigningSecretFile != "":
-		return nil, fieldError("redis.signingSecretFile", "is exclusive with redis.signingSecret")
-	case r.SigningSecretFile != "":
-		raw, err := os.ReadFile(r.SigningSecretFile)
-		if err != nil {
-			return nil, fieldError("redis.signingSecretFile", "cannot be read: %v", err)
-		}
-		for _, line := range strings.Split(string(raw), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				secrets = append(secrets, line)
-			}
-		}
-		if len(secrets) == 0 {
-			return nil, fieldError("redis.signingSecretFile", "holds no secret")
-		}
-	case r.SigningSecret != "":
-		secrets = append(secrets, r.SigningSecret)
-	case r.PreviousSigningSecret != "":
-		return nil, fieldError("redis.previousSigningSecret", "needs redis.signingSecret")
-	default:
-		return nil, nil
-	}
-	if r.PreviousSigningSecret != "" {
-		secrets = append(secrets, r.PreviousSigningSecret)
-	}
-	for _, secret := range secrets {
-		if len(secret) < minSigningSecret {
-			return nil, fieldError("redis.signingSecret", "every signing secret must be at least %d characters", minSigningSecret)
-		}
-	}
-	return replica.NewSigner(secrets), nil
 }
 
 // durationOr parses an optional positive duration, def when empty.
