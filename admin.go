@@ -87,7 +87,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 	}
 	if !m.adminAuthorized(req) {
 		if index >= 0 {
-			atomic.AddInt64(&d.adminCalls[index][adminUnauthorized], 1)
+			atomic.AddInt64(&d.count.adminCalls[index][adminUnauthorized], 1)
 		}
 		d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: "unauthorized"})
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="`+m.settings.realm+`-admin"`)
@@ -103,7 +103,7 @@ func (m *middleware) serveAdmin(rw http.ResponseWriter, req *http.Request) {
 	if status >= 400 {
 		outcome = adminBadRequest
 	}
-	atomic.AddInt64(&d.adminCalls[index][outcome], 1)
+	atomic.AddInt64(&d.count.adminCalls[index][outcome], 1)
 	d.emit(&obs.AuditEvent{Event: "admin", Operation: op, Outcome: adminOutcomeNames[outcome], Digest: digest})
 	if body != nil {
 		writeJSON(rw, status, body)
@@ -145,7 +145,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		if err != nil {
 			return http.StatusBadRequest, errorBody("invalid_request", err.Error()), prefix
 		}
-		if !expiry.After(d.now()) {
+		if !expiry.After(d.opts.now()) {
 			return http.StatusBadRequest, errorBody("invalid_request", "The token has already expired"), prefix
 		}
 		key := ""
@@ -165,20 +165,20 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		return http.StatusOK, mustJSON(out), prefix
 	case adminLookup:
 		out := map[string]interface{}{"digest": prefix, "revoked": false}
-		h := d.held(&digest)
-		if legacy, isJWS := legacyDigest(in.Token); !h.found && isJWS {
+		h := d.store.Held(&digest)
+		if legacy, isJWS := legacyDigest(in.Token); !h.Found && isJWS {
 			// Revoked before identities, by its exact string.
-			h = d.held(&legacy)
+			h = d.store.Held(&legacy)
 		}
-		if h.found {
+		if h.Found {
 			// One assignment each: Yaegi v0.16.1 can lose a constant in a
 			// multiple assignment that also holds a call. The latest
 			// expiry held, and the latest confirmation (lifetime.go).
 			out["revoked"] = true
-			out["expiresAt"] = time.Unix(0, h.expiry).UTC().Format(time.RFC3339)
-			out["source"] = sourceNames[h.source]
-			if h.at > 0 {
-				out["confirmedAt"] = time.Unix(0, h.at).UTC().Format(time.RFC3339Nano)
+			out["expiresAt"] = time.Unix(0, h.Expiry).UTC().Format(time.RFC3339)
+			out["source"] = sourceNames[h.Source]
+			if h.At > 0 {
+				out["confirmedAt"] = time.Unix(0, h.At).UTC().Format(time.RFC3339Nano)
 			}
 		}
 		if in.Token != "" && d.rules.Rejects(in.Token, m.settings.sessionClaim) {
@@ -190,7 +190,7 @@ func (m *middleware) adminOperation(rw http.ResponseWriter, req *http.Request, o
 		if err != nil {
 			logTombstoneError(err)
 		}
-		if legacy, isJWS := legacyDigest(in.Token); isJWS && d.has(&legacy) {
+		if legacy, isJWS := legacyDigest(in.Token); isJWS && d.store.Has(&legacy) {
 			// And the record of its exact string, made before identities.
 			was, err := d.unrevoke(&legacy)
 			if err != nil {
@@ -245,7 +245,7 @@ func (in *adminRequest) digest() ([sha256.Size]byte, error) {
 // else the longer TTL), else maxTTL. Past maxLifetime it is refused, never
 // cut short.
 func (m *middleware) adminExpiry(in *adminRequest) (time.Time, error) {
-	now := m.list.now()
+	now := m.list.opts.now()
 	limit := now.Add(m.settings.maxLifetime)
 	var expiry time.Time
 	switch {
@@ -280,7 +280,7 @@ func (m *middleware) adminExport(rw http.ResponseWriter) {
 	rw.Header().Set("Cache-Control", "no-store")
 	rw.WriteHeader(http.StatusOK)
 	w := bufio.NewWriterSize(rw, 64<<10)
-	m.list.each(func(digest []byte, expiry int64) {
+	m.list.store.Each(func(digest []byte, expiry int64) {
 		fmt.Fprintf(w, `{"digest":"%s","expiresAt":"%s"}`+"\n", hex.EncodeToString(digest), time.Unix(0, expiry).UTC().Format(time.RFC3339Nano))
 	})
 	_ = w.Flush()
@@ -292,7 +292,7 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 	scanner := bufio.NewScanner(req.Body)
 	scanner.Buffer(make([]byte, maxImportLine), maxImportLine)
 	imported, skipped, refused, line := 0, 0, 0, 0
-	limit := d.now().Add(m.settings.maxLifetime)
+	limit := d.opts.now().Add(m.settings.maxLifetime)
 	for scanner.Scan() {
 		line++
 		text := strings.TrimSpace(scanner.Text())
@@ -313,7 +313,7 @@ func (m *middleware) adminImport(req *http.Request) (int, []byte, string) {
 			refused++
 			continue
 		}
-		if !expiry.After(d.now()) {
+		if !expiry.After(d.opts.now()) {
 			skipped++
 			continue
 		}
@@ -368,7 +368,7 @@ func (m *middleware) adminRule(req *http.Request, in *adminRequest) (int, []byte
 		rec.Flags = record.LogoutRuleSub | record.LogoutGrantsSub
 		rec.Sub = digest
 	}
-	now := d.now()
+	now := d.opts.now()
 	rec.At = now.UnixNano()
 	if in.LoggedOutAt != "" {
 		t, err := time.Parse(time.RFC3339, in.LoggedOutAt)

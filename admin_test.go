@@ -230,10 +230,10 @@ func TestUnrevokeSurvivesRestartInOrder(t *testing.T) {
 	// when it restarts, and again after a compaction
 	second := restartFromFile(t, path, clock)
 	check := func(d *denylist, when string) {
-		if d.has(undone) {
+		if d.store.Has(undone) {
 			t.Errorf("%s: an un-revoked token is revoked again", when)
 		}
-		if !d.has(again) {
+		if !d.store.Has(again) {
 			t.Errorf("%s: a token revoked after its un-revocation passes", when)
 		}
 	}
@@ -249,18 +249,18 @@ func TestUnrevokeReplicates(t *testing.T) {
 	if err := a.add(tok, time.Now().Add(time.Hour), sourceAdmin); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 5*time.Second, func() bool { return b.has(tok) }) {
+	if !waitFor(t, 5*time.Second, func() bool { return b.store.Has(tok) }) {
 		t.Fatal("B never got the revocation")
 	}
 	if _, err := a.unrevoke(tok); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 5*time.Second, func() bool { return !b.has(tok) }) {
+	if !waitFor(t, 5*time.Second, func() bool { return !b.store.Has(tok) }) {
 		t.Fatal("B still enforces an un-revoked token")
 	}
 	// A late replica replays the stream in order: revoked, then undone.
 	c := newReplica(t, "unrevoke", srv.addr())
-	if !waitFor(t, 5*time.Second, c.isLoaded) || c.has(tok) {
+	if !waitFor(t, 5*time.Second, c.isLoaded) || c.store.Has(tok) {
 		t.Fatal("a late replica enforces an un-revoked token")
 	}
 }
@@ -318,7 +318,7 @@ func TestAuditNeverBlocks(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		d.emit(&obs.AuditEvent{Event: "revocation"})
 	}
-	if d.auditDropped != 8 {
-		t.Fatalf("dropped %d, want 8", d.auditDropped)
+	if d.count.auditDropped != 8 {
+		t.Fatalf("dropped %d, want 8", d.count.auditDropped)
 	}
 }

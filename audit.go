@@ -30,10 +30,10 @@ func (d *denylist) emit(ev *obs.AuditEvent) {
 	if a == nil {
 		return
 	}
-	ev.Time = d.now().UTC().Format(time.RFC3339Nano)
+	ev.Time = d.opts.now().UTC().Format(time.RFC3339Nano)
 	ev.Denylist = d.name
 	if a.Emit(ev) {
-		atomic.AddInt64(&d.auditDropped, 1)
+		atomic.AddInt64(&d.count.auditDropped, 1)
 	}
 }
 

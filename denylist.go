@@ -1,18 +1,13 @@
 package tokenrevocation
 
 import (
-	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"fmt"
 	"log"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/allegro/bigcache/v3"
 	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
@@ -20,129 +15,57 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/rules"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
-// A denylist holds the SHA-256 digests of revoked tokens, each with its own
-// expiry. Raw tokens never reach it: callers hand it a digest.
-//
-// bigcache's LifeWindow is one value per cache, but revoked tokens live from
-// seconds (a short JWT) to a month (a refresh token). So the denylist keeps a
-// ladder of lanes, one bigcache each, whose windows grow fourfold from
-// laneBase up to maxTTL. An entry goes to the smallest lane whose window
-// covers its lifetime, so bigcache's own FIFO cleaner frees it at most four
-// times its lifetime (or one laneBase) after it was set, with no sweep of
-// ours. Each entry also stores its exact expiry, checked on every read: an
-// expired entry never rejects, whatever bigcache has not yet cleaned.
-//
-// In front of the lanes sits a bitset keyed by the digest. A clear bit proves
-// the token was never recorded, which spares most requests a bigcache lookup
-// (about 38 µs under Yaegi, against well under 1 µs for the bit). A set bit
-// only means "look it up": the answer always comes from the exact store, so
-// the bitset never turns a good token away.
+// A denylist composes the components behind one denylist name: the exact
+// store (internal/store), its two logs (the persistPath file and the Redis
+// stream, written through the journal), the client limiter, the grant
+// families and the logout rules, and the counters the stats and metrics
+// report. Raw tokens never reach it: callers hand it a digest.
 type denylist struct {
-	name   string
-	now    func() time.Time
-	lanes  []*lane
-	filter []uint64
-	mask   uint64
-
-	sizeMB      int
-	maxTTL      time.Duration
-	maxLifetime time.Duration
-	leeway      time.Duration
-	persistPath string
-
-	// hot remembers revoked digests found recently (string key, int64
-	// expiry): a token replayed after its revocation costs a map lookup,
-	// not a bigcache Get. Only positives are kept, and revocations are
-	// never withdrawn, so it cannot turn a good token away.
-	hot      *sync.Map
-	hotCount int64
+	name string
+	// opts are the options the denylist was created with, defaults applied.
+	opts  denylistOptions
+	store *store.Store
 
 	// persist and replica are set when persistPath or redis is configured.
 	persist *persist.File
 	replica *replica.Replicator
+	limiter *limit.Limiter
+	grants  *grants.Store
+	rules   *rules.Store
 
-	// Loading at start (loader.go). mu guards overlay, overflow and
-	// warnedFixed.
-	mu        sync.Mutex
-	overlay   *loadSet
-	fillTaken func() // tests: called after the fill takes a batch, before it writes it
-	// opts are the options the denylist was created with; warnedFixed the
-	// last change of them a New was warned about (sharedDenylist).
-	opts        denylistOptions
-	warnedFixed string
-	// digestMu serializes the read-merge-write of one digest's entry
-	// (held, merge), by a stripe of its digest (digestLock).
-	digestMu       [digestLocks]sync.Mutex
-	staging        int32 // 1 while the live bitset is all ones and stores also mark the staging one
-	state          int32
-	loadingSources int32
-	loadedCh       chan struct{}
-	closed         chan struct{}
-	startedAt      time.Time
-	loadTook       time.Duration
-	loadWait       time.Duration
-	failClosed     bool
-	stalled        int32
-	fileFailed     int32
-	fileLoading    int32
-	filling        int64
+	life  lifecycle    // loading at start (loader.go)
+	order order        // confirmation times and lifetimes (lifetime.go)
+	count counters     // never reset: a reload keeps the denylist
+	audit atomic.Value // *auditor (audit.go); unset: no audit trail
 
-	// overflow keeps the live revocations bigcache pushed out for lack of
-	// space despite admission control (capacity.go): none is ever dropped.
-	overflow  map[string]overflowEntry
-	overflowN int32
-
-	hits       int64
-	revokes    int64
-	loaded     int64
-	evictions  int64
-	lastWarnNs int64
-
-	refusedCapacity    int64
-	refusedClientLimit int64
-	authFailures       int64         // revoke calls the identity service answered 401
-	boundOverflow      int64         // overflow entries the map's bound refused
-	boundAudit         int64         // audit fields cut
-	skipped            replica.Skips // the records the denylist skipped; the replicator counts its own
-	limiter            *limit.Limiter
-	grants             *grants.Store
-	rules              *rules.Store
-	pre                *precheck
-
-	// Counters for the metrics (metrics.go), never reset: a reload keeps
-	// the denylist.
-	recorded     [sourceCount]int64 // revocations recorded, by source
-	unrevoked    [sourceCount]int64 // un-revocations applied, by source
-	rejected     [rejectReasons]int64
-	adminCalls   [adminOps][adminOutcomes]int64
-	audit        atomic.Value // *auditor (audit.go); unset: no audit trail
-	auditDropped int64
-	keys         *keySource // the last back-channel logout key source configured; guarded by mu
-
-	// Ordering and lifetimes (lifetime.go). clock is the latest
-	// confirmation time seen in a tombstone; tombs the live tombstones,
-	// guarded by mu; longestLife the longest lifetime recorded, from
-	// confirmation to expiry.
-	clock           int64
-	tombs           map[[sha256.Size]byte]record.Tombstone
-	tombN           int32
-	longestLife     int64
-	refusedLifetime int64
-	boundTombstones int64
+	// mu guards keys and warned: the last back-channel logout key source
+	// configured, and the last change of the fixed options a New was
+	// warned about (sharedDenylist).
+	mu     sync.Mutex
+	keys   *keySource
+	warned string
 }
 
-// A lane is one bigcache whose window bounds the lifetime of its entries.
-// live counts, per bigcache shard, the entries held and reserved, up to
-// shardLimit (capacity.go).
-type lane struct {
-	list       *denylist
-	window     time.Duration
-	cache      *bigcache.BigCache
-	used       int32
-	shardLimit int32
-	live       [laneShards]int32
+// counters are the denylist's counts for the stats and the metrics
+// (metrics.go), never reset.
+type counters struct {
+	revokes            int64
+	loaded             int64
+	recorded           [sourceCount]int64 // revocations recorded, by source
+	unrevoked          [sourceCount]int64 // un-revocations applied, by source
+	rejected           [rejectReasons]int64
+	adminCalls         [adminOps][adminOutcomes]int64
+	refusedCapacity    int64
+	refusedClientLimit int64
+	refusedLifetime    int64
+	authFailures       int64         // revoke calls the identity service answered 401
+	boundAudit         int64         // audit fields cut
+	auditDropped       int64         // audit events the full queue dropped
+	skipped            replica.Skips // the records the denylist skipped; the replicator counts its own
+	lastWarnNs         int64
 }
 
 // Where a revocation or un-revocation was learned, as the metrics, the
@@ -161,21 +84,8 @@ const (
 // sourceNames are the sources' names, by source.
 var sourceNames = [sourceCount]string{"unknown", "revoke_endpoint", "grant", "logout", "admin", "redis", "file"}
 
-const (
-	// laneBase is the window of the shortest lane.
-	laneBase = 10 * time.Second
-	// laneShards is bigcache's shard count per lane (a power of two).
-	laneShards = 64
-	// expirySize is the length of the expiry, in Unix nanoseconds, that
-	// starts a stored value; valueSize the value: expiry, source and the
-	// confirmation time (at), in Unix nanoseconds.
-	expirySize = 8
-	valueSize  = expirySize + 1 + 8
-	// hotLimit bounds the cache of recently found revoked digests.
-	hotLimit = 4096
-	// maxClients bounds the clients the revoke path's limiter tracks.
-	maxClients = 10000
-)
+// maxClients bounds the clients the revoke path's limiter tracks.
+const maxClients = 10000
 
 // denylistOptions are the settings fixed when a denylist is created.
 type denylistOptions struct {
@@ -282,28 +192,13 @@ type refusals struct {
 	Lifetime int64 `json:"lifetime"`
 }
 
-// digestHasher hands bigcache the first eight bytes of a key that is already
-// a SHA-256 digest. bigcache's default FNV hasher would run byte by byte in
-// the interpreter. It has a pointer receiver: under Yaegi a value receiver
-// stored in bigcache's Config.Hasher panics in reflect.Set.
-type digestHasher struct{}
-
-// Sum64 returns the key's first eight bytes as a number.
-func (h *digestHasher) Sum64(key string) uint64 {
-	if len(key) < 8 {
-		var b [8]byte
-		copy(b[:], key)
-		return binary.LittleEndian.Uint64(b[:])
-	}
-	return binary.LittleEndian.Uint64([]byte(key[:8]))
-}
-
-func newDenylist(name string, opts denylistOptions) (*denylist, error) {
+// normalized is opts with its defaults applied.
+func (opts denylistOptions) normalized() denylistOptions {
 	if opts.now == nil {
 		opts.now = time.Now
 	}
 	if opts.laneBase <= 0 {
-		opts.laneBase = laneBase
+		opts.laneBase = store.DefaultLaneBase
 	}
 	if opts.maxLifetime <= 0 {
 		opts.maxLifetime = defaultMaxLifetime
@@ -311,89 +206,46 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if opts.maxLifetime < opts.maxTTL {
 		opts.maxLifetime = opts.maxTTL
 	}
-	d := &denylist{name: name, now: opts.now, sizeMB: opts.sizeMB, maxTTL: opts.maxTTL, hot: &sync.Map{}}
-	d.maxLifetime, d.leeway = opts.maxLifetime, opts.leeway
-	d.loadWait, d.failClosed = opts.loadWait, opts.failClosed
-	if d.loadWait <= 0 {
-		d.loadWait = 10 * time.Second
+	if opts.loadWait <= 0 {
+		opts.loadWait = 10 * time.Second
 	}
-	share := opts.clientShare
-	if share <= 0 {
-		share = 1
+	if opts.clientShare <= 0 {
+		opts.clientShare = 1
 	}
-	d.limiter = limit.New(float64(opts.clientRate), opts.clientBurst, share, maxClients, d.now)
 	if opts.maxGrants <= 0 {
 		opts.maxGrants = 100000
 	}
-	d.grants = grants.New(opts.maxGrants, d.now)
-	d.pre = newPrecheck(d.now)
-	d.rules = rules.New(d.now, jtiExpiry, d.pre.setRules)
-	d.loadedCh = make(chan struct{})
-	d.closed = make(chan struct{})
-	go d.tickPrecheck()
-	d.startedAt = d.now()
-	d.state = stateReady
-	close(d.loadedCh)
-	d.persistPath = opts.persistPath
+	return opts
+}
 
-	// The bitset gets one bit per 16 bytes of cache budget: 4 MiB at the
-	// default 64 MiB, about a 3% false-positive rate with a million entries.
-	bits := uint64(64)
-	for bits < uint64(opts.sizeMB)<<19 {
-		bits <<= 1
+func newDenylist(name string, opts denylistOptions) (*denylist, error) {
+	opts = opts.normalized()
+	d := &denylist{name: name, opts: opts}
+	d.limiter = limit.New(float64(opts.clientRate), opts.clientBurst, opts.clientShare, maxClients, opts.now)
+	d.grants = grants.New(opts.maxGrants, opts.now)
+	st, err := store.New(store.Options{
+		Name: name, SizeMB: opts.sizeMB, MaxTTL: opts.maxTTL, MaxLifetime: opts.maxLifetime,
+		LaneBase: opts.laneBase, Leeway: opts.leeway, Now: opts.now, OnFilled: d.countFilled,
+	})
+	if err != nil {
+		return nil, err
 	}
-	d.filter = make([]uint64, bits/64)
-	d.mask = bits - 1
-
-	for _, window := range laneWindows(opts.laneBase, opts.maxTTL, opts.maxLifetime) {
-		l, err := d.newLane(window, opts.sizeMB)
-		if err != nil {
-			d.close()
-			return nil, err
-		}
-		d.lanes = append(d.lanes, l)
-	}
+	d.store = st
+	d.rules = rules.New(opts.now, jtiExpiry, st.SetRules)
+	d.life.loadedCh = make(chan struct{})
+	d.life.closed = make(chan struct{})
+	d.life.startedAt = opts.now()
+	d.life.state = stateReady
+	close(d.life.loadedCh)
 	return d, nil
 }
 
-// cleanWindow is how often bigcache's cleaner runs in a lane: an eighth of
-// its window, from 1 s to 1 min.
-func cleanWindow(window time.Duration) time.Duration {
-	life := (window + time.Second - 1) / time.Second * time.Second
-	clean := life / 8
-	if clean < time.Second {
-		clean = time.Second
+// countFilled counts a record loaded from the stream against its client's
+// share here too (see loadDirect), as the fill moves it into lane i.
+func (d *denylist) countFilled(rec *record.Revocation, lane int, window time.Duration) {
+	if rec.Client != ([16]byte{}) {
+		d.limiter.Count(limit.Key(rec.Client), lane, window, 1)
 	}
-	if clean > time.Minute {
-		clean = time.Minute
-	}
-	return clean
-}
-
-func (d *denylist) newLane(window time.Duration, sizeMB int) (*lane, error) {
-	// bigcache counts whole seconds and removes an entry once more than
-	// LifeWindow seconds have passed: round up, never down, so no live
-	// entry is ever cleaned early.
-	life := (window + time.Second - 1) / time.Second * time.Second
-	clean := cleanWindow(window)
-	cfg := bigcache.Config{
-		Shards:             laneShards,
-		LifeWindow:         life,
-		CleanWindow:        clean,
-		MaxEntriesInWindow: laneShards * 16,
-		MaxEntrySize:       sha256.Size + expirySize + 32,
-		HardMaxCacheSize:   sizeMB,
-		Verbose:            false,
-	}
-	l := &lane{list: d, window: window, shardLimit: shardLimit(sizeMB)}
-	cfg.Hasher = &digestHasher{}
-	cfg.OnRemoveWithReason = l.onRemove
-	cache, err := bigcache.New(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("denylist %q: %w", d.name, err)
-	}
-	l.cache = cache
-	return l, nil
 }
 
 // add records a revocation learned from source, with no slot reserved for it.
@@ -425,229 +277,68 @@ func (d *denylist) addReserved(digest *[sha256.Size]byte, key string, expiry tim
 func (d *denylist) record(digest *[sha256.Size]byte, key string, expiry time.Time, reserved int, source byte, who *revokeInfo) (int64, bool, error) {
 	rec := record.Revocation{Digest: *digest, Expiry: expiry.UnixNano(), Source: source, At: d.stamp()}
 	rec.SetKey(key)
-	if rec.Expiry <= d.now().UnixNano() {
+	if rec.Expiry <= d.opts.now().UnixNano() {
 		if reserved >= 0 {
-			d.unreserve(reserved, digest)
+			d.store.Unreserve(reserved, digest)
 		}
 		return 0, false, nil
 	}
 	if who != nil {
 		rec.Client = [16]byte(who.tag)
 	}
-	mu := d.digestLock(digest)
+	mu := d.store.Lock(digest)
 	mu.Lock()
-	h := d.held(digest)
-	extended := !h.found || rec.Expiry > h.expiry
-	changed := d.mergeSync(&rec, &h, reserved)
+	h := d.store.Held(digest)
+	extended := !h.Found || rec.Expiry > h.Expiry
+	changed := d.store.MergeSync(&rec, &h, reserved)
 	mu.Unlock()
 	if !changed {
-		return h.expiry, false, nil
+		return h.Expiry, false, nil
 	}
 	d.noteLife(rec.Expiry, rec.At)
 	err := d.journalRevocation(&rec)
-	atomic.AddInt64(&d.revokes, 1)
-	atomic.AddInt64(&d.recorded[source], 1)
+	atomic.AddInt64(&d.count.revokes, 1)
+	atomic.AddInt64(&d.count.recorded[source], 1)
 	d.auditRevocation(&rec, who)
 	return rec.Expiry, extended, err
-}
-
-// store puts one revocation in the lane capacity admission picks for it;
-// when none has room it is stored all the same (it was confirmed, so it
-// must be kept), and should bigcache push a live entry out for it, onRemove
-// keeps that entry in the overflow map.
-func (d *denylist) store(rec *record.Revocation) int {
-	lifetime := time.Duration(rec.Expiry - d.now().UnixNano())
-	if lifetime > d.lanes[len(d.lanes)-1].window {
-		// Longer than any lane holds (a replica with a longer
-		// maxLifetime confirmed it): kept whole in the overflow map.
-		d.pre.add(rec.PrecheckKey(), rec.Expiry)
-		d.keepOverflow(string(rec.Digest[:]), rec.Expiry, rec.At)
-		d.markBit(&rec.Digest)
-		return len(d.lanes) - 1
-	}
-	i := d.reserveOrForce(&rec.Digest, lifetime)
-	d.put(rec, i)
-	return i
-}
-
-// putLoaded stores a loaded record whose bit is already set: store without
-// the bit, which the fill would set a million times for nothing.
-func (d *denylist) putLoaded(rec *record.Revocation, now int64) {
-	i := d.reserveOrForce(&rec.Digest, time.Duration(rec.Expiry-now))
-	d.set(rec, i)
-	if rec.Client != ([16]byte{}) {
-		// Loaded from the stream: counted against its client's share here
-		// too (see loadDirect).
-		d.limiter.Count(limit.Key(rec.Client), i, d.lanes[i].window, 1)
-	}
-}
-
-// put writes rec into lane i, whose slot is already counted, and marks the
-// bitset.
-func (d *denylist) put(rec *record.Revocation, i int) {
-	// The pre-check first: from here on it answers "maybe" for the token.
-	d.pre.add(rec.PrecheckKey(), rec.Expiry)
-	d.set(rec, i)
-	d.markBit(&rec.Digest)
-}
-
-// set writes rec into lane i, whose slot is already counted.
-func (d *denylist) set(rec *record.Revocation, i int) {
-	l := d.lanes[i]
-	var value [valueSize]byte
-	binary.BigEndian.PutUint64(value[:], uint64(rec.Expiry))
-	value[expirySize] = rec.Source
-	binary.BigEndian.PutUint64(value[expirySize+1:], uint64(rec.At))
-	if err := l.cache.Set(string(rec.Digest[:]), value[:]); err != nil {
-		// Set fails only for an entry larger than a shard, which a 49-byte
-		// entry never is; keep it in the overflow map rather than lose it.
-		atomic.AddInt32(&l.live[shardOf(&rec.Digest)], -1)
-		d.keepOverflow(string(rec.Digest[:]), rec.Expiry, rec.At)
-	}
-	atomic.StoreInt32(&l.used, 1)
-}
-
-// markBit sets digest's bit in the live bitset and, while loading stages a
-// new bitset, in that one too, under the lock finishLoad copies it with.
-func (d *denylist) markBit(digest *[sha256.Size]byte) {
-	word, bit := d.filterBit(digest)
-	if atomic.LoadInt32(&d.staging) == 1 {
-		d.mu.Lock()
-		if set := d.overlay; set != nil && set.bits != nil {
-			set.bits[d.filterIndex(digest)] |= bit
-		}
-		orBit(word, bit)
-		d.mu.Unlock()
-		return
-	}
-	orBit(word, bit)
-}
-
-func orBit(word *uint64, bit uint64) {
-	for {
-		old := atomic.LoadUint64(word)
-		if old&bit != 0 || atomic.CompareAndSwapUint64(word, old, old|bit) {
-			return
-		}
-	}
-}
-
-// has reports whether digest is revoked and live.
-func (d *denylist) has(digest *[sha256.Size]byte) bool {
-	if word, bit := d.filterBit(digest); atomic.LoadUint64(word)&bit == 0 {
-		return false
-	}
-	return d.lookup(digest)
 }
 
 // contains reports whether token is revoked and its entry still live: by
 // its identity, or, for a JWS, by the exact string older records hold.
 func (d *denylist) contains(token string) bool {
 	sums, n := tokenDigests(token)
-	return d.has(&sums[0]) || (n == 2 && d.has(&sums[1]))
-}
-
-// filterBit locates digest's bit in the bitset: bytes 8 to 16 of the digest,
-// masked to its size. serveBearer repeats this inline, on purpose: it is the
-// hot path, where an interpreted call costs more than these lines.
-func (d *denylist) filterBit(digest *[sha256.Size]byte) (*uint64, uint64) {
-	i := binary.LittleEndian.Uint64(digest[8:16]) & d.mask
-	return &d.filter[i>>6], uint64(1) << (i & 63)
-}
-
-// filterIndex is the index of digest's word in the bitset.
-func (d *denylist) filterIndex(digest *[sha256.Size]byte) int {
-	return int((binary.LittleEndian.Uint64(digest[8:16]) & d.mask) >> 6)
-}
-
-// lookup asks the lanes for digest; the bitset has already said maybe.
-func (d *denylist) lookup(digest *[sha256.Size]byte) bool {
-	key := string(digest[:])
-	now := d.now().UnixNano()
-	if expiry, ok := d.hot.Load(key); ok && expiry.(int64) > now {
-		atomic.AddInt64(&d.hits, 1)
-		return true
-	}
-	if atomic.LoadInt32(&d.staging) == 0 {
-		if expiry, ok := d.overlayHas(digest, now); ok {
-			atomic.AddInt64(&d.hits, 1)
-			d.remember(key, expiry)
-			return true
-		}
-	}
-	for _, l := range d.lanes {
-		if atomic.LoadInt32(&l.used) == 0 {
-			continue
-		}
-		value, err := l.cache.Get(key)
-		if err != nil || len(value) < expirySize {
-			continue
-		}
-		if expiry := int64(binary.BigEndian.Uint64(value)); expiry > now {
-			atomic.AddInt64(&d.hits, 1)
-			d.remember(key, expiry)
-			return true
-		}
-	}
-	if atomic.LoadInt32(&d.overflowN) > 0 {
-		d.mu.Lock()
-		entry, ok := d.overflow[key]
-		d.mu.Unlock()
-		if ok && entry.expiry > now {
-			atomic.AddInt64(&d.hits, 1)
-			return true
-		}
-	}
-	return false
-}
-
-// remember keeps a found revocation in the hot map, emptying the map when it
-// reaches hotLimit.
-func (d *denylist) remember(key string, expiry int64) {
-	if atomic.AddInt64(&d.hotCount, 1) > hotLimit {
-		d.hot.Range(func(k, _ interface{}) bool {
-			d.hot.Delete(k)
-			return true
-		})
-		atomic.StoreInt64(&d.hotCount, 1)
-	}
-	d.hot.Store(key, expiry)
+	return d.store.Has(&sums[0]) || (n == 2 && d.store.Has(&sums[1]))
 }
 
 // stats reports the denylist's counters. Entries counts what bigcache still
 // holds, which includes expired entries its cleaner has not reached yet.
 func (d *denylist) stats() denylistStats {
 	s := denylistStats{Denylist: d.name, Redis: "off"}
-	for _, l := range d.lanes {
-		s.Entries += l.cache.Len()
-	}
-	s.Capacity = d.capacity()
-	d.mu.Lock()
-	s.Overflow = len(d.overflow)
-	d.mu.Unlock()
-	s.Filling = atomic.LoadInt64(&d.filling)
-	s.Entries += s.Overflow + int(s.Filling)
-	s.Refused.Capacity = atomic.LoadInt64(&d.refusedCapacity)
-	s.Refused.ClientLimit = atomic.LoadInt64(&d.refusedClientLimit)
-	s.Refused.Lifetime = atomic.LoadInt64(&d.refusedLifetime)
-	s.AuthFailures = atomic.LoadInt64(&d.authFailures)
+	st := d.store.Stats()
+	s.Entries, s.Overflow, s.Filling = st.Entries, st.Overflow, st.Filling
+	s.Hits, s.Evictions = st.Hits, st.Evictions
+	s.Capacity = d.store.Capacity()
+	s.Refused.Capacity = atomic.LoadInt64(&d.count.refusedCapacity)
+	s.Refused.ClientLimit = atomic.LoadInt64(&d.count.refusedClientLimit)
+	s.Refused.Lifetime = atomic.LoadInt64(&d.count.refusedLifetime)
+	s.AuthFailures = atomic.LoadInt64(&d.count.authFailures)
 	s.Bounded = d.bounds()
-	s.Stream.Oversized = atomic.LoadInt64(&d.skipped.Oversized)
-	s.Stream.Malformed = atomic.LoadInt64(&d.skipped.Malformed)
-	s.Stream.Unverified = atomic.LoadInt64(&d.skipped.Unverified)
+	s.Stream.Oversized = atomic.LoadInt64(&d.count.skipped.Oversized)
+	s.Stream.Malformed = atomic.LoadInt64(&d.count.skipped.Malformed)
+	s.Stream.Unverified = atomic.LoadInt64(&d.count.skipped.Unverified)
 	families, grantTokens := d.grants.Size()
 	s.Grants = families
 	s.GrantTokens = grantTokens
 	s.GrantsUntracked = d.grants.Untracked()
 	s.LogoutRules, s.Logouts = d.rules.Counts()
 	d.mu.Lock()
-	s.LoadSeconds = d.loadTook.Seconds()
+	s.LoadSeconds = d.life.loadTook.Seconds()
 	keys := d.keys
 	d.mu.Unlock()
 	if keys != nil {
 		s.JWKSKeys = keys.current().Len()
 	}
-	switch atomic.LoadInt32(&d.state) {
+	switch atomic.LoadInt32(&d.life.state) {
 	case stateReady:
 		s.State, s.Ready = "ready", true
 	case stateDegraded:
@@ -655,10 +346,8 @@ func (d *denylist) stats() denylistStats {
 	default:
 		s.State = "loading"
 	}
-	s.Revokes = atomic.LoadInt64(&d.revokes)
-	s.Loaded = atomic.LoadInt64(&d.loaded)
-	s.Hits = atomic.LoadInt64(&d.hits)
-	s.Evictions = atomic.LoadInt64(&d.evictions)
+	s.Revokes = atomic.LoadInt64(&d.count.revokes)
+	s.Loaded = atomic.LoadInt64(&d.count.loaded)
 	if d.replica != nil {
 		r := d.replica.Status()
 		if s.Ready && r.Stuck {
@@ -679,23 +368,14 @@ func (d *denylist) stats() denylistStats {
 
 func (d *denylist) close() {
 	select {
-	case <-d.closed:
+	case <-d.life.closed:
 	default:
-		close(d.closed)
+		close(d.life.closed)
 	}
 	if d.replica != nil {
 		d.replica.Close()
 	}
-	for _, l := range d.lanes {
-		_ = l.cache.Close()
-	}
-}
-
-// releaseLoadGarbage returns to the OS the memory a bulk load churned
-// through (under Yaegi every interpreted statement allocates), so that RSS
-// after loading reflects the entries rather than the garbage of loading them.
-func releaseLoadGarbage() {
-	debug.FreeOSMemory()
+	d.store.Close()
 }
 
 // denylists shares one denylist per name across every middleware instance
@@ -707,6 +387,10 @@ var denylists obs.Registry
 // changes from a: they take effect only on restart. Secrets are compared,
 // never shown.
 func changedFixed(a, b *denylistOptions) []string {
+	// Compared with their defaults applied: leaving an option out and
+	// writing its default are the same configuration.
+	na, nb := a.normalized(), b.normalized()
+	a, b = &na, &nb
 	var out []string
 	add := func(name string, changed bool) {
 		if changed {
@@ -774,8 +458,8 @@ func (d *denylist) warnFixed(opts denylistOptions) {
 	changed := strings.Join(changedFixed(&d.opts, &opts), ", ")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if changed != "" && changed != d.warnedFixed {
-		d.warnedFixed = changed
+	if changed != "" && changed != d.warned {
+		d.warned = changed
 		log.Printf("tokenrevocation: WARN denylist %q keeps %s as it was created until restart: this configuration changes them", d.name, changed)
 	}
 }
@@ -787,12 +471,11 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.opts = opts
 	// New never waits on loading: the file and the stream load in the
 	// background while requests carrying a token are held (loader.go).
 	sources := 0
 	if opts.persistPath != "" {
-		p, err := persist.Open(opts.persistPath, d.now)
+		p, err := persist.Open(opts.persistPath, d.opts.now)
 		if err != nil {
 			d.close()
 			return nil, err
@@ -810,7 +493,7 @@ func createDenylist(name string, opts denylistOptions) (*denylist, error) {
 		d.replica = startReplica(d, opts.redis)
 	}
 	if d.persist != nil {
-		d.fileLoading = 1
+		d.life.fileLoading = 1
 		go d.loadFile()
 	}
 	if sources > 0 {
@@ -830,8 +513,9 @@ func (d *denylist) bounds() bounded {
 	jti, ruleRefusals := d.rules.Refusals()
 	b.Jti = jti
 	b.LogoutRules = ruleRefusals
-	b.Overflow = atomic.LoadInt64(&d.boundOverflow)
-	b.AuditFields = atomic.LoadInt64(&d.boundAudit)
-	b.Tombstones = atomic.LoadInt64(&d.boundTombstones)
+	st := d.store.Stats()
+	b.Overflow = st.BoundOverflow
+	b.AuditFields = atomic.LoadInt64(&d.count.boundAudit)
+	b.Tombstones = st.BoundTombstones
 	return b
 }

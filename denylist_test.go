@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 func newTestDenylist(t testing.TB, opts denylistOptions) *denylist {
@@ -69,10 +71,7 @@ func TestDenylistPastExpiryRecordsNothing(t *testing.T) {
 
 func TestDenylistLanes(t *testing.T) {
 	d := newTestDenylist(t, denylistOptions{maxTTL: 720 * time.Hour})
-	var windows []time.Duration
-	for _, l := range d.lanes {
-		windows = append(windows, l.window)
-	}
+	windows := d.store.LaneWindows()
 	want := []time.Duration{10 * time.Second, 40 * time.Second, 160 * time.Second, 640 * time.Second,
 		2560 * time.Second, 10240 * time.Second, 40960 * time.Second, 163840 * time.Second, 655360 * time.Second, 720 * time.Hour,
 		2880 * time.Hour, 8760 * time.Hour}
@@ -81,8 +80,8 @@ func TestDenylistLanes(t *testing.T) {
 	}
 
 	small := newTestDenylist(t, denylistOptions{maxTTL: 5 * time.Second, maxLifetime: 5 * time.Second})
-	if len(small.lanes) != 1 || small.lanes[0].window != 5*time.Second {
-		t.Fatalf("short maxTTL: got %d lanes", len(small.lanes))
+	if w := small.store.LaneWindows(); len(w) != 1 || w[0] != 5*time.Second {
+		t.Fatalf("short maxTTL: got %d lanes", len(w))
 	}
 }
 
@@ -147,9 +146,9 @@ func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
 
 	// when slots are reserved and filled until reserve refuses
 	admitted := 0
-	for i := 0; i < d.capacity()*13/10; i++ {
+	for i := 0; i < d.store.Capacity()*13/10; i++ {
 		digest := digestOf(fmt.Sprint("garbage-", i))
-		lane := d.reserve(digest, time.Hour)
+		lane := d.store.Reserve(digest, time.Hour)
 		if lane < 0 {
 			continue
 		}
@@ -161,15 +160,15 @@ func TestDenylistReserveRefusesBeforeEvicting(t *testing.T) {
 
 	// then nearly the whole capacity was admitted, and bigcache evicted nothing
 	s := d.stats()
-	if admitted > d.capacity() || admitted < d.capacity()*9/10 || s.Evictions != 0 || s.Overflow != 0 {
-		t.Fatalf("admitted %d of capacity %d; stats %+v", admitted, d.capacity(), s)
+	if admitted > d.store.Capacity() || admitted < d.store.Capacity()*9/10 || s.Evictions != 0 || s.Overflow != 0 {
+		t.Fatalf("admitted %d of capacity %d; stats %+v", admitted, d.store.Capacity(), s)
 	}
 
 	// and a slot given back can be taken again
 	digest := digestOf("garbage-0")
-	lane := d.laneFor(time.Hour)
-	d.unreserve(lane, digest)
-	if d.reserve(digest, time.Hour) != lane {
+	lane := d.store.LaneFor(time.Hour)
+	d.store.Unreserve(lane, digest)
+	if d.store.Reserve(digest, time.Hour) != lane {
 		t.Fatal("a freed slot was not reusable")
 	}
 }
@@ -178,10 +177,10 @@ func TestDenylistReserveUsesALargerLane(t *testing.T) {
 	// given a denylist whose 10 s lane shard is full
 	d := newTestDenylist(t, denylistOptions{sizeMB: 1, maxTTL: time.Hour})
 	digest := digestOf("x")
-	atomic.StoreInt32(&d.lanes[0].live[shardOf(digest)], d.lanes[0].shardLimit)
+	atomic.StoreInt32(d.store.Slots(0, store.ShardOf(digest)), d.store.ShardLimit())
 
 	// when a 5 s revocation is reserved, then it goes to the next lane
-	if got := d.reserve(digest, 5*time.Second); got != 1 {
+	if got := d.store.Reserve(digest, 5*time.Second); got != 1 {
 		t.Fatalf("lane %d, want 1", got)
 	}
 }
@@ -230,15 +229,8 @@ func TestSharedDenylist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a != b || a == c || b.sizeMB != 1 {
+	if a != b || a == c || b.opts.sizeMB != 1 {
 		t.Fatal("denylists are not shared by name")
-	}
-}
-
-func TestDigestHasher(t *testing.T) {
-	h := &digestHasher{}
-	if h.Sum64("\x01\x00\x00\x00\x00\x00\x00\x00rest") != 1 || h.Sum64("\x02") != 2 {
-		t.Fatal("hasher does not read the key's first eight bytes little-endian")
 	}
 }
 
@@ -259,35 +251,6 @@ func BenchmarkDenylistContains(b *testing.B) {
 			d.contains("revoked-42")
 		}
 	})
-}
-
-func TestDenylistHotCacheIsBounded(t *testing.T) {
-	// given more revoked tokens found than the hot map keeps
-	d := newTestDenylist(t, denylistOptions{})
-	for i := 0; i < hotLimit+100; i++ {
-		if err := d.add(digestOf(fmt.Sprint("hot-", i)), time.Now().Add(time.Hour), sourceRevoke); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// when each is looked up, twice
-	for round := 0; round < 2; round++ {
-		for i := 0; i < hotLimit+100; i++ {
-			if !d.contains(fmt.Sprint("hot-", i)) {
-				t.Fatalf("hot-%d not revoked in round %d", i, round)
-			}
-		}
-	}
-
-	// then the map was emptied on the way and never holds more than its limit
-	n := 0
-	d.hot.Range(func(_, _ interface{}) bool { n++; return true })
-	if n == 0 || n > hotLimit {
-		t.Fatalf("hot map holds %d entries, want 1..%d", n, hotLimit)
-	}
-	if d.contains("never-revoked") {
-		t.Fatal("a token never revoked is reported revoked")
-	}
 }
 
 func TestFixedOptionsWarnOncePerChange(t *testing.T) {

@@ -40,7 +40,7 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte, who *revokeInfo) {
 		tagged = &revokeInfo{tag: who.tag}
 	}
 	for i := range tokens {
-		if tokens[i].Digest == *digest || d.has(&tokens[i].Digest) {
+		if tokens[i].Digest == *digest || d.store.Has(&tokens[i].Digest) {
 			continue
 		}
 		if err := d.addReserved(&tokens[i].Digest, tokens[i].Key, time.Unix(0, tokens[i].Expiry), -1, sourceGrant, tagged); err != nil {
@@ -55,7 +55,7 @@ func (d *denylist) revokeGrantOf(digest *[sha256.Size]byte, who *revokeInfo) {
 // through) after the revocation it belongs to.
 func (d *denylist) revokeIfRevoked(rec *record.Grant) {
 	for i := range rec.Tokens {
-		if rec.Tokens[i].Refresh && d.has(&rec.Tokens[i].Digest) {
+		if rec.Tokens[i].Refresh && d.store.Has(&rec.Tokens[i].Digest) {
 			d.revokeGrantOf(&rec.Tokens[i].Digest, nil)
 			return
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/grants"
 	"github.com/edgerevoke/tokenrevocation/internal/persist"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // identityStub answers the token endpoint with the next queued token
@@ -373,13 +374,14 @@ func TestGrantFamilyAdmittedBeforeTheIdentityService(t *testing.T) {
 	}
 	d := m.list
 	refresh := sha256.Sum256([]byte("refresh-5"))
-	saved := make([][laneShards]int32, len(d.lanes))
-	for i, l := range d.lanes {
-		saved[i] = l.live
-		for s := range l.live {
-			atomic.StoreInt32(&l.live[s], l.shardLimit)
+	lanes, limit := len(d.store.LaneWindows()), d.store.ShardLimit()
+	saved := make([][store.Shards]int32, lanes)
+	for i := 0; i < lanes; i++ {
+		for s := 0; s < store.Shards; s++ {
+			saved[i][s] = atomic.LoadInt32(d.store.Slots(i, s))
+			atomic.StoreInt32(d.store.Slots(i, s), limit)
 		}
-		atomic.StoreInt32(&l.live[shardOf(&refresh)], l.shardLimit-1)
+		atomic.StoreInt32(d.store.Slots(i, store.ShardOf(&refresh)), limit-1)
 	}
 
 	// when its refresh token is revoked, then the call gets 503 and the
@@ -393,9 +395,9 @@ func TestGrantFamilyAdmittedBeforeTheIdentityService(t *testing.T) {
 	}
 
 	// and once there is room, the same call revokes the family
-	for i, l := range d.lanes {
-		for s := range l.live {
-			atomic.StoreInt32(&l.live[s], saved[i][s])
+	for i := 0; i < lanes; i++ {
+		for s := 0; s < store.Shards; s++ {
+			atomic.StoreInt32(d.store.Slots(i, s), saved[i][s])
 		}
 	}
 	revoke(t, m, "refresh-5", "refresh_token")

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // signedJWT signs header.payload with key (RS256 or ES256), as an identity
@@ -179,7 +181,7 @@ func TestLegacyJWTDigestStillEnforced(t *testing.T) {
 	token := makeJWT(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).Unix())
 	legacy := sha256.Sum256([]byte(token))
 	// when a record of the previous release, by the exact string, is held
-	if err := given.list.add(&legacy, given.list.now().Add(time.Hour), sourceFile); err != nil {
+	if err := given.list.add(&legacy, given.list.opts.now().Add(time.Hour), sourceFile); err != nil {
 		t.Fatal(err)
 	}
 	// then the exact token is refused, and a re-encoding is not: the old
@@ -210,7 +212,7 @@ func TestShortTokenKeepsPrecheckClosed(t *testing.T) {
 	// when token=abc is revoked with no hint
 	revoke(t, given, "abc", "")
 	// then the pre-check still settles other tokens, and abc is refused
-	if p := given.pre.Load().(*precheckSet); p.open {
+	if p := given.pre.Load().(*store.PrecheckSet); p.Open {
 		t.Fatal("a short token held the pre-check open")
 	}
 	if rw := serve(given, apiRequest("abc")); rw.Code != http.StatusUnauthorized {

@@ -50,7 +50,7 @@ func (d *denylist) journalFile(typ, version byte, payload []byte) error {
 // retention is what the file keeps of this denylist's records: tombstones
 // for maxTTL and leeway, and on a rewrite what keepOnRewrite keeps.
 func (d *denylist) retention() persist.Retention {
-	return persist.Retention{MaxTTL: d.maxTTL, Leeway: d.leeway, Keep: keepOnRewrite}
+	return persist.Retention{MaxTTL: d.opts.maxTTL, Leeway: d.opts.leeway, Keep: keepOnRewrite}
 }
 
 // keepOnRewrite reports whether a rewrite of the file at now keeps ext, a

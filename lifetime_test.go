@@ -17,6 +17,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 	"github.com/edgerevoke/tokenrevocation/internal/replica"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // The lifetime and ordering rules of lifetime.go.
@@ -35,8 +36,8 @@ func deliverFrom(d *denylist, source byte, digest *[sha256.Size]byte, expiry tim
 // liveSlots is the slots every lane counts for digest's shard.
 func liveSlots(d *denylist, digest *[sha256.Size]byte) int32 {
 	n := int32(0)
-	for _, l := range d.lanes {
-		n += atomic.LoadInt32(&l.live[shardOf(digest)])
+	for i := range d.store.LaneWindows() {
+		n += atomic.LoadInt32(d.store.Slots(i, store.ShardOf(digest)))
 	}
 	return n
 }
@@ -61,12 +62,12 @@ func TestLaterExpiryWinsInEveryOrderOfSources(t *testing.T) {
 				deliverFrom(d, second, digest, b, clock.now().UnixNano())
 
 				// then the later expiry is held, and still rejects after the shorter one
-				h := d.held(digest)
-				if !h.found || h.expiry != long.UnixNano() {
-					t.Errorf("%s then %s (short first %t): held expiry %v, want %v", sourceNames[first], sourceNames[second], shortFirst, time.Unix(0, h.expiry), long)
+				h := d.store.Held(digest)
+				if !h.Found || h.Expiry != long.UnixNano() {
+					t.Errorf("%s then %s (short first %t): held expiry %v, want %v", sourceNames[first], sourceNames[second], shortFirst, time.Unix(0, h.Expiry), long)
 				}
 				clock.advance(3 * time.Second)
-				if !d.has(digest) {
+				if !d.store.Has(digest) {
 					t.Errorf("%s then %s (short first %t): passes after the shorter expiry", sourceNames[first], sourceNames[second], shortFirst)
 				}
 			}
@@ -89,8 +90,8 @@ func TestLaterExpiryWinsWhileLoading(t *testing.T) {
 	d.sourceLoaded()
 	// then the later expiry holds once loaded
 	clock.advance(3 * time.Second)
-	if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
-		t.Fatalf("held %+v", d.held(digest))
+	if !d.store.Has(digest) || d.store.Held(digest).Expiry != long.UnixNano() {
+		t.Fatalf("held %+v", d.store.Held(digest))
 	}
 }
 
@@ -111,8 +112,8 @@ func TestHeldRevokeCostsNoSlotUnlessItExtends(t *testing.T) {
 	if got := liveSlots(d, digest); got != before {
 		t.Fatalf("slots: %d, want %d", got, before)
 	}
-	if recorded || shorter || d.held(digest).at != clock.now().UnixNano() {
-		t.Fatalf("recorded %t %t, held %+v", recorded, shorter, d.held(digest))
+	if recorded || shorter || d.store.Held(digest).At != clock.now().UnixNano() {
+		t.Fatalf("recorded %t %t, held %+v", recorded, shorter, d.store.Held(digest))
 	}
 	// and an extension in the same lane takes over the entry's slot
 	if _, extended, _ := d.record(digest, "", expiry.Add(5*time.Second), -1, sourceAdmin, nil); !extended {
@@ -166,7 +167,7 @@ func TestTombstoneAndRevocationInEitherOrder(t *testing.T) {
 				d.loadDirect([]record.Revocation{rec}, sourceRedis)
 				d.applyTombstone(tomb, sourceRedis)
 			}
-			if got := d.has(digest); got != c.want {
+			if got := d.store.Has(digest); got != c.want {
 				t.Errorf("%s, tombstone first %t: revoked %t, want %t", c.desc, tombFirst, got, c.want)
 			}
 		}
@@ -204,11 +205,11 @@ func TestTombstoneAndRevocationThroughTheFile(t *testing.T) {
 			want := !only
 			// when a replica loads it, and again after a compaction
 			d := restartFromFile(t, path, clock)
-			if d.has(digest) != want {
+			if d.store.Has(digest) != want {
 				t.Errorf("%s (r2 in the file: %t): revoked %t, want %t", name, !only, !want, want)
 			}
 			d.persist.Compact()
-			if got := restartFromFile(t, path, clock).has(digest); got != want {
+			if got := restartFromFile(t, path, clock).store.Has(digest); got != want {
 				t.Errorf("%s (r2 in the file: %t) after a compaction: revoked %t, want %t", name, !only, got, want)
 			}
 		}
@@ -224,7 +225,7 @@ func TestTombstoneCancelsAStreamRecordArrivingLate(t *testing.T) {
 	if _, _, err := d.record(digest, "", clock.now().Add(time.Hour), -1, sourceRevoke, nil); err != nil {
 		t.Fatal(err)
 	}
-	confirmed := d.held(digest).at
+	confirmed := d.store.Held(digest).At
 	clock.advance(time.Second)
 	if _, err := d.unrevoke(digest); err != nil {
 		t.Fatal(err)
@@ -233,7 +234,7 @@ func TestTombstoneCancelsAStreamRecordArrivingLate(t *testing.T) {
 	// when the stream then delivers the revocation it undid
 	again.loadDirect([]record.Revocation{{Digest: *digest, Expiry: clock.now().Add(time.Hour).UnixNano(), At: confirmed}}, sourceRedis)
 	// then it stays undone
-	if again.has(digest) {
+	if again.store.Has(digest) {
 		t.Fatal("a revocation its tombstone canceled came back from the stream")
 	}
 }
@@ -254,11 +255,11 @@ func TestRecordsOfThePreviousRelease(t *testing.T) {
 		d := restartFromFile(t, path, clock)
 		// then it means what it meant: token-c un-revoked, token-d revoked again after its un-revoke
 		for token, want := range map[string]bool{"token-a": true, "token-b": true, "token-c": false, "token-d": true} {
-			if got := d.has(digestOf(token)); got != want {
+			if got := d.store.Has(digestOf(token)); got != want {
 				t.Errorf("%s: %s revoked %t, want %t", when, token, got, want)
 			}
-			if h := d.held(digestOf(token)); h.found && h.at != 0 {
-				t.Errorf("%s: %s loads confirmed at %d, want time zero", when, token, h.at)
+			if h := d.store.Held(digestOf(token)); h.Found && h.At != 0 {
+				t.Errorf("%s: %s loads confirmed at %d, want time zero", when, token, h.At)
 			}
 		}
 		if len(d.grants.FamilyOf(digestOf("refresh-g"))) == 0 {
@@ -284,7 +285,7 @@ func TestStreamEntriesOfThePreviousRelease(t *testing.T) {
 	}
 	// then the records mean what they meant, confirmed at time zero
 	for token, want := range map[string]bool{"token-a": true, "token-b": true, "token-c": false} {
-		if got := d.has(digestOf(token)); got != want {
+		if got := d.store.Has(digestOf(token)); got != want {
 			t.Errorf("%s revoked %t, want %t", token, got, want)
 		}
 	}
@@ -357,7 +358,7 @@ func TestLeewayCoversClockSkew(t *testing.T) {
 }
 
 func TestLaneWindows(t *testing.T) {
-	got := laneWindows(10*time.Second, 720*time.Hour, 8760*time.Hour)
+	got := store.Windows(10*time.Second, 720*time.Hour, 8760*time.Hour)
 	if got[len(got)-1] != 8760*time.Hour {
 		t.Fatalf("last lane %s", got[len(got)-1])
 	}
@@ -373,7 +374,7 @@ func TestLaneWindows(t *testing.T) {
 	if !ttl {
 		t.Fatalf("no rung at maxTTL: %v", got)
 	}
-	if got := laneWindows(10*time.Second, 5*time.Second, 5*time.Second); len(got) != 1 || got[0] != 5*time.Second {
+	if got := store.Windows(10*time.Second, 5*time.Second, 5*time.Second); len(got) != 1 || got[0] != 5*time.Second {
 		t.Fatalf("maxTTL = maxLifetime: %v", got)
 	}
 }
@@ -401,14 +402,14 @@ func TestTombstoneAndRevocationThroughTheStream(t *testing.T) {
 			t.Fatalf("%s: never ready", name)
 		}
 		// then only a revocation confirmed after the un-revoke stands
-		if got := d.has(digest); got != want {
+		if got := d.store.Has(digest); got != want {
 			t.Errorf("%s (%d entries): revoked %t, want %t", name, len(entries), got, want)
 		}
 		// and a running replica that reads the entries again (as when
 		// they arrive late) keeps that outcome
 		seedStream(t, srv, "test:"+name, entries)
 		time.Sleep(100 * time.Millisecond)
-		if got := d.has(digest); got != want {
+		if got := d.store.Has(digest); got != want {
 			t.Errorf("%s, entries delivered again: revoked %t, want %t", name, got, want)
 		}
 	}
@@ -433,11 +434,11 @@ func TestLaterExpiryWinsThroughTheFile(t *testing.T) {
 		// when it restarts after the short one expired, and after a compaction
 		clock.advance(2 * time.Minute)
 		again := restartFromFile(t, path, clock)
-		if !again.has(digest) || again.held(digest).expiry != long.UnixNano() {
-			t.Errorf("short first %t, after a restart: held %+v", shortFirst, again.held(digest))
+		if !again.store.Has(digest) || again.store.Held(digest).Expiry != long.UnixNano() {
+			t.Errorf("short first %t, after a restart: held %+v", shortFirst, again.store.Held(digest))
 		}
 		again.persist.Compact()
-		if h := restartFromFile(t, path, clock).held(digest); !h.found || h.expiry != long.UnixNano() {
+		if h := restartFromFile(t, path, clock).store.Held(digest); !h.Found || h.Expiry != long.UnixNano() {
 			t.Errorf("short first %t, after a compaction: held %+v", shortFirst, h)
 		}
 	}
@@ -464,14 +465,14 @@ func TestLegacyReRevokeAfterALegacyTombstoneInTheFile(t *testing.T) {
 	// when this release loads it
 	d := restartFromFile(t, path, clock)
 	// then the re-revocation stands, as it did for that release
-	if !d.has(digest) {
+	if !d.store.Has(digest) {
 		t.Fatal("a re-revocation written after a legacy tombstone was canceled by it")
 	}
 	// and a file holding only the revocation and its un-revoke cancels it
 	if err := os.WriteFile(path, append(append([]byte{}, rec...), tomb...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if restartFromFile(t, path, clock).has(digest) {
+	if restartFromFile(t, path, clock).store.Has(digest) {
 		t.Fatal("a legacy tombstone did not cancel the revocation before it")
 	}
 }
@@ -497,7 +498,7 @@ func TestLegacyTombstoneOrdersByStreamPosition(t *testing.T) {
 	// when the reader applies the batch
 	(&streamSink{d: d}).Apply(recs, exts)
 	// then the re-revocation after the tombstone stands
-	if !d.has(digest) {
+	if !d.store.Has(digest) {
 		t.Fatal("a re-revocation after a legacy tombstone in one batch was canceled by it")
 	}
 }
@@ -515,7 +516,7 @@ func TestFarFutureJWTExpiryIsRefused(t *testing.T) {
 		if rw.Code != http.StatusServiceUnavailable || up.calls() != 0 {
 			t.Errorf("exp %d: %d (upstream saw %d calls), want 503 before the upstream", exp, rw.Code, up.calls())
 		}
-		if m.list.has(digestOf(token)) {
+		if m.list.store.Has(digestOf(token)) {
 			t.Errorf("exp %d: recorded", exp)
 		}
 	}
@@ -538,19 +539,15 @@ func TestUpdateDuringTheFillIsKept(t *testing.T) {
 		if when == "while staging" {
 			update()
 		}
-		d.fillTaken = func() {
-			d.fillTaken = nil
+		d.store.SetFillTaken(func() {
+			d.store.SetFillTaken(nil)
 			if when == "after the fill took it" {
 				// (before the fill wrote it)
 				update()
 			}
-		}
+		})
 		d.sourceLoaded()
-		filled := func() bool {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			return d.overlay == nil
-		}
+		filled := func() bool { return !d.store.Overlaid() }
 		if !waitFor(t, 5*time.Second, filled) {
 			t.Fatal("the fill never ended")
 		}
@@ -559,8 +556,8 @@ func TestUpdateDuringTheFillIsKept(t *testing.T) {
 		}
 		// then the longer one holds, in one slot
 		clock.advance(2500 * time.Millisecond)
-		if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
-			t.Errorf("%s: held %+v", when, d.held(digest))
+		if !d.store.Has(digest) || d.store.Held(digest).Expiry != long.UnixNano() {
+			t.Errorf("%s: held %+v", when, d.store.Held(digest))
 		}
 		if n := liveSlots(d, digest); n != 1 {
 			t.Errorf("%s: %d slots, want 1", when, n)
@@ -612,7 +609,7 @@ func TestConcurrentRecordsOfOneDigestKeepTheLongest(t *testing.T) {
 		}
 		wg.Wait()
 		// then the longest expiry is held, in one slot
-		if h := d.held(digest); h.expiry != longest {
+		if h := d.store.Held(digest); h.Expiry != longest {
 			t.Fatalf("round %d: held %+v, want expiry %d", round, h, longest)
 		}
 		if n := liveSlots(d, digest); n != 1 {
@@ -636,23 +633,23 @@ func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
 			}
 		}
 		// when this replica revokes it for longer, before or after the fill takes it
-		d.fillTaken = func() {
-			d.fillTaken = nil
+		d.store.SetFillTaken(func() {
+			d.store.SetFillTaken(nil)
 			if taken {
 				revokeHere()
 			}
-		}
+		})
 		if !taken {
 			revokeHere()
 		}
 		d.sourceLoaded()
-		if !waitFor(t, 5*time.Second, func() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.overlay == nil }) {
+		if !waitFor(t, 5*time.Second, func() bool { return !d.store.Overlaid() }) {
 			t.Fatal("the fill never ended")
 		}
 		// then the longer one holds after the fill
 		clock.advance(2500 * time.Millisecond)
-		if !d.has(digest) || d.held(digest).expiry != long.UnixNano() {
-			t.Errorf("revoked after the fill took it %t: held %+v", taken, d.held(digest))
+		if !d.store.Has(digest) || d.store.Held(digest).Expiry != long.UnixNano() {
+			t.Errorf("revoked after the fill took it %t: held %+v", taken, d.store.Held(digest))
 		}
 	}
 }
@@ -665,7 +662,7 @@ func TestAFarFutureTombstoneDoesNotPinTheClock(t *testing.T) {
 	far := clock.now().Add(5 * 365 * 24 * time.Hour)
 	d.applyTombstone(tombAt(digest, far, time.Time{}), sourceRedis)
 	// then this replica's stamps stay within leeway and a minute of its clock
-	if got := time.Duration(d.stamp() - clock.now().UnixNano()); got > d.leeway+time.Minute {
+	if got := time.Duration(d.stamp() - clock.now().UnixNano()); got > d.opts.leeway+time.Minute {
 		t.Fatalf("stamp %s ahead of the clock", got)
 	}
 }
@@ -681,7 +678,7 @@ func TestATombstoneThatCancelsNothingHereStillBoundsTheTrim(t *testing.T) {
 	d.applyTombstone(tomb, sourceRedis)
 	// then the stream is kept at least as long as the tombstone can cancel,
 	// so that a revocation it cancels, arriving late, still meets it
-	if got, want := time.Duration(atomic.LoadInt64(&d.longestLife)), 24*time.Hour; got < want {
+	if got, want := time.Duration(atomic.LoadInt64(&d.order.longestLife)), 24*time.Hour; got < want {
 		t.Fatalf("longest life %s, want at least the tombstone's %s", got, want)
 	}
 }
@@ -713,11 +710,11 @@ func TestRecordsOfTheReleaseBeforeInternalPackages(t *testing.T) {
 		// then they mean what they meant: token-c un-revoked, the others
 		// revoked with their confirmation times, the grant and the logout rule kept
 		for token, at := range map[string]int64{"token-a": 1767225600000000000, "token-b": 1767225601000000000, "token-c": 0} {
-			if got := d.has(digestOf(token)); got != (at != 0) {
+			if got := d.store.Has(digestOf(token)); got != (at != 0) {
 				t.Errorf("%s: %s revoked %t", where, token, got)
 			}
-			if h := d.held(digestOf(token)); at != 0 && h.at != at {
-				t.Errorf("%s: %s confirmed at %d, want %d", where, token, h.at, at)
+			if h := d.store.Held(digestOf(token)); at != 0 && h.At != at {
+				t.Errorf("%s: %s confirmed at %d, want %d", where, token, h.At, at)
 			}
 		}
 		if len(d.grants.FamilyOf(digestOf("refresh-g"))) != 1 {

@@ -15,7 +15,7 @@ import (
 func loadingMiddleware(t *testing.T, next http.Handler, loadWait time.Duration, failClosed bool) *middleware {
 	t.Helper()
 	m := newTestMiddleware(t, next, nil, nil)
-	m.list.loadWait, m.list.failClosed = loadWait, failClosed
+	m.list.opts.loadWait, m.list.opts.failClosed = loadWait, failClosed
 	m.list.startLoading(1)
 	return m
 }
@@ -105,9 +105,7 @@ func TestLoadingStagesFastAndFillsExactly(t *testing.T) {
 }
 
 func overlayGone(d *denylist) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.overlay == nil
+	return !d.store.Overlaid()
 }
 
 func TestLoadingKeepsLocalRevocations(t *testing.T) {
@@ -129,7 +127,7 @@ func TestLoadingUnreachableSource(t *testing.T) {
 			next := &upstream{}
 			m := loadingMiddleware(t, next, 100*time.Millisecond, failClosed)
 			m.list.stage([]record.Revocation{{Digest: *digestOf("old"), Expiry: time.Now().Add(time.Hour).UnixNano()}}, sourceRedis)
-			atomic.StoreInt32(&m.list.fileFailed, 1)
+			atomic.StoreInt32(&m.list.life.fileFailed, 1)
 			go m.list.watchLoad()
 
 			// when loadWait has passed

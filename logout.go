@@ -91,13 +91,13 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 	// The families' tokens are admitted like any revocation: when they do
 	// not fit, 503 before anything is applied. The slots go back at once;
 	// the store takes them again in whatever lanes have room.
-	taken, ok := d.reserveTokens(d.grants.SessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
+	taken, ok := d.store.ReserveTokens(d.grants.SessionTokens(rec.GrantsSID(), rec.GrantsSub(), rec.Flags&record.LogoutOffline != 0))
 	if !ok {
 		d.rules.ForgetJTI(&rec.JTI)
-		d.answerFull(rw, d.maxTTL)
+		d.answerFull(rw, d.opts.maxTTL)
 		return
 	}
-	d.unreserveTokens(taken)
+	d.store.UnreserveTokens(taken)
 	if err := d.logout(rec); err != nil {
 		log.Printf("tokenrevocation: ERROR a logout was enforced but not persisted: %v", err)
 	}
@@ -110,7 +110,7 @@ func (m *middleware) serveLogout(rw http.ResponseWriter, req *http.Request) {
 func (m *middleware) validateLogout(token string) (*record.Logout, error) {
 	l := m.settings.logout
 	d := m.list
-	now := d.now()
+	now := d.opts.now()
 	keys := m.keys.current()
 	if keys == nil {
 		keys = m.keys.refetch()
@@ -187,7 +187,7 @@ func (d *denylist) logout(rec *record.Logout) error {
 // (its grant record was still on its way) is revoked here, persisted and
 // replicated, so that no restart forgets it.
 func (d *denylist) applyLogout(rec *record.Logout) {
-	if keepUntil(rec) <= d.now().UnixNano() {
+	if keepUntil(rec) <= d.opts.now().UnixNano() {
 		return
 	}
 	d.rules.Add(rec, !d.rules.Seen(&rec.JTI))

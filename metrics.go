@@ -35,17 +35,17 @@ type metricFamily struct {
 var metricFamilies = []metricFamily{
 	{"tokenrevocation_revocations_total", "counter", "Revocations recorded, by where this replica learned them.", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
 		for s := sourceRevoke; s < sourceCount; s++ {
-			w.Float(float64(atomic.LoadInt64(&d.recorded[s])), "source", sourceNames[s])
+			w.Float(float64(atomic.LoadInt64(&d.count.recorded[s])), "source", sourceNames[s])
 		}
 	}},
 	{"tokenrevocation_unrevocations_total", "counter", "Revocations undone (admin unrevoke), by where this replica learned of it.", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
 		for _, s := range []byte{sourceAdmin, sourceRedis, sourceFile} {
-			w.Float(float64(atomic.LoadInt64(&d.unrevoked[s])), "source", sourceNames[s])
+			w.Float(float64(atomic.LoadInt64(&d.count.unrevoked[s])), "source", sourceNames[s])
 		}
 	}},
 	{"tokenrevocation_rejected_requests_total", "counter", "Requests rejected before the upstream, by reason.", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
 		for r := 0; r < rejectReasons; r++ {
-			w.Float(float64(atomic.LoadInt64(&d.rejected[r])), "reason", rejectNames[r])
+			w.Float(float64(atomic.LoadInt64(&d.count.rejected[r])), "reason", rejectNames[r])
 		}
 	}},
 	{"tokenrevocation_refused_revocations_total", "counter", "Revoke calls refused before the identity service, by reason (capacity: 503, client_limit: 429, lifetime: 503, past maxLifetime).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
@@ -127,12 +127,12 @@ var metricFamilies = []metricFamily{
 		}
 	}},
 	{"tokenrevocation_audit_dropped_total", "counter", "Audit lines dropped because the audit sink was slow.", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
-		w.Float(float64(atomic.LoadInt64(&d.auditDropped)))
+		w.Float(float64(atomic.LoadInt64(&d.count.auditDropped)))
 	}},
 	{"tokenrevocation_admin_requests_total", "counter", "Admin API requests, by operation and outcome.", func(d *denylist, _ *denylistStats, w *obs.SeriesWriter) {
 		for op := 0; op < adminOps; op++ {
 			for oc := 0; oc < adminOutcomes; oc++ {
-				w.Int(atomic.LoadInt64(&d.adminCalls[op][oc]), "operation", adminOpNames[op], "outcome", adminOutcomeNames[oc])
+				w.Int(atomic.LoadInt64(&d.count.adminCalls[op][oc]), "operation", adminOpNames[op], "outcome", adminOutcomeNames[oc])
 			}
 		}
 	}},

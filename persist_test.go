@@ -78,6 +78,6 @@ func restartFromFile(t *testing.T, path string, clock *fakeClock) *denylist {
 		t.Fatal("ready before loading")
 	}
 	go d.loadFile()
-	<-d.loadedCh
+	<-d.life.loadedCh
 	return d
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
 	"github.com/edgerevoke/tokenrevocation/internal/rules"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // Config is the middleware's dynamic configuration.
@@ -264,7 +265,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 }
 
 func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
-	m := &middleware{next: next, settings: s, list: list, rules: list.rules.Live(), ruleStore: list.rules, pre: &list.pre.cur}
+	m := &middleware{next: next, settings: s, list: list, rules: list.rules.Live(), ruleStore: list.rules, pre: list.store.Precheck().Current()}
 	m.slow = s.statsPath != "" || !s.fromHeader || len(s.tokenHeaders) > 0 || len(s.tokenCookies) > 0
 	m.query = s.fromQuery
 	m.sessionClaim = s.sessionClaim
@@ -277,8 +278,7 @@ func newMiddleware(next http.Handler, s *settings, list *denylist) *middleware {
 	m.plain = !m.slow && !m.intercept
 	m.endpoints = endpointPaths(s)
 	m.endpointTails = endpointTails(m.endpoints)
-	m.filter = list.filter
-	m.mask = list.mask
+	m.filter, m.mask = list.store.Filter()
 	return m
 }
 
@@ -333,15 +333,15 @@ func (m *middleware) serveHot(rw http.ResponseWriter, req *http.Request) {
 			dot = -1
 		}
 		if dot >= 0 {
-			var k pkey
+			var k store.Key
 			copy(k[:], v[dot+1:])
-			if p := m.pre.Load().(*precheckSet); !p.open && p.keys[k] == 0 {
+			if p := m.pre.Load().(*store.PrecheckSet); !p.Open && p.Keys[k] == 0 {
 				maybe := false
-				if p.delta != nil {
-					_, maybe = p.delta.Load(k)
+				if p.Delta != nil {
+					_, maybe = p.Delta.Load(k)
 				}
 				// Never revoked; with logout rules live, it must pass them too.
-				if !maybe && (!p.rules || !m.ruleStore.Rejects(v[7:], m.sessionClaim)) {
+				if !maybe && (!p.Rules || !m.ruleStore.Rejects(v[7:], m.sessionClaim)) {
 					m.next.ServeHTTP(rw, req)
 					return
 				}
@@ -492,12 +492,12 @@ func (m *middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 	ruled := atomic.LoadInt32(m.rules) != 0
 	for _, token := range tokens {
 		if !m.neverRevoked(token) && m.list.contains(token) {
-			atomic.AddInt64(&m.list.rejected[rejectRevoked], 1)
+			atomic.AddInt64(&m.list.count.rejected[rejectRevoked], 1)
 			m.rejectRevoked(rw)
 			return
 		}
 		if ruled && m.list.rules.Rejects(token, s.sessionClaim) {
-			atomic.AddInt64(&m.list.rejected[rejectLogoutRule], 1)
+			atomic.AddInt64(&m.list.count.rejected[rejectLogoutRule], 1)
 			m.rejectRevoked(rw)
 			return
 		}

@@ -2,91 +2,17 @@ package tokenrevocation
 
 import (
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
-// The pre-check: the hot path's first question, "was this bearer token
-// ever revoked?", answered by the last keyLen characters of the raw token,
-// with no hashing and no []byte conversion. Under Yaegi a SHA-256 of a
-// 250-byte token through []byte, and every extra interpreted call, cost
-// microseconds; a map index keyed by a slice of the header's string costs a
-// fraction of one.
-//
-// It never says "not revoked" for a revoked token: every revocation either
-// adds its key (the last keyLen characters of the token), or, when its
-// source knows only the digest (a record of the previous release, an admin
-// revocation by digest), holds the pre-check open until that revocation
-// expires. A key present only means "maybe": the request takes the exact
-// path (SHA-256, bitset, bigcache) as before. So a poor key (tokens whose
-// tails are a fixed suffix or a checksum) costs speed, never correctness.
-//
-// Race-free for the hot path: it reads one immutable set through an
-// atomic.Value. Writers add keys to a small sync.Map (delta), which the hot
-// path consults only while it is not empty; a background tick, every
-// second, folds the delta into a new immutable map once it holds a
-// sixteenth of the base (at least 1024 keys) or is older than mergeAfter.
-// So a revoke never copies the map, the copy holds no lock a revoke waits
-// on, and a bulk load of 1,000,000 at start builds one map.
-//
-// A key is a short fragment of the token: keyLen characters out of
-// hundreds. It cannot rebuild the token, and a fragment is not a token:
-// presenting it authenticates nothing. It is stored next to the digest in
-// the stream and persistPath so that replicas and restarts keep the
-// pre-check closed.
+// The pre-check (internal/store) answers the hot path's first question,
+// "was this bearer token ever revoked?", by a short key of the raw token,
+// with no hashing. keyOf is the key's rule; serveHot repeats it inline.
 
-// keyLen is the length of a pre-check key (record.KeyLen, a constant of
-// this package so that the hot path reads it as it always did).
-const keyLen = record.KeyLen
-
-// A pkey is a pre-check key as the maps hold it: an array, not a string,
-// so that the maps hold no pointer and the garbage collector never scans
-// their million entries (with string keys, every GC cycle walked them, and
-// the cost landed on every request).
-type pkey [keyLen]byte
-
-// mergeAfter bounds how long keys wait in the delta.
-const mergeAfter = time.Minute
-
-// A precheckSet is what the hot path reads.
-type precheckSet struct {
-	keys  map[pkey]int64 // key: the latest expiry of a revocation with it
-	delta *sync.Map      // keys added since; nil when none
-	open  bool           // cannot settle: loading, or a keyless revocation is live
-	rules bool           // logout rules are live: a token the keys settle must pass them too
-}
-
-// A precheck is a denylist's pre-check.
-type precheck struct {
-	now func() time.Time
-	cur atomic.Value // *precheckSet
-
-	mu          sync.Mutex
-	base        map[pkey]int64
-	delta       *sync.Map
-	deltaN      int
-	deltaSince  int64
-	keylessTill int64 // latest expiry of a live revocation without a key
-	loading     bool
-	loaded      map[pkey]int64 // the keys bulk-loaded while loading
-	rules       bool
-}
-
-func newPrecheck(now func() time.Time) *precheck {
-	p := &precheck{now: now, base: map[pkey]int64{}}
-	p.publish()
-	return p
-}
-
-// publish makes the current state the one the hot path reads. The caller
-// holds mu (or owns p).
-func (p *precheck) publish() {
-	open := p.loading || p.keylessTill > p.now().UnixNano()
-	p.cur.Store(&precheckSet{keys: p.base, delta: p.delta, open: open, rules: p.rules})
-}
+// keyLen is the length of a pre-check key, a constant of this package so
+// that the hot path reads it as it always did.
+const keyLen = store.KeyLen
 
 // keyOf is the pre-check key of a token, the characters the hot path
 // settles it by. A token with a dot (a JWS, a JWE, many opaque formats) is
@@ -115,17 +41,17 @@ func keyOf(token string) string {
 // under Yaegi) for each word, parameter and field of a request that was
 // never revoked; the logout rules are checked apart.
 func (m *middleware) neverRevoked(token string) bool {
-	p := m.pre.Load().(*precheckSet)
-	if p.open {
+	p := m.pre.Load().(*store.PrecheckSet)
+	if p.Open {
 		return false
 	}
-	var k pkey
+	var k store.Key
 	copy(k[:], keyOf(token))
-	if p.keys[k] != 0 {
+	if p.Keys[k] != 0 {
 		return false
 	}
-	if p.delta != nil {
-		if _, maybe := p.delta.Load(k); maybe {
+	if p.Delta != nil {
+		if _, maybe := p.Delta.Load(k); maybe {
 			return false
 		}
 	}
@@ -136,178 +62,3 @@ func (m *middleware) neverRevoked(token string) bool {
 // request can present it, since NUL never appears in a header value. It is
 // an ordinary key to the previous release, which reads it harmlessly.
 const keyNone = "\x00\x00\x00\x00\x00\x00\x00\x00"
-
-// add records a revocation's key, or, for key "", holds the pre-check open
-// until expiry.
-func (p *precheck) add(key string, expiry int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.addLocked(key, expiry) {
-		p.publish()
-	}
-}
-
-// addLocked records one key, and reports whether what the hot path reads
-// must be published again: a new delta, or a keyless revocation that opens
-// the pre-check. A key stored in the published delta needs no new set.
-func (p *precheck) addLocked(key string, expiry int64) bool {
-	if len(key) != keyLen {
-		opened := p.keylessTill <= p.now().UnixNano()
-		if expiry > p.keylessTill {
-			p.keylessTill = expiry
-		}
-		return opened
-	}
-	var k pkey
-	copy(k[:], key)
-	if old, ok := p.base[k]; ok && old >= expiry {
-		return false
-	}
-	fresh := p.delta == nil
-	if fresh {
-		p.delta = &sync.Map{}
-		p.deltaSince = p.now().UnixNano()
-	}
-	if old, ok := p.delta.Load(k); !ok || old.(int64) < expiry {
-		p.delta.Store(k, expiry)
-		p.deltaN++
-	}
-	return fresh
-}
-
-// addBatch records many revocations at once. While loading they go into
-// a map of their own, never published until loading ends (one map for a
-// bulk load of any size); afterwards into the delta.
-func (p *precheck) addBatch(recs []record.Revocation) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := range recs {
-		rec := &recs[i]
-		if rec.KeyN == 0 || rec.At == 0 || !p.loading {
-			p.addLocked(rec.PrecheckKey(), rec.Expiry)
-			continue
-		}
-		if rec.KeyN != keyLen {
-			p.addLocked("", rec.Expiry)
-			continue
-		}
-		if p.loaded[pkey(rec.Key)] < rec.Expiry {
-			p.loaded[pkey(rec.Key)] = rec.Expiry
-		}
-	}
-	p.publish()
-}
-
-// merge folds the delta into a new base map, leaving out expired keys.
-// The copy, O(n), is made without the lock, so that revocations go on
-// meanwhile (into the same delta, which is read again under the lock at
-// the end); only the swap holds it.
-func (p *precheck) merge() {
-	p.mu.Lock()
-	base, delta := p.base, p.delta
-	p.mu.Unlock()
-	if delta == nil {
-		return
-	}
-	now := p.now().UnixNano()
-	next := make(map[pkey]int64, len(base)+p.deltaCount())
-	for k, v := range base {
-		if v > now {
-			next[k] = v
-		}
-	}
-	fold := func(k, v interface{}) bool {
-		key, expiry := k.(pkey), v.(int64)
-		if expiry > now && next[key] < expiry {
-			next[key] = expiry
-		}
-		return true
-	}
-	delta.Range(fold)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delta.Range(fold) // what was added during the copy
-	for k, v := range p.base {
-		// A bulk load may have replaced the base meanwhile.
-		if next[k] < v {
-			next[k] = v
-		}
-	}
-	p.base = next
-	if p.delta == delta {
-		p.delta = nil
-		p.deltaN = 0
-	}
-	p.publish()
-}
-
-// deltaCount is the number of keys added since the last merge.
-func (p *precheck) deltaCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.deltaN
-}
-
-// setLoading and setRules open or close the pre-check for loading at start
-// and for live logout rules.
-func (p *precheck) setLoading(loading bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if loading && !p.loading {
-		p.loaded = map[pkey]int64{}
-	}
-	if !loading && p.loading {
-		// The loaded keys join the base: a map of its own before, so
-		// that the hot path never read a map being written.
-		for k, v := range p.base {
-			if p.loaded[k] < v {
-				p.loaded[k] = v
-			}
-		}
-		p.base = p.loaded
-		p.loaded = nil
-	}
-	p.loading = loading
-	p.publish()
-}
-
-func (p *precheck) setRules(live bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.rules != live {
-		p.rules = live
-		p.publish()
-	}
-}
-
-// tick folds the delta once it holds a sixteenth of the base (at least
-// 1024 keys) or is older than mergeAfter, and closes the pre-check once
-// the last keyless revocation has expired; the denylist's sweeper calls it
-// every second.
-func (p *precheck) tick() {
-	p.mu.Lock()
-	now := p.now().UnixNano()
-	due := p.delta != nil && (now-p.deltaSince >= int64(mergeAfter) || (p.deltaN >= 1024 && p.deltaN >= len(p.base)/16))
-	if set, _ := p.cur.Load().(*precheckSet); set != nil && set.open && !p.loading && p.keylessTill <= now {
-		p.publish()
-	}
-	p.mu.Unlock()
-	if due {
-		p.merge()
-	}
-}
-
-// tickPrecheck runs the pre-check's tick every second until the denylist
-// is closed.
-func (d *denylist) tickPrecheck() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.closed:
-			return
-		case <-t.C:
-			d.pre.tick()
-		}
-	}
-}

@@ -6,17 +6,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // setOf is the pre-check set the hot path reads.
-func setOf(m *middleware) *precheckSet {
-	return m.pre.Load().(*precheckSet)
+func setOf(m *middleware) *store.PrecheckSet {
+	return m.pre.Load().(*store.PrecheckSet)
 }
 
 // randomToken is a token of 8 to 300 characters; with a fixed tail when
@@ -83,7 +83,7 @@ func TestPrecheckNeverHidesARevocation(t *testing.T) {
 				revoked[token] = true
 			}
 			m.list.stage(bulk, sourceRedis)
-			if setOf(m).open {
+			if setOf(m).Open {
 				t.Fatal("the pre-check is open though every revocation had its key")
 			}
 			check("keyed, pre-check closed")
@@ -115,23 +115,23 @@ func TestPrecheckSettlesUnknownTokens(t *testing.T) {
 	// as the background tick may have merged some), and settles an unknown
 	// token
 	set := setOf(m)
-	if set.open {
+	if set.Open {
 		t.Fatal("the pre-check is open")
 	}
 	if status(m, "a-token-nobody-revoked") != 200 || status(m, "revoked-token-number-aA0") != 401 {
 		t.Fatal("wrong answers with the delta")
 	}
 	// and once the delta is folded into the map
-	m.list.pre.merge()
+	m.list.store.Precheck().Merge()
 	set = setOf(m)
-	if set.delta != nil || len(set.keys) == 0 {
+	if set.Delta != nil || len(set.Keys) == 0 {
 		t.Fatal("the delta was not merged")
 	}
 	if status(m, "revoked-token-number-aA0") != 401 {
 		t.Fatal("a revocation lost in the merge")
 	}
 	// and an unknown token is settled by it
-	if set.keys[pkeyOf("a-token-nobody-revoked")] != 0 {
+	if set.Keys[pkeyOf("a-token-nobody-revoked")] != 0 {
 		t.Fatal("unexpected key")
 	}
 	if status(m, "a-token-nobody-revoked") != 200 {
@@ -149,13 +149,13 @@ func TestPrecheckOpenWhileKeylessRecordsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// then the pre-check is open, and the token is rejected
-	if !setOf(m).open || status(m, "old-release-token") != 401 {
+	if !setOf(m).Open || status(m, "old-release-token") != 401 {
 		t.Fatal("a keyless revocation is not enforced through an open pre-check")
 	}
 	// when it has expired, then the pre-check closes again
 	clock.advance(time.Minute + time.Second)
-	m.list.pre.tick()
-	if setOf(m).open {
+	m.list.store.Precheck().Tick()
+	if setOf(m).Open {
 		t.Fatal("the pre-check stays open after the last keyless revocation expired")
 	}
 }
@@ -163,16 +163,16 @@ func TestPrecheckOpenWhileKeylessRecordsLive(t *testing.T) {
 func TestPrecheckOpenWhileLoadingAndWithRules(t *testing.T) {
 	d := newTestDenylist(t, denylistOptions{})
 	d.startLoading(1)
-	if !d.pre.cur.Load().(*precheckSet).open {
+	if !d.store.Precheck().Current().Load().(*store.PrecheckSet).Open {
 		t.Fatal("closed while loading")
 	}
 	d.finishLoad(stateReady)
-	if d.pre.cur.Load().(*precheckSet).open {
+	if d.store.Precheck().Current().Load().(*store.PrecheckSet).Open {
 		t.Fatal("open after loading")
 	}
 	rec := &record.Logout{Flags: record.LogoutRuleSID, At: time.Now().UnixNano(), Expiry: time.Now().Add(time.Hour).UnixNano()}
 	d.rules.Add(rec, true)
-	if !d.pre.cur.Load().(*precheckSet).rules {
+	if !d.store.Precheck().Current().Load().(*store.PrecheckSet).Rules {
 		t.Fatal("the hot path does not see a live logout rule")
 	}
 }
@@ -189,8 +189,8 @@ func TestPrecheckKeysInTheFile(t *testing.T) {
 	}
 	// when it restarts, then the key is back and the pre-check is closed
 	second := restartFromFile(t, path, clock)
-	if set := second.pre.cur.Load().(*precheckSet); set.open || set.keys[pkeyOf("keyed-token-0001")] == 0 {
-		t.Fatalf("key not loaded: open %t, %d keys", set.open, len(set.keys))
+	if set := second.store.Precheck().Current().Load().(*store.PrecheckSet); set.Open || set.Keys[pkeyOf("keyed-token-0001")] == 0 {
+		t.Fatalf("key not loaded: open %t, %d keys", set.Open, len(set.Keys))
 	}
 	// and an old-format frame loads keyless: open until it expires
 	old := sha256.Sum256([]byte("old-format-token"))
@@ -201,7 +201,7 @@ func TestPrecheckKeysInTheFile(t *testing.T) {
 	_, _ = f.Write(record.EncodeRevocation(&record.Revocation{Digest: old, Expiry: clock.now().Add(time.Hour).UnixNano()}))
 	_ = f.Close()
 	third := restartFromFile(t, path, clock)
-	if !third.pre.cur.Load().(*precheckSet).open || !third.has(&old) || !third.has(&keyed) {
+	if !third.store.Precheck().Current().Load().(*store.PrecheckSet).Open || !third.store.Has(&old) || !third.store.Has(&keyed) {
 		t.Fatal("an old-format revocation is not kept behind an open pre-check")
 	}
 }
@@ -240,7 +240,7 @@ func TestPrecheckKeysThroughTheStream(t *testing.T) {
 	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "replicated-token-1") == 401 }) {
 		t.Fatal("B accepts the token")
 	}
-	if setOf(onB).open {
+	if setOf(onB).Open {
 		t.Fatal("B's pre-check is open: the key did not come through the stream")
 	}
 	// and an old-format entry (no k) keeps B's pre-check open
@@ -253,7 +253,7 @@ func TestPrecheckKeysThroughTheStream(t *testing.T) {
 	if _, err := conn.Pipeline([][]string{{"XADD", "test:precheck", "*", "d", hexOf(old[:]), "e", "4102444800000"}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "old-entry-token") == 401 }) || !setOf(onB).open {
+	if !waitFor(t, 5*time.Second, func() bool { return status(onB, "old-entry-token") == 401 }) || !setOf(onB).Open {
 		t.Fatal("an old-format entry is not enforced behind an open pre-check")
 	}
 }
@@ -267,47 +267,9 @@ func hexOf(b []byte) string {
 	return string(out)
 }
 
-// TestPrecheckWriteCost logs what writes cost with 1,000,000 keys: a bulk
-// load at start (one map), a revocation's add (a sync.Map store, no copy),
-// and the background merge of a delta (one copy, outside the lock). Run
-// under Yaegi too (`make yaegi_test`). It asserts nothing about time.
-func TestPrecheckWriteCost(t *testing.T) {
-	n := 1000000
-	if testing.Short() {
-		n = 100000
-	}
-	p := newPrecheck(time.Now)
-	recs := make([]record.Revocation, n)
-	expiry := time.Now().Add(time.Hour).UnixNano()
-	for i := range recs {
-		recs[i].Expiry = expiry
-		recs[i].At = 1 // stamped: a key of this release's rule
-		recs[i].SetKey(strconv.Itoa(10000000 + i))
-	}
-	p.setLoading(true)
-	start := time.Now()
-	for lo := 0; lo < n; lo += 10000 {
-		p.addBatch(recs[lo : lo+10000])
-	}
-	p.setLoading(false)
-	t.Logf("bulk load of %d keys: %v", n, time.Since(start))
-	const adds = 20000
-	start = time.Now()
-	for i := 0; i < adds; i++ {
-		p.add(strconv.Itoa(20000000+i), expiry)
-	}
-	t.Logf("add with %d keys: %v per revocation", n, time.Since(start)/adds)
-	start = time.Now()
-	p.merge()
-	t.Logf("merge of %d keys into %d: %v", adds, n, time.Since(start))
-	if len(p.cur.Load().(*precheckSet).keys) != n+adds {
-		t.Fatal("keys lost")
-	}
-}
-
 // pkeyOf is a token's pre-check key as the maps hold it.
-func pkeyOf(token string) pkey {
-	var k pkey
+func pkeyOf(token string) store.Key {
+	var k store.Key
 	copy(k[:], keyOf(token))
 	return k
 }
@@ -323,7 +285,7 @@ func TestPrecheckOpenForKeysOfThePreviousRelease(t *testing.T) {
 	// when it loads from the stream or the file
 	m.list.stage([]record.Revocation{rec}, sourceRedis)
 	// then the pre-check does not clear the token by this release's key
-	if !setOf(m).open || status(m, token) != 401 {
+	if !setOf(m).Open || status(m, token) != 401 {
 		t.Fatal("a JWT revoked by the previous release passed the pre-check")
 	}
 }
@@ -349,18 +311,16 @@ func TestALegacyKeyNeverKeysThePrecheckAfterAMerge(t *testing.T) {
 		legacy.SetKey(token[len(token)-keyLen:])
 		if loading {
 			d.stage([]record.Revocation{legacy}, sourceFile)
-			d.mu.Lock()
-			held := d.overlay.recs[d.overlay.index[loadKey(&digest)]]
-			d.mu.Unlock()
+			held, _ := d.store.Overlay(&digest)
 			// then the merged record keys the pre-check by nothing (held open)
 			if held.Expiry != legacy.Expiry || held.PrecheckKey() != "" {
 				t.Errorf("loading: merged %+v keys the pre-check by %q", held, held.PrecheckKey())
 			}
 			continue
 		}
-		h := d.held(&digest)
+		h := d.store.Held(&digest)
 		rec := legacy
-		if !d.merge(&rec, &h, -1) || rec.At == 0 || rec.PrecheckKey() != "" {
+		if !d.store.MergeSync(&rec, &h, -1) || rec.At == 0 || rec.PrecheckKey() != "" {
 			t.Errorf("merged %+v keys the pre-check by %q", rec, rec.PrecheckKey())
 		}
 	}

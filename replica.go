@@ -60,16 +60,16 @@ func (s *streamSink) Loaded() {
 
 // Count is how many records the denylist has loaded, from every source.
 func (s *streamSink) Count() int64 {
-	return atomic.LoadInt64(&s.d.loaded)
+	return atomic.LoadInt64(&s.d.count.loaded)
 }
 
 // Retention is how long the stream keeps entries: past the longest life
 // recorded (lifetime.go), since a JWT's revocation may outlive maxTTL, and
 // the leeway.
 func (s *streamSink) Retention() time.Duration {
-	keep := s.d.maxTTL
-	if life := time.Duration(atomic.LoadInt64(&s.d.longestLife)); life > keep {
+	keep := s.d.opts.maxTTL
+	if life := time.Duration(atomic.LoadInt64(&s.d.order.longestLife)); life > keep {
 		keep = life
 	}
-	return keep + s.d.leeway
+	return keep + s.d.opts.leeway
 }

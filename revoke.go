@@ -15,6 +15,7 @@ import (
 	"github.com/edgerevoke/tokenrevocation/internal/basicauth"
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/obs"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 // serveRevoke handles a POST to the revoke endpoint (RFC 7009). It checks the
@@ -106,23 +107,23 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 	authorization := req.Header.Get("Authorization")
 	claimed := limit.ClientID(authorization, form)
 	if len(claimed) > limit.MaxAuditClient {
-		atomic.AddInt64(&d.boundAudit, 1)
+		atomic.AddInt64(&d.count.boundAudit, 1)
 	}
 	rec.client = limit.AuditClient(claimed)
-	lifetime := rec.expiry.Sub(d.now())
+	lifetime := rec.expiry.Sub(d.opts.now())
 	if lifetime <= 0 {
 		rec.known = true
 		return true
 	}
-	if lifetime > d.maxLifetime {
+	if lifetime > d.opts.maxLifetime {
 		// The store cannot hold it whole: refused, never recorded shorter.
-		atomic.AddInt64(&d.refusedLifetime, 1)
+		atomic.AddInt64(&d.count.refusedLifetime, 1)
 		d.emit(&obs.AuditEvent{Event: "refusal", Reason: "lifetime", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 		writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The token's revocation would outlive maxLifetime, the longest the revocation list holds")
 		return false
 	}
-	if d.isLoaded() && d.has(&rec.digest) {
-		if h := d.held(&rec.digest); h.found && h.expiry >= rec.expiry.UnixNano() {
+	if d.isLoaded() && d.store.Has(&rec.digest) {
+		if h := d.store.Held(&rec.digest); h.Found && h.Expiry >= rec.expiry.UnixNano() {
 			// Held at least as long: no slot; the confirmation still
 			// records its time (settle), which writes the file and the
 			// stream, so the client's rate applies.
@@ -135,21 +136,21 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 			return true
 		}
 	}
-	lane := d.reserve(&rec.digest, lifetime)
-	family, ok := d.reserveTokens(d.grants.FamilyOf(&rec.digest))
+	lane := d.store.Reserve(&rec.digest, lifetime)
+	family, ok := d.store.ReserveTokens(d.grants.FamilyOf(&rec.digest))
 	if lane < 0 || !ok {
 		if lane >= 0 {
-			d.unreserve(lane, &rec.digest)
+			d.store.Unreserve(lane, &rec.digest)
 		}
 		m.refuseCapacity(rw, rec.client, &rec.digest, lifetime)
 		return false
 	}
 	rec.family = family
 	rec.tag = limit.KeyOf(claimed, limit.IsConfidential(authorization, form), req.RemoteAddr)
-	decision := d.limiter.Admit(rec.tag, lane, d.lanes[lane].window, d.capacity(), 1+len(family))
+	decision := d.limiter.Admit(rec.tag, lane, d.store.Window(lane), d.store.Capacity(), 1+len(family))
 	if !decision.Allowed {
-		d.unreserve(lane, &rec.digest)
-		d.unreserveTokens(family)
+		d.store.Unreserve(lane, &rec.digest)
+		d.store.UnreserveTokens(family)
 		m.refuseClientLimit(rw, rec, decision)
 		return false
 	}
@@ -161,7 +162,7 @@ func (m *middleware) admitRevocation(rw http.ResponseWriter, req *http.Request, 
 // before the identity service is called, and counts it.
 func (m *middleware) refuseClientLimit(rw http.ResponseWriter, rec *revokeRecorder, decision *limit.Decision) {
 	d := m.list
-	atomic.AddInt64(&d.refusedClientLimit, 1)
+	atomic.AddInt64(&d.count.refusedClientLimit, 1)
 	d.emit(&obs.AuditEvent{Event: "refusal", Reason: "client_limit", Client: rec.client, Digest: digestPrefix(&rec.digest)})
 	rw.Header().Set("Retry-After", strconv.Itoa(int((decision.RetryAfter+time.Second-1)/time.Second)))
 	writeError(rw, http.StatusTooManyRequests, "too_many_requests", "This client is over its "+decision.Reason+" limit for revocations; retry later")
@@ -178,9 +179,9 @@ func (m *middleware) refuseCapacity(rw http.ResponseWriter, client string, diges
 // answerFull answers 503 to a request whose revocations, of about lifetime,
 // do not fit, and counts it.
 func (d *denylist) answerFull(rw http.ResponseWriter, lifetime time.Duration) {
-	atomic.AddInt64(&d.refusedCapacity, 1)
+	atomic.AddInt64(&d.count.refusedCapacity, 1)
 	d.warnRefusal()
-	rw.Header().Set("Retry-After", strconv.Itoa(d.retryAfterFull(lifetime)))
+	rw.Header().Set("Retry-After", strconv.Itoa(d.store.RetryAfterFull(lifetime)))
 	writeError(rw, http.StatusServiceUnavailable, "temporarily_unavailable", "The revocation list is full; retry later")
 }
 
@@ -196,7 +197,7 @@ func (m *middleware) expiryFor(token, hint string) time.Time {
 	case hint == "" && s.accessTokenTTL > ttl:
 		ttl = s.accessTokenTTL
 	}
-	return time.Unix(0, m.issuedExpiry(token, "", ttl, m.list.now()))
+	return time.Unix(0, m.issuedExpiry(token, "", ttl, m.list.opts.now()))
 }
 
 // checkTokenRequest checks a POST to the token endpoint. A refresh grant
@@ -225,7 +226,7 @@ func (m *middleware) checkTokenRequest(rw http.ResponseWriter, req *http.Request
 			return nil, true
 		}
 		if token != "" && m.list.contains(token) {
-			atomic.AddInt64(&m.list.rejected[rejectRefreshGrant], 1)
+			atomic.AddInt64(&m.list.count.rejected[rejectRefreshGrant], 1)
 			writeError(rw, http.StatusBadRequest, "invalid_grant", "The refresh token has been revoked")
 			return nil, true
 		}
@@ -292,7 +293,7 @@ type revokeRecorder struct {
 	key    string // the token's pre-check key
 	// family holds the slots reserved for the grant family this
 	// revocation revokes too (reserveTokens).
-	family []reservedToken
+	family []store.ReservedToken
 }
 
 // WriteHeader records the revocation on the first final 2xx status, and
@@ -303,7 +304,7 @@ func (r *revokeRecorder) WriteHeader(code int) {
 	if !r.wrote && code >= 200 {
 		r.wrote = true
 		if code == http.StatusUnauthorized {
-			atomic.AddInt64(&r.list.authFailures, 1)
+			atomic.AddInt64(&r.list.count.authFailures, 1)
 		}
 		r.settle(code >= 200 && code < 300)
 	}
@@ -316,10 +317,10 @@ func (r *revokeRecorder) settle(confirmed bool) {
 	d := r.list
 	// The family's slots go back first: revokeGrantOf stores the family's
 	// tokens as they are now, in whatever lanes have room.
-	d.unreserveTokens(r.family)
+	d.store.UnreserveTokens(r.family)
 	switch {
 	case r.known && confirmed:
-		if r.expiry.After(d.now()) {
+		if r.expiry.After(d.opts.now()) {
 			// Already held at least as long: the later confirmation is
 			// recorded in place, at no slot (lifetime.go).
 			if err := d.addReserved(&r.digest, r.key, r.expiry, -1, sourceRevoke, &revokeInfo{client: r.client, hint: r.hint, tag: r.tag}); err != nil {
@@ -338,7 +339,7 @@ func (r *revokeRecorder) settle(confirmed bool) {
 		d.limiter.Commit(r.tag, r.lane, 1+len(r.family))
 		d.revokeGrantOf(&r.digest, who)
 	default:
-		d.unreserve(r.lane, &r.digest)
+		d.store.Unreserve(r.lane, &r.digest)
 		d.limiter.Release(r.tag, r.lane, 1+len(r.family))
 	}
 }
@@ -349,4 +350,12 @@ func (r *revokeRecorder) Write(b []byte) (int, error) {
 		r.WriteHeader(http.StatusOK)
 	}
 	return r.rw.Write(b)
+}
+
+// warnRefusal logs, at most once per obs.WarnEvery, that revocations are being
+// refused for space.
+func (d *denylist) warnRefusal() {
+	if obs.WarnDue(&d.count.lastWarnNs, d.opts.now().UnixNano()) {
+		log.Printf("tokenrevocation: WARN denylist %q is full: %d revoke calls refused with 503 so far; raise cacheSizeMB", d.name, atomic.LoadInt64(&d.count.refusedCapacity))
+	}
 }

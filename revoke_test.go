@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgerevoke/tokenrevocation/internal/limit"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 func TestServeRevoke(t *testing.T) {
@@ -289,7 +290,7 @@ func TestServeRevokeFlood(t *testing.T) {
 
 	// when one client sends more than the capacity in garbage revocations
 	// (the real-Traefik suite sends ten times)
-	capacity := m.list.capacity()
+	capacity := m.list.store.Capacity()
 	calls := capacity + capacity/5
 	codes := map[int]int{}
 	for i := 0; i < calls; i++ {
@@ -335,7 +336,7 @@ func TestServeRevokeFullDenylistAnswers503(t *testing.T) {
 	revoke(t, m, "real", "refresh_token")
 
 	// when it is flooded past its capacity
-	capacity := m.list.capacity()
+	capacity := m.list.store.Capacity()
 	var refused *httptest.ResponseRecorder
 	for i := 0; i < 2*capacity && refused == nil; i++ {
 		if rw := garbageRevoke(m, "flooder", i); rw.Code == http.StatusServiceUnavailable {
@@ -402,9 +403,9 @@ func TestServeRevokeUnconfirmedFreesItsSlot(t *testing.T) {
 	}
 
 	// then no slot stays taken
-	for _, l := range m.list.lanes {
-		for shard := range l.live {
-			if n := atomic.LoadInt32(&l.live[shard]); n != 0 {
+	for i := range m.list.store.LaneWindows() {
+		for shard := 0; shard < store.Shards; shard++ {
+			if n := atomic.LoadInt32(m.list.store.Slots(i, shard)); n != 0 {
 				t.Fatalf("shard %d holds %d", shard, n)
 			}
 		}
@@ -464,7 +465,7 @@ func TestServeRevokeWrongSecretFloodSpendsNothingOfTheClient(t *testing.T) {
 			t.Fatalf("real-%d not enforced", i)
 		}
 	}
-	if got := atomic.LoadInt64(&m.list.authFailures); got != 2000 {
+	if got := atomic.LoadInt64(&m.list.count.authFailures); got != 2000 {
 		t.Fatalf("authFailures %d, want 2000", got)
 	}
 }
@@ -531,7 +532,7 @@ func TestShareCountsRevocationsFromOtherReplicas(t *testing.T) {
 	// of one client received from other replicas
 	m := newTestMiddleware(t, &upstream{}, nil, func(c *Config) { c.ClientRate = 0; c.ClientSharePercent = 1 })
 	d := m.list
-	most := d.limiter.ShareLimit(d.capacity())
+	most := d.limiter.ShareLimit(d.store.Capacity())
 	recs := make([]record.Revocation, most)
 	tag := limit.KeyOf("client", true, "")
 	for i := range recs {

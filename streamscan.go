@@ -131,7 +131,7 @@ func (w *streamWriter) WriteHeader(code int) {
 	switch atomic.LoadInt32(&w.scan.state) {
 	case scanRevoked:
 		w.swallow = true
-		atomic.AddInt64(&w.m.list.rejected[rejectRevoked], 1)
+		atomic.AddInt64(&w.m.list.count.rejected[rejectRevoked], 1)
 		w.m.rejectRevoked(w.rw)
 	case scanLoading:
 		w.swallow = true

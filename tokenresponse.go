@@ -30,12 +30,12 @@ func (m *middleware) passTokenRequest(rw http.ResponseWriter, req *http.Request,
 		// The refresh will revoke the family's previous access tokens:
 		// admitted like any revocation, so 503 before the identity service
 		// when they do not fit. The slots go back once it has answered.
-		taken, ok := d.reserveTokens(previousAccess(d.grants, form.Get("refresh_token")))
+		taken, ok := d.store.ReserveTokens(previousAccess(d.grants, form.Get("refresh_token")))
 		if !ok {
 			d.answerFull(rw, m.settings.accessTokenTTL)
 			return
 		}
-		defer d.unreserveTokens(taken)
+		defer d.store.UnreserveTokens(taken)
 	}
 	rec := &tokenResponseRecorder{passWriter: passWriter{rw: rw}}
 	m.next.ServeHTTP(rec, req)
@@ -105,7 +105,7 @@ func (m *middleware) learnGrant(form url.Values, body []byte) {
 	}
 	s := m.settings
 	d := m.list
-	now := d.now()
+	now := d.opts.now()
 	rec := &record.Grant{}
 	access := record.GrantToken{Digest: tokenDigest(resp.AccessToken), Key: keyOf(resp.AccessToken)}
 	access.Expiry = m.issuedExpiry(resp.AccessToken, resp.ExpiresIn, s.accessTokenTTL, now)

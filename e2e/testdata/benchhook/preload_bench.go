@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/store"
 )
 
 func init() {
@@ -57,7 +58,7 @@ func preloadForBench(d *denylist) {
 		}(w)
 	}
 	wg.Wait()
-	releaseLoadGarbage()
+	store.ReleaseLoadGarbage()
 	st := d.stats()
 	log.Printf("tokenrevocation: bench preload: %d entries in %d ms (denylist %q holds %d, evictions %d)",
 		n, time.Since(start).Milliseconds(), d.name, st.Entries, st.Evictions)

@@ -1,4 +1,4 @@
-package tokenrevocation
+package store
 
 import (
 	"crypto/sha256"
@@ -14,7 +14,7 @@ import (
 
 // Capacity. bigcache makes room by dropping its oldest entries, and RFC 7009
 // has the identity service confirm the revocation of any string, so a flood
-// of garbage revocations could push real ones out. The denylist therefore
+// of garbage revocations could push real ones out. The store therefore
 // admits a revocation only where it fits without dropping a live one:
 //
 //   - each lane counts, per bigcache shard, the entries it holds and the
@@ -42,7 +42,7 @@ const entryBytes = 1 + 18 + sha256.Size + valueSize
 // its byte queue holds (1 byte of left margin), less three entries of slack
 // for the space the queue's wrap-around and header reserve can waste.
 func shardLimit(sizeMB int) int32 {
-	perShard := sizeMB << 20 / laneShards
+	perShard := sizeMB << 20 / Shards
 	n := (perShard-1)/entryBytes - 3
 	if n < 1 {
 		n = 1
@@ -53,41 +53,41 @@ func shardLimit(sizeMB int) int32 {
 // shardOf is the bigcache shard of digest: digestHasher's hash (the first
 // eight bytes) masked to the shard count.
 func shardOf(digest *[sha256.Size]byte) int {
-	return int(binary.LittleEndian.Uint64(digest[:8]) & (laneShards - 1))
+	return int(binary.LittleEndian.Uint64(digest[:8]) & (Shards - 1))
 }
 
 // laneFor is the smallest lane whose window covers lifetime, or the last.
-func (d *denylist) laneFor(lifetime time.Duration) int {
-	for i, l := range d.lanes {
+func (s *Store) laneFor(lifetime time.Duration) int {
+	for i, l := range s.lanes {
 		if l.window >= lifetime {
 			return i
 		}
 	}
-	return len(d.lanes) - 1
+	return len(s.lanes) - 1
 }
 
-// reserve takes a slot for digest in the smallest lane, from laneFor up,
+// Reserve takes a slot for digest in the smallest lane, from laneFor up,
 // whose shard has room. A lifetime up to maxTTL goes no higher than the
 // maxTTL lane, a longer one at most one lane above its own: a lane frees
 // an entry only after its window, so a short entry in a long lane would
 // hold its slot for that long. It returns the lane's index, or -1 when
 // none has room.
-func (d *denylist) reserve(digest *[sha256.Size]byte, lifetime time.Duration) int {
-	if lifetime > d.lanes[len(d.lanes)-1].window {
+func (s *Store) Reserve(digest *[sha256.Size]byte, lifetime time.Duration) int {
+	if lifetime > s.lanes[len(s.lanes)-1].window {
 		// Longer than the store holds (maxLifetime): refused, never cut short.
 		return -1
 	}
 	shard := shardOf(digest)
-	first := d.laneFor(lifetime)
-	last := d.laneFor(d.maxTTL)
-	if lifetime > d.maxTTL {
+	first := s.laneFor(lifetime)
+	last := s.laneFor(s.maxTTL)
+	if lifetime > s.maxTTL {
 		last = first + 1
 	}
-	if last >= len(d.lanes) {
-		last = len(d.lanes) - 1
+	if last >= len(s.lanes) {
+		last = len(s.lanes) - 1
 	}
 	for i := first; i <= last; i++ {
-		l := d.lanes[i]
+		l := s.lanes[i]
 		counter := &l.live[shard]
 		for {
 			n := atomic.LoadInt32(counter)
@@ -102,62 +102,62 @@ func (d *denylist) reserve(digest *[sha256.Size]byte, lifetime time.Duration) in
 	return -1
 }
 
-// reserveOrForce is reserve for a revocation that was confirmed elsewhere
+// ReserveOrForce is Reserve for a revocation that was confirmed elsewhere
 // and cannot be refused: when no lane has room it is counted in the lane
 // for its lifetime all the same (onRemove keeps whatever bigcache then
 // pushes out).
-func (d *denylist) reserveOrForce(digest *[sha256.Size]byte, lifetime time.Duration) int {
-	i := d.reserve(digest, lifetime)
+func (s *Store) ReserveOrForce(digest *[sha256.Size]byte, lifetime time.Duration) int {
+	i := s.Reserve(digest, lifetime)
 	if i < 0 {
-		i = d.laneFor(lifetime)
-		atomic.AddInt32(&d.lanes[i].live[shardOf(digest)], 1)
+		i = s.laneFor(lifetime)
+		atomic.AddInt32(&s.lanes[i].live[shardOf(digest)], 1)
 	}
 	return i
 }
 
-// A reservedToken is a slot reserveTokens took for one token.
-type reservedToken struct {
+// A ReservedToken is a slot ReserveTokens took for one token.
+type ReservedToken struct {
 	digest [sha256.Size]byte
 	lane   int
 }
 
-// reserveTokens reserves a slot for each of tokens not yet revoked, the
+// ReserveTokens reserves a slot for each of tokens not yet revoked, the
 // stores a request forces besides its own revocation (a grant family's
 // tokens, a logout's, a refresh's previous access tokens), so that they are
 // admitted like any other. When one does not fit, it gives back what it
 // took and reports false: the request is refused with 503 before the
 // identity service (or, for a logout, before anything is applied).
-func (d *denylist) reserveTokens(tokens []record.GrantToken) ([]reservedToken, bool) {
+func (s *Store) ReserveTokens(tokens []record.GrantToken) ([]ReservedToken, bool) {
 	if len(tokens) == 0 {
 		return nil, true
 	}
-	now := d.now().UnixNano()
-	taken := make([]reservedToken, 0, len(tokens))
+	now := s.now().UnixNano()
+	taken := make([]ReservedToken, 0, len(tokens))
 	for i := range tokens {
-		if d.has(&tokens[i].Digest) {
+		if s.Has(&tokens[i].Digest) {
 			continue
 		}
-		lane := d.reserve(&tokens[i].Digest, time.Duration(tokens[i].Expiry-now))
+		lane := s.Reserve(&tokens[i].Digest, time.Duration(tokens[i].Expiry-now))
 		if lane < 0 {
-			d.unreserveTokens(taken)
+			s.UnreserveTokens(taken)
 			return nil, false
 		}
-		taken = append(taken, reservedToken{digest: tokens[i].Digest, lane: lane})
+		taken = append(taken, ReservedToken{digest: tokens[i].Digest, lane: lane})
 	}
 	return taken, true
 }
 
-// unreserveTokens gives back the slots of reserveTokens.
-func (d *denylist) unreserveTokens(taken []reservedToken) {
+// UnreserveTokens gives back the slots of ReserveTokens.
+func (s *Store) UnreserveTokens(taken []ReservedToken) {
 	for i := range taken {
-		d.unreserve(taken[i].lane, &taken[i].digest)
+		s.Unreserve(taken[i].lane, &taken[i].digest)
 	}
 }
 
-// unreserve gives back a slot reserve took for a revocation that was not
+// Unreserve gives back a slot reserve took for a revocation that was not
 // confirmed.
-func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
-	atomic.AddInt32(&d.lanes[i].live[shardOf(digest)], -1)
+func (s *Store) Unreserve(i int, digest *[sha256.Size]byte) {
+	atomic.AddInt32(&s.lanes[i].live[shardOf(digest)], -1)
 }
 
 // onRemove gives a slot back as bigcache frees an entry. An entry it pushed
@@ -165,13 +165,13 @@ func (d *denylist) unreserve(i int, digest *[sha256.Size]byte) {
 // about (at most once per obs.WarnEvery), never dropped.
 func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) {
 	if len(key) >= 8 {
-		atomic.AddInt32(&l.live[(&digestHasher{}).Sum64(key)&(laneShards-1)], -1)
+		atomic.AddInt32(&l.live[(&digestHasher{}).Sum64(key)&(Shards-1)], -1)
 	}
 	if reason != bigcache.NoSpace || len(entry) < expirySize {
 		return
 	}
-	d := l.list
-	now := d.now().UnixNano()
+	s := l.store
+	now := s.now().UnixNano()
 	expiry := int64(binary.BigEndian.Uint64(entry))
 	if expiry <= now {
 		return
@@ -180,10 +180,10 @@ func (l *lane) onRemove(key string, entry []byte, reason bigcache.RemoveReason) 
 	if len(entry) >= valueSize {
 		at = int64(binary.BigEndian.Uint64(entry[expirySize+1:]))
 	}
-	d.keepOverflow(key, expiry, at)
-	n := atomic.AddInt64(&d.evictions, 1)
-	if obs.WarnDue(&d.lastWarnNs, now) {
-		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", d.name, n)
+	s.keepOverflow(key, expiry, at)
+	n := atomic.AddInt64(&s.counters.evictions, 1)
+	if obs.WarnDue(&s.counters.lastWarnNs, now) {
+		log.Printf("tokenrevocation: WARN denylist %q is full: %d live revocations moved to the overflow map so far (none dropped); raise cacheSizeMB", s.name, n)
 	}
 }
 
@@ -198,30 +198,30 @@ type overflowEntry struct {
 // keepOverflow keeps a live revocation bigcache could not hold (or one
 // longer than its longest lane); the later expiry and confirmation win.
 // Expired entries are swept out as the map grows, and once it holds
-// maxOverflow entries a new one is dropped and counted (bounded.overflow).
-func (d *denylist) keepOverflow(key string, expiry, at int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.overflow == nil {
-		d.overflow = map[string]overflowEntry{}
+// maxOverflow entries a new one is dropped and counted (boundes.overflow).
+func (s *Store) keepOverflow(key string, expiry, at int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow == nil {
+		s.overflow = map[string]overflowEntry{}
 	}
-	old, held := d.overflow[key]
-	n := len(d.overflow)
+	old, held := s.overflow[key]
+	n := len(s.overflow)
 	if n >= 1024 && (n&(n-1) == 0 || (n >= maxOverflow && !held)) {
-		now := d.now().UnixNano()
-		for k, e := range d.overflow {
+		now := s.now().UnixNano()
+		for k, e := range s.overflow {
 			if e.expiry <= now {
-				delete(d.overflow, k)
+				delete(s.overflow, k)
 			}
 		}
 	}
-	if len(d.overflow) >= maxOverflow && !held {
+	if len(s.overflow) >= maxOverflow && !held {
 		// The bound: only stores that bypass admission (replicated or
 		// loaded ones) can get here, and a denylist this far past its
 		// size is misconfigured. Counted and logged, never silent.
-		n := atomic.AddInt64(&d.boundOverflow, 1)
-		if obs.WarnDue(&d.lastWarnNs, d.now().UnixNano()) {
-			log.Printf("tokenrevocation: ERROR denylist %q: the overflow map holds %d live revocations, its bound; %d dropped; raise cacheSizeMB", d.name, maxOverflow, n)
+		n := atomic.AddInt64(&s.counters.boundOverflow, 1)
+		if obs.WarnDue(&s.counters.lastWarnNs, s.now().UnixNano()) {
+			log.Printf("tokenrevocation: ERROR denylist %q: the overflow map holds %d live revocations, its bound; %d dropped; raise cacheSizeMB", s.name, maxOverflow, n)
 		}
 		return
 	}
@@ -231,26 +231,53 @@ func (d *denylist) keepOverflow(key string, expiry, at int64) {
 	if at < old.at {
 		at = old.at
 	}
-	d.overflow[key] = overflowEntry{expiry: expiry, at: at}
-	atomic.StoreInt32(&d.overflowN, int32(len(d.overflow)))
+	s.overflow[key] = overflowEntry{expiry: expiry, at: at}
+	atomic.StoreInt32(&s.overflowN, int32(len(s.overflow)))
 }
 
-// capacity is how many entries one lane admits.
-func (d *denylist) capacity() int {
-	return int(d.lanes[0].shardLimit) * laneShards
+// Capacity is how many entries one lane admits.
+func (s *Store) Capacity() int {
+	return int(s.lanes[0].shardLimit) * Shards
 }
 
-// retryAfterFull is the Retry-After, in seconds, of a revocation refused for
+// RetryAfterFull is the Retry-After, in seconds, of a revocation refused for
 // space: bigcache's cleaner frees the lane's oldest entries about every
 // CleanWindow (1 s to 1 min).
-func (d *denylist) retryAfterFull(lifetime time.Duration) int {
-	return int(cleanWindow(d.lanes[d.laneFor(lifetime)].window) / time.Second)
+func (s *Store) RetryAfterFull(lifetime time.Duration) int {
+	return int(cleanWindow(s.lanes[s.laneFor(lifetime)].window) / time.Second)
 }
 
-// warnRefusal logs, at most once per obs.WarnEvery, that revocations are being
-// refused for space.
-func (d *denylist) warnRefusal() {
-	if obs.WarnDue(&d.lastWarnNs, d.now().UnixNano()) {
-		log.Printf("tokenrevocation: WARN denylist %q is full: %d revoke calls refused with 503 so far; raise cacheSizeMB", d.name, atomic.LoadInt64(&d.refusedCapacity))
+// Window is the window of lane i.
+func (s *Store) Window(i int) time.Duration {
+	return s.lanes[i].window
+}
+
+// LaneWindows are the lanes' windows, shortest first.
+func (s *Store) LaneWindows() []time.Duration {
+	out := make([]time.Duration, len(s.lanes))
+	for i, l := range s.lanes {
+		out[i] = l.window
 	}
+	return out
+}
+
+// LaneFor is the smallest lane whose window covers lifetime, or the last.
+func (s *Store) LaneFor(lifetime time.Duration) int {
+	return s.laneFor(lifetime)
+}
+
+// Slots is the counter of entries held and reserved in lane i's shard, up
+// to ShardLimit: for tests that fill a shard, and for diagnostics.
+func (s *Store) Slots(i, shard int) *int32 {
+	return &s.lanes[i].live[shard]
+}
+
+// ShardLimit is how many entries one shard of a lane admits.
+func (s *Store) ShardLimit() int32 {
+	return s.lanes[0].shardLimit
+}
+
+// ShardOf is the bigcache shard of digest.
+func ShardOf(digest *[sha256.Size]byte) int {
+	return shardOf(digest)
 }
