@@ -168,7 +168,7 @@ func (d *denylist) countFilled(rec *record.Revocation, lane int, window time.Dur
 
 // add records a revocation learned from source, with no slot reserved for it.
 // Without the token, no pre-check key is known: the pre-check stays open
-// until the revocation expires (precheck.go).
+// until the revocation expires (internal/store).
 func (d *denylist) add(digest *[sha256.Size]byte, expiry time.Time, source byte) error {
 	return d.addReserved(digest, "", expiry, -1, source, nil)
 }

@@ -192,7 +192,7 @@ type middleware struct {
 	ruleStore *rules.Store
 	// sessionClaim is the settings' session claim path, one field away.
 	sessionClaim []string
-	// pre is the denylist's pre-check set (precheck.go).
+	// pre is the denylist's pre-check set (internal/store).
 	pre *atomic.Value
 	// keys are the OpenID provider's keys, when backchannelLogoutPath is set.
 	keys *keySource
