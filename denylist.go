@@ -158,12 +158,11 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 	return d, nil
 }
 
-// countFilled counts a record loaded from the stream against its client's
-// share here too (see loadDirect), as the fill moves it into lane i.
+// countFilled counts a record loaded from the stream with its client against
+// that client's share here too (see loadDirect), as the fill moves it into
+// lane i.
 func (d *denylist) countFilled(rec *record.Revocation, lane int, window time.Duration) {
-	if rec.Client != ([16]byte{}) {
-		d.limiter.Count(limit.Key(rec.Client), lane, window, 1)
-	}
+	d.limiter.Count(limit.Key(rec.Client), lane, window, 1)
 }
 
 // add records a revocation learned from source, with no slot reserved for it.

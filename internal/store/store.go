@@ -50,9 +50,9 @@ type Options struct {
 	// Leeway is the clock skew a tombstone tolerates (record.Tombstone).
 	Leeway time.Duration
 	Now    func() time.Time
-	// OnFilled is called for each record the fill moves from the loading
-	// overlay into a lane, with the lane's window (the client limiter
-	// counts replicated records against their client's share).
+	// OnFilled is called for each record with a client (record.Revocation.Client)
+	// that the fill moves from the loading overlay into lane, with its window:
+	// the client limiter counts replicated records against their share.
 	OnFilled func(rec *record.Revocation, lane int, window time.Duration)
 }
 
