@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,5 +278,18 @@ func TestFixedOptionsWarnOncePerChange(t *testing.T) {
 	// then one WARN names what is kept, not one per New
 	if n := strings.Count(logged.String(), fmt.Sprintf("denylist %q keeps clientRate, maxGrants as it was created until restart", name)); n != 1 {
 		t.Fatalf("%d warnings:\n%s", n, logged.String())
+	}
+}
+
+// BenchmarkDenylistRecord is the cost of recording one revocation with its
+// pre-check key (the revoke endpoint's and the bench preload's path).
+func BenchmarkDenylistRecord(b *testing.B) {
+	d := newTestDenylist(b, denylistOptions{sizeMB: 64})
+	expiry := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		token := "bench-record-" + strconv.Itoa(i)
+		sum := sha256.Sum256([]byte(token))
+		_ = d.addKeyed(&sum, token[len(token)-8:], expiry, sourceRevoke)
 	}
 }
