@@ -41,6 +41,9 @@ type options struct {
 	profileCase int
 	coldStart   int
 	rules       int
+	// only runs one part: "memory" (the memory probe at -preload) or
+	// "coldstart" (the cold start against -coldstart); "" runs everything.
+	only string
 }
 
 // setup is one wrk target.
@@ -74,7 +77,11 @@ func main() {
 	flag.IntVar(&o.rules, "rules", 10000, "live back-channel logout rules in case (d)'s denylist")
 	flag.StringVar(&o.profile, "profile", "", "instead of the rounds, write a CPU profile of Traefik under case (b) load to this file")
 	flag.IntVar(&o.profileCase, "profile-case", 3, "the setup -profile loads, by its index in the report's table (3: case (b), 14: case (f))")
+	flag.StringVar(&o.only, "only", "", `run one part only: "memory" (the memory probe at -preload entries) or "coldstart" (the cold start against -coldstart revocations)`)
 	flag.Parse()
+	if o.only != "" && o.only != "memory" && o.only != "coldstart" {
+		log.Fatalf("-only: %q is neither memory nor coldstart", o.only)
+	}
 	if err := run(o); err != nil {
 		log.Fatal(err)
 	}
@@ -122,7 +129,10 @@ func run(o options) error {
 		return err
 	}
 	coldReport := ""
-	if o.coldStart > 0 && o.profile == "" {
+	if o.only == "coldstart" && o.coldStart <= 0 {
+		return errors.New("-only coldstart needs -coldstart above 0")
+	}
+	if o.coldStart > 0 && o.profile == "" && o.only != "memory" {
 		fmt.Printf("cold start: a replica starting against %d revocations in Redis\n", o.coldStart)
 		if coldReport, err = coldStart(o, root, bin, dynamic, redis); err != nil {
 			return err
@@ -136,6 +146,9 @@ func run(o options) error {
 		conn.Close()
 		if err != nil {
 			return err
+		}
+		if o.only == "coldstart" {
+			return writeReport(o, coldReport)
 		}
 	}
 	start := func(preload int, denylists string) (*harness.Traefik, error) {
@@ -235,6 +248,11 @@ func run(o options) error {
 		return err
 	}
 	stats := preloadStats(preloadLog)
+	if o.only == "memory" {
+		report := renderMemory(o, memBefore, memAfter, loadMs, stats)
+		fmt.Print("\n" + report)
+		return writeReport(o, report)
+	}
 
 	fmt.Printf("throughput: Traefik with %d entries in the in-memory and in the Redis-backed denylist\n", o.preload)
 	t, err := start(o.preload, "bench,bench-redis")
@@ -320,10 +338,44 @@ func run(o options) error {
 
 	report := render(o, setups, revoke, memBefore, memAfter, loadMs, stats) + "\n" + coldReport
 	fmt.Print("\n" + report)
-	if o.out != "" {
-		return os.WriteFile(o.out, []byte(report), 0o644)
+	return writeReport(o, report)
+}
+
+// renderMemory is the report of -only memory.
+func renderMemory(o options, memBefore, memAfter memSample, loadMs int64, stats map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Memory probe of %s: one Traefik with the plugin and empty denylists, then one with %d entries preloaded into the in-memory denylist.\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), o.preload)
+	b.WriteString(memoryTables(o, memBefore, memAfter, loadMs, stats))
+	perEntry := float64(memAfter.idleRSS-memBefore.idleRSS) / float64(o.preload)
+	fmt.Fprintf(&b, "\n| target | measured | |\n| --- | ---: | --- |\n")
+	fmt.Fprintf(&b, "| at most 100 bytes of RSS per entry (idle) | %.0f | %s |\n", perEntry, map[bool]string{true: "met", false: "MISSED"}[perEntry <= 100])
+	return b.String()
+}
+
+// memoryTables are the memory figures: RSS and Go heap, idle and after 2 s
+// of load, empty and preloaded, and the preload's time and result.
+func memoryTables(o options, memBefore, memAfter memSample, loadMs int64, stats map[string]string) string {
+	var b strings.Builder
+	n := float64(o.preload)
+	perEntry := float64(memAfter.idleRSS-memBefore.idleRSS) / n
+	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+	fmt.Fprintf(&b, "\n| measure | empty denylist | %d entries | per entry |\n| --- | ---: | ---: | ---: |\n", o.preload)
+	fmt.Fprintf(&b, "| Traefik RSS, idle | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.idleRSS), mib(memAfter.idleRSS), perEntry)
+	fmt.Fprintf(&b, "| Go heap in use, idle | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.heap), mib(memAfter.heap), float64(memAfter.heap-memBefore.heap)/n)
+	fmt.Fprintf(&b, "| Traefik RSS after 2 s of load | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.loadedRSS), mib(memAfter.loadedRSS), float64(memAfter.loadedRSS-memBefore.loadedRSS)/n)
+	fmt.Fprintf(&b, "\n| measure | value |\n| --- | ---: |\n")
+	fmt.Fprintf(&b, "| time to load %d entries (2 goroutines, under Yaegi) | %.1f s |\n", o.preload, float64(loadMs)/1000)
+	fmt.Fprintf(&b, "| denylist after load | entries %v, evictions %v |\n", stats["entries"], stats["evictions"])
+	return b.String()
+}
+
+// writeReport writes report to -out, when set.
+func writeReport(o options, report string) error {
+	if o.out == "" {
+		return nil
 	}
-	return nil
+	return os.WriteFile(o.out, []byte(report), 0o644)
 }
 
 // profile captures Traefik's CPU profile while wrk loads one setup.
@@ -642,16 +694,7 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 		m := med[s.name]
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f | %.2f | %s |\n", s.name, m.rps, m.p50.Round(10*time.Microsecond), m.p99.Round(10*time.Microsecond), m.ratio, m.ratio/noop, m.cpuPerReq.Round(time.Microsecond))
 	}
-	n := float64(o.preload)
-	perEntry := float64(memAfter.idleRSS-memBefore.idleRSS) / n
-	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
-	fmt.Fprintf(&b, "\n| measure | empty denylist | %d entries | per entry |\n| --- | ---: | ---: | ---: |\n", o.preload)
-	fmt.Fprintf(&b, "| Traefik RSS, idle | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.idleRSS), mib(memAfter.idleRSS), perEntry)
-	fmt.Fprintf(&b, "| Go heap in use, idle | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.heap), mib(memAfter.heap), float64(memAfter.heap-memBefore.heap)/n)
-	fmt.Fprintf(&b, "| Traefik RSS after 2 s of load | %.1f MiB | %.1f MiB | %.0f bytes |\n", mib(memBefore.loadedRSS), mib(memAfter.loadedRSS), float64(memAfter.loadedRSS-memBefore.loadedRSS)/n)
-	fmt.Fprintf(&b, "\n| measure | value |\n| --- | ---: |\n")
-	fmt.Fprintf(&b, "| time to load %d entries (2 goroutines, under Yaegi) | %.1f s |\n", o.preload, float64(loadMs)/1000)
-	fmt.Fprintf(&b, "| denylist after load | entries %v, evictions %v |\n", stats["entries"], stats["evictions"])
+	b.WriteString(memoryTables(o, memBefore, memAfter, loadMs, stats))
 	fmt.Fprintf(&b, "| revoke endpoint throughput (new token per request) | %.0f req/s, p50 %s, p99 %s |\n", revoke.rps, revoke.p50, revoke.p99)
 
 	check := func(ok bool) string {
@@ -682,6 +725,7 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 	fmt.Fprintf(&b, "| (d) ≥ 0.75 of no-op by CPU per request | %.2f | %s |\n", cpu(1)/cpu(8), check(cpu(1)/cpu(8) >= 0.75))
 	fmt.Fprintf(&b, "| (a) with metrics, admin and audit on within 3%% of (a), CPU per request | %.3f | %s |\n", cpu(9)/cpu(2), check(cpu(9)/cpu(2) <= 1.03))
 	fmt.Fprintf(&b, "| (b) with metrics, admin and audit on within 3%% of (b), CPU per request | %.3f | %s |\n", cpu(10)/cpu(3), check(cpu(10)/cpu(3) <= 1.03))
+	perEntry := float64(memAfter.idleRSS-memBefore.idleRSS) / float64(o.preload)
 	fmt.Fprintf(&b, "| ≤ 100 bytes RSS per entry (idle) | %.0f | %s |\n", perEntry, check(perEntry <= 100))
 	fmt.Fprintf(&b, "| %d entries loaded in ≤ 10 s | %.1f s | %s |\n", o.preload, float64(loadMs)/1000, check(loadMs <= 10000))
 	return b.String()

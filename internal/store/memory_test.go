@@ -1,0 +1,87 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
+)
+
+// BenchmarkMemoryShare measures what each structure of the store holds per
+// entry, compiled (the maps and bigcache are the same Go structures under
+// Yaegi): the lanes (bigcache's byte queues and index maps), the pre-check's
+// key map, the loading overlay while it lives, and the bitset, which is
+// fixed by cacheSizeMB. MEMSHARE_ENTRIES sets the count (default 1,000,000):
+//
+//	go test -run XXX -bench MemoryShare -benchtime 1x ./internal/store
+func BenchmarkMemoryShare(b *testing.B) {
+	n := 1000000
+	if v, err := strconv.Atoi(os.Getenv("MEMSHARE_ENTRIES")); err == nil && v > 0 {
+		n = v
+	}
+	recs := make([]record.Revocation, n)
+	expiry := time.Now().Add(24 * time.Hour).UnixNano()
+	for i := range recs {
+		var seed [8]byte
+		binary.LittleEndian.PutUint64(seed[:], uint64(i))
+		recs[i].Digest = sha256.Sum256(seed[:])
+		recs[i].Expiry = expiry
+		recs[i].At = time.Now().UnixNano()
+		recs[i].SetKey(fmt.Sprintf("%08d", i%100000000))
+	}
+	for i := 0; i < b.N; i++ {
+		// The pre-check alone: every key, folded into its base map.
+		before := heapInUse()
+		p := newPrecheck(time.Now)
+		for lo := 0; lo < n; lo += 10000 {
+			p.addBatch(recs[lo:min(lo+10000, n)])
+		}
+		p.Merge()
+		pre := heapInUse() - before
+		runtime.KeepAlive(p)
+
+		// The loading overlay, then the lanes it fills, in a store of the
+		// default size (64 MB per lane) with maxTTL 24h.
+		s, err := New(Options{SizeMB: 64, MaxTTL: 24 * time.Hour, MaxLifetime: 48 * time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		empty := heapInUse()
+		s.StartLoading()
+		for lo := 0; lo < n; lo += 10000 {
+			s.Stage(recs[lo:min(lo+10000, n)], 6)
+		}
+		staged := heapInUse() - empty
+		s.EndStaging()
+		for s.Overlaid() {
+			time.Sleep(50 * time.Millisecond)
+		}
+		full := heapInUse() - empty
+		capacity := 0
+		for _, l := range s.lanes {
+			capacity += l.cache.Capacity()
+		}
+		per := func(bytes int64) float64 { return float64(bytes) / float64(n) }
+		b.ReportMetric(per(pre), "precheck-B/entry")
+		b.ReportMetric(per(staged), "overlay+precheck-while-loading-B/entry")
+		b.ReportMetric(per(full), "store-after-fill-B/entry")
+		b.ReportMetric(per(int64(capacity)), "bigcache-queues-B/entry")
+		b.ReportMetric(float64(len(s.filter)*8)/(1<<20), "bitset-MiB")
+		s.Close()
+	}
+}
+
+// heapInUse is the live heap after a full collection.
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
