@@ -248,6 +248,8 @@ type denylistStats struct {
 	Redis string `json:"redis"`
 	// Queued counts revocations waiting to be written to Redis.
 	Queued int `json:"queued"`
+	// Failover is where the stream is written and what failovers did.
+	Failover *replica.Failover `json:"failover,omitempty"`
 }
 
 // bounded counts, per bound on a structure keyed by outside input, what the
@@ -670,6 +672,7 @@ func (d *denylist) stats() denylistStats {
 			s.Redis = "connected"
 		}
 		s.Queued = r.Queued
+		s.Failover = &r.Failover
 		s.Stream.Oversized += r.Skipped.Oversized
 		s.Stream.Malformed += r.Skipped.Malformed
 		s.Stream.Unverified += r.Skipped.Unverified
@@ -737,6 +740,10 @@ func changedFixed(a, b *denylistOptions) []string {
 		add("redis.keyPrefix", ra.keyPrefix != rb.keyPrefix)
 		add("redis timeouts", ra.dialTimeout != rb.dialTimeout || ra.readTimeout != rb.readTimeout || ra.writeTimeout != rb.writeTimeout)
 		add("redis signing secrets", (ra.signer == nil) != (rb.signer == nil) || (ra.signer != nil && !ra.signer.Same(rb.signer)))
+		add("redis.sentinels", strings.Join(ra.sentinels, ",") != strings.Join(rb.sentinels, ",") || ra.masterName != rb.masterName)
+		add("redis sentinel credentials", ra.sentinelUsername != rb.sentinelUsername || ra.sentinelPassword != rb.sentinelPassword || ra.sentinelPasswordFile != rb.sentinelPasswordFile)
+		add("redis.cluster", ra.cluster != rb.cluster)
+		add("redis.waitReplicas", ra.waitReplicas != rb.waitReplicas || ra.waitTimeout != rb.waitTimeout)
 	}
 	return out
 }
