@@ -1,0 +1,426 @@
+package replica
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgerevoke/tokenrevocation/internal/record"
+	"github.com/edgerevoke/tokenrevocation/internal/resp"
+)
+
+// startServer starts redis-server on a free loopback port with args,
+// stopped when the test ends, and returns its address and a stop function.
+func startServer(t *testing.T, args ...string) (string, func()) {
+	t.Helper()
+	port := freePort(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is required (apt-get install redis-server): %v", err)
+	}
+	dir := t.TempDir()
+	all := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--daemonize", "no"}, args...)
+	return runServer(t, bin, all, "127.0.0.1:"+port, dir)
+}
+
+// startSentinel starts a Sentinel (redis-sentinel, or redis-server
+// --sentinel) monitoring master as "m" with quorum 1 and short timeouts,
+// stopped when the test ends.
+func startSentinel(t *testing.T, master string) string {
+	t.Helper()
+	port := freePort(t)
+	host, masterPort, _ := net.SplitHostPort(master)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := "port " + port + "\nbind 127.0.0.1\ndir " + dir + "\n" +
+		"sentinel monitor m " + host + " " + masterPort + " 1\n" +
+		"sentinel down-after-milliseconds m 500\nsentinel failover-timeout m 2000\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, args := sentinelCommand(t, conf)
+	addr, _ := runServer(t, bin, args, "127.0.0.1:"+port, dir)
+	return addr
+}
+
+// sentinelCommand is how to start a Sentinel on conf.
+func sentinelCommand(t *testing.T, conf string) (string, []string) {
+	t.Helper()
+	if bin, err := exec.LookPath("redis-sentinel"); err == nil {
+		return bin, []string{conf}
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-sentinel or redis-server is required (scripts/deps.sh): %v", err)
+	}
+	return bin, []string{conf, "--sentinel"}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// runServer runs bin with args, logging into dir, until the test ends, and
+// waits until addr answers PING.
+func runServer(t *testing.T, bin string, args []string, addr, dir string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			_ = logFile.Close()
+		})
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := resp.Dial(options(addr)); err == nil {
+			_, err = c.Do("PING")
+			c.Close()
+			if err == nil {
+				return addr, stop
+			}
+		}
+	}
+	t.Fatalf("%s did not answer on %s", bin, addr)
+	return "", nil
+}
+
+func options(addr string) *resp.Options {
+	return &resp.Options{Address: addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second}
+}
+
+// do runs one command on addr and fails the test on an error.
+func do(t *testing.T, addr string, args ...string) interface{} {
+	t.Helper()
+	c, err := resp.Dial(options(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v, err := c.Do(args...)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", args[0], addr, err)
+	}
+	return v
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+	}
+}
+
+// revocation is a revocation of digest byte n, live for an hour.
+func revocation(n int) record.Revocation {
+	return record.Revocation{Digest: [32]byte{byte(n), byte(n >> 8), 1}, Expiry: time.Now().Add(time.Hour).UnixNano()}
+}
+
+// fakeNode is a RESP server that answers every command with reply(args).
+type fakeNode struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	reply func(args []string) string
+	seen  []string // the commands' names, in order
+}
+
+func startFake(t *testing.T, reply func(args []string) string) *fakeNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeNode{ln: ln, reply: reply}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeNode) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeNode) setReply(reply func(args []string) string) {
+	f.mu.Lock()
+	f.reply = reply
+	f.mu.Unlock()
+}
+
+func (f *fakeNode) commands() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.seen, " ")
+}
+
+func (f *fakeNode) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil || len(line) < 3 || line[0] != '*' {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+		args := make([]string, 0, n)
+		for i := 0; i < n; i++ {
+			head, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			size, _ := strconv.Atoi(strings.TrimSpace(head[1:]))
+			buf := make([]byte, size+2)
+			if _, err := io.ReadFull(r, buf); err != nil {
+				return
+			}
+			args = append(args, string(buf[:size]))
+		}
+		f.mu.Lock()
+		f.seen = append(f.seen, strings.ToUpper(args[0]))
+		reply := f.reply
+		f.mu.Unlock()
+		if _, err := c.Write([]byte(reply(args))); err != nil {
+			return
+		}
+	}
+}
+
+// sentinelReply answers SENTINEL get-master-addr-by-name with *master.
+func sentinelReply(mu *sync.Mutex, master *string) func([]string) string {
+	return func(args []string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		host, port, _ := net.SplitHostPort(*master)
+		return fmt.Sprintf("*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(host), host, len(port), port)
+	}
+}
+
+func TestSentinelDialNeverPicksAReplica(t *testing.T) {
+	// given a master, its replica, and a Sentinel that names the replica
+	master, _ := startServer(t)
+	replicaAddr, _ := startServer(t, "--replicaof", "127.0.0.1", strings.Split(master, ":")[1])
+	var mu sync.Mutex
+	named := replicaAddr
+	sentinel := startFake(t, sentinelReply(&mu, &named))
+	rt := newRouter(options(""), Topology{Sentinels: []string{"127.0.0.1:1", sentinel.addr()}, MasterName: "m", Sentinel: options("")}, "s")
+
+	// when the router dials, then it refuses the replica (ROLE)
+	if c, _, err := rt.dial(); err == nil {
+		c.Close()
+		t.Fatal("dialed a replica the sentinel named")
+	} else if err != errNotMaster { //nolint:errorlint // returned as is
+		t.Fatalf("dial: %v, want errNotMaster", err)
+	}
+
+	// when the Sentinel names the master, then the router dials it, asking
+	// the Sentinel that answered first from then on
+	mu.Lock()
+	named = master
+	mu.Unlock()
+	c, addr, err := rt.dial()
+	if err != nil || addr != master {
+		t.Fatalf("dial: %q %v, want %s", addr, err, master)
+	}
+	c.Close()
+	if rt.sentinel != 1 {
+		t.Fatalf("the Sentinel that answered is %d, want 1", rt.sentinel)
+	}
+	// the master changed once, from the replica's address the Sentinel gave first
+	if f, _, _ := rt.counters(); f != 1 {
+		t.Fatalf("failovers %d, want 1", f)
+	}
+}
+
+func TestFailoverRepublishesWhatWasLost(t *testing.T) {
+	// given a writer on the master a Sentinel names
+	a, _ := startServer(t)
+	b, _ := startServer(t)
+	var mu sync.Mutex
+	named := a
+	sentinel := startFake(t, sentinelReply(&mu, &named))
+	w := Start(&Config{Name: "w", Stream: "s", Redis: options(""), Sink: &sink{},
+		Topology: Topology{Sentinels: []string{sentinel.addr()}, MasterName: "m", Sentinel: options("")}})
+	defer w.Close()
+	for i := 0; i < 5; i++ {
+		w.Enqueue(revocation(i))
+	}
+	eventually(t, 10*time.Second, "5 records on A", func() bool { return do(t, a, "XLEN", "s") == int64(5) })
+
+	// when A becomes a replica of B, an empty master (as after a failover
+	// to a replica that had none of them), and the Sentinel names B
+	mu.Lock()
+	named = b
+	mu.Unlock()
+	do(t, a, "REPLICAOF", "127.0.0.1", strings.Split(b, ":")[1])
+	eventually(t, 10*time.Second, "A synced from B", func() bool { return do(t, a, "XLEN", "s") == int64(0) })
+	w.Enqueue(revocation(5))
+
+	// then the writer meets READONLY on A, asks the Sentinel again, writes
+	// to B, and writes again the 5 records B never had
+	eventually(t, 20*time.Second, "6 records on B", func() bool { return do(t, b, "XLEN", "s") == int64(6) })
+	st := w.Status()
+	if st.Failover.Master != b || st.Failover.Failovers < 1 || st.Failover.Republished != 5 || st.Failover.Remembered != 6 {
+		t.Fatalf("status %+v", st.Failover)
+	}
+	// and the records on B are the six, each once
+	s := &sink{}
+	r := Start(&Config{Name: "r", Stream: "s", Redis: options(b), Sink: s})
+	defer r.Close()
+	eventually(t, 10*time.Second, "reader ready", func() bool { return r.Status().Ready })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[[32]byte]int{}
+	for _, rec := range s.recs {
+		seen[rec.Digest]++
+	}
+	if len(s.recs) != 6 || len(seen) != 6 {
+		t.Fatalf("B holds %d records, %d distinct", len(s.recs), len(seen))
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	// given a master, its replica and a Sentinel, and a writer and a
+	// reader through the Sentinel
+	master, stopMaster := startServer(t)
+	replicaAddr, _ := startServer(t, "--replicaof", "127.0.0.1", strings.Split(master, ":")[1])
+	sentinel := startSentinel(t, master)
+	eventually(t, 10*time.Second, "the replica in sync", func() bool {
+		info, _ := do(t, replicaAddr, "INFO", "replication").(string)
+		return strings.Contains(info, "master_link_status:up")
+	})
+	topo := Topology{Sentinels: []string{sentinel}, MasterName: "m", Sentinel: options("")}
+	w := Start(&Config{Name: "w", Stream: "s", Redis: options(""), Sink: &sink{}, Topology: topo})
+	defer w.Close()
+	s := &sink{}
+	r := Start(&Config{Name: "r", Stream: "s", Redis: options(""), Sink: s, Topology: topo})
+	defer r.Close()
+	w.Enqueue(revocation(1))
+	eventually(t, 10*time.Second, "the reader has the first", func() bool { return s.Count() == 1 })
+
+	// when the master dies and the Sentinel promotes the replica
+	stopMaster()
+	w.Enqueue(revocation(2))
+
+	// then both follow, and the reader gets the second
+	eventually(t, 30*time.Second, "the reader has the second", func() bool { return s.Count() >= 2 })
+	if st := w.Status().Failover; st.Master != replicaAddr || st.Failovers < 1 {
+		t.Fatalf("writer %+v", st)
+	}
+	if st := r.Status().Failover; st.Master != replicaAddr {
+		t.Fatalf("reader %+v", st)
+	}
+}
+
+// clusterNode starts a one-node Redis Cluster that owns every slot.
+func clusterNode(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr, _ := startServer(t, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+	do(t, addr, "CLUSTER", "ADDSLOTSRANGE", "0", strconv.Itoa(resp.Slots-1))
+	eventually(t, 10*time.Second, "cluster ok", func() bool {
+		info, _ := do(t, addr, "CLUSTER", "INFO").(string)
+		return strings.Contains(info, "cluster_state:ok")
+	})
+	return addr
+}
+
+func TestClusterRedirects(t *testing.T) {
+	tests := []struct {
+		desc  string
+		kind  string // MOVED or ASK
+		moved int64
+		asked int64
+	}{
+		{desc: "MOVED moves the stream to its node", kind: "MOVED", moved: 1},
+		{desc: "ASK sends one command there, after ASKING", kind: "ASK", asked: 2},
+	}
+	for _, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			// given a node that owns the stream's slot, and one that
+			// redirects there
+			owner := clusterNode(t)
+			const stream = "{edge}"
+			slot := strconv.Itoa(resp.KeySlot(stream))
+			other := startFake(t, func(args []string) string {
+				switch strings.ToUpper(args[0]) {
+				case "XADD", "XREAD":
+					return "-" + test.kind + " " + slot + " " + owner + "\r\n"
+				case "EXISTS":
+					return ":0\r\n"
+				}
+				return "+OK\r\n"
+			})
+
+			// when a writer and a reader are pointed at the other
+			w := Start(&Config{Name: "w", Stream: stream, Redis: options(other.addr()), Sink: &sink{}, Topology: Topology{Cluster: true}})
+			defer w.Close()
+			s := &sink{}
+			r := Start(&Config{Name: "r", Stream: stream, Redis: options(other.addr()), Sink: s, Topology: Topology{Cluster: true}})
+			defer r.Close()
+			w.Enqueue(revocation(1))
+
+			// then the record reaches the owner, and the reader
+			eventually(t, 10*time.Second, "the reader has it", func() bool { return s.Count() == 1 })
+			if n := do(t, owner, "XLEN", stream); n != int64(1) {
+				t.Fatalf("XLEN on the owner: %v", n)
+			}
+			fw, fr := w.Status().Failover, r.Status().Failover
+			if fw.Moved+fr.Moved < test.moved || fw.Asked+fr.Asked < test.asked {
+				t.Fatalf("writer %+v, reader %+v", fw, fr)
+			}
+			if test.kind == "MOVED" && (fw.Master != owner || fr.Master != owner) {
+				t.Fatalf("writer %+v, reader %+v: not on the owner", fw, fr)
+			}
+		})
+	}
+}
+
+func TestClusterMovedForAnotherSlotIsAnError(t *testing.T) {
+	// given a node that redirects the stream to a slot not its own (the
+	// marker key in another slot, say)
+	other := startFake(t, func([]string) string { return "-MOVED 1 127.0.0.1:1\r\n" })
+	rt := newRouter(options(other.addr()), Topology{Cluster: true}, "stream")
+	c, addr, err := rt.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Do("XADD", "stream", "*", "d", "x")
+	// then the router does not follow it
+	if _, ok := rt.follow(err, addr); ok || rt.current() != other.addr() {
+		t.Fatalf("followed a MOVED for another slot: now %s", rt.current())
+	}
+}
