@@ -103,7 +103,7 @@ var metricFamilies = []metricFamily{
 			w.Float(float64(d.replica.Status().Lag) / 1e9)
 		}
 	}},
-	{"tokenrevocation_redis_master", "gauge", "1, labelled with the address of the node the stream is written to (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+	{"tokenrevocation_redis_master", "gauge", "1, with the address of the node the stream is written to (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
 		if st.Failover != nil {
 			w.Int(1, "address", st.Failover.Master)
 		}

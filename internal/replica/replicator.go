@@ -483,7 +483,7 @@ func firstError(replies []interface{}) error {
 // backoff. It reports whether the loop should go on.
 func (r *Replicator) failed(err error, node string, failures, redirects *int) bool {
 	r.written.interrupted(time.Now())
-	if _, ok := r.router.follow(err, node); ok && *redirects < maxRedirects {
+	if r.router.follow(err, node) && *redirects < maxRedirects {
 		*redirects++
 		return true
 	}

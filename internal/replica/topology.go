@@ -194,19 +194,20 @@ func (t *router) unreachable(addr string) {
 	t.mu.Unlock()
 }
 
-// follow reads err, a command's error on the node at from: a MOVED for the
-// stream's slot moves the stream to its node (moved true); an ASK for it is
-// returned for the caller to follow once; READONLY counts a failover.
-func (t *router) follow(err error, from string) (resp.Redirect, bool) {
+// follow reads err, a command's error on the node at from, and reports
+// whether it is a redirect for the stream's slot, to follow at once: a
+// MOVED moves the stream to its node, an ASK the caller follows once.
+// READONLY counts a failover.
+func (t *router) follow(err error, from string) bool {
 	if resp.Code(err) == "READONLY" {
 		atomic.AddInt64(&t.failovers, 1)
-		return resp.Redirect{}, false
+		return false
 	}
 	r, ok := resp.ParseRedirect(err, from)
 	if !ok || r.Slot != t.slot {
 		// Another key's slot: the keys do not share one (keyPrefix
 		// without a hash tag, redis.cluster not set); reported as an error.
-		return resp.Redirect{}, false
+		return false
 	}
 	if !r.Ask {
 		t.mu.Lock()
@@ -214,7 +215,7 @@ func (t *router) follow(err error, from string) (resp.Redirect, bool) {
 		t.mu.Unlock()
 		atomic.AddInt64(&t.moved, 1)
 	}
-	return r, true
+	return true
 }
 
 // counters are the router's counters, for Status.
