@@ -43,6 +43,8 @@ type replicaData struct {
 	SigningSecret string
 	// Options are further middleware options, as YAML values.
 	Options map[string]string
+	// RedisOptions are further redis options, as YAML values.
+	RedisOptions map[string]string
 }
 
 // replicaStats is the JSON the stats path answers.
@@ -74,6 +76,14 @@ type replicaStats struct {
 		Malformed  int64 `json:"malformed"`
 		Unverified int64 `json:"unverified"`
 	} `json:"stream"`
+	Failover struct {
+		Master      string `json:"master"`
+		Failovers   int64  `json:"failovers"`
+		Moved       int64  `json:"moved"`
+		Asked       int64  `json:"asked"`
+		Republished int64  `json:"republished"`
+		Remembered  int    `json:"remembered"`
+	} `json:"failover"`
 	Grants      int     `json:"grants"`
 	GrantTokens int     `json:"grantTokens"`
 	LoadSeconds float64 `json:"loadSeconds"`
