@@ -167,10 +167,7 @@ func TestSentinelFailoverKeepsEveryRevocation(t *testing.T) {
 	e := newReplicaEnv(t)
 	set := startSentinelSet(t, false, 10*time.Second)
 	data := replicaData{RedisOptions: set.redisOptions()}
-	a := e.startTraefikWith(t, t.TempDir(), data)
-	b := e.startTraefikWith(t, t.TempDir(), data)
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	a, b := e.startPairWith(t, data)
 
 	// when the master is killed in the middle of a stream of revocations
 	// through both
@@ -252,16 +249,13 @@ func TestSentinelFailoverKeepsEveryRevocation(t *testing.T) {
 	}
 }
 
-func TestFailoverLostWriteIsRepublished(t *testing.T) {
+func TestSentinelLostWriteIsRepublished(t *testing.T) {
 	// given a master whose replica replicates through a proxy, three
 	// Sentinels, and two Traefik replicas
 	e := newReplicaEnv(t)
 	set := startSentinelSet(t, true, time.Minute)
 	data := replicaData{RedisOptions: set.redisOptions()}
-	a := e.startTraefikWith(t, t.TempDir(), data)
-	b := e.startTraefikWith(t, t.TempDir(), data)
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	a, b := e.startPairWith(t, data)
 	exp := time.Now().Add(time.Hour)
 	if _, err := e.propagation(a, b, newTokens(1, exp)[0], 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -382,10 +376,7 @@ func TestClusterFollowsMovedAndReshard(t *testing.T) {
 		}
 	}
 	data := replicaData{RedisAddress: entry.Addr(), RedisOptions: map[string]string{"cluster": "true"}}
-	a := e.startTraefikWith(t, t.TempDir(), data)
-	b := e.startTraefikWith(t, t.TempDir(), data)
-	e.waitReady(t, a, 30*time.Second)
-	e.waitReady(t, b, 30*time.Second)
+	a, b := e.startPairWith(t, data)
 
 	// when revocations are made through A, then B enforces them, and
 	// they are on the slot's owner
