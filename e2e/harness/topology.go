@@ -235,7 +235,7 @@ func CreateCluster(nodes ...*Redis) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("harness: cluster not ok on %s: %s %v", n.Addr(), info, err)
+				return fmt.Errorf("harness: cluster not ok on %s: %s: %w", n.Addr(), info, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
