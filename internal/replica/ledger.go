@@ -55,16 +55,25 @@ type ledger struct {
 	republished int64 // atomic: entries written again
 }
 
-// add remembers the entry id with fields, unless the ledger is full.
-func (l *ledger) add(id string, fields []string, acked bool) {
+// add remembers the entries written as ids (XADD's replies, one per
+// fields), acked when WAIT acknowledged them, as far as the bound allows.
+// A reply that is not a stream ID is not remembered: XRANGE would refuse it.
+func (l *ledger) add(ids []interface{}, fields [][]string, acked bool) {
+	refused := int64(0)
 	l.mu.Lock()
-	full := len(l.entries) >= maxLedger
-	if !full {
-		l.entries = append(l.entries, writtenEntry{id: id, fields: fields, acked: acked})
+	for i := range fields {
+		id, ok := ids[i].(string)
+		switch {
+		case !ok || !validID(id):
+		case len(l.entries) >= maxLedger:
+			refused++
+		default:
+			l.entries = append(l.entries, writtenEntry{id: id, fields: fields[i], acked: acked})
+		}
 	}
 	l.mu.Unlock()
-	if full {
-		atomic.AddInt64(&l.refused, 1)
+	if refused > 0 {
+		atomic.AddInt64(&l.refused, refused)
 	}
 }
 
@@ -80,26 +89,38 @@ func (l *ledger) interrupted(now time.Time) {
 	atomic.StoreInt64(&l.stableNs, now.UnixNano())
 }
 
-// forget drops the entries that are safely old at now.
+// forget drops the entries that are safely old at now, from the oldest
+// on: it stops at the first one that is not, so that a call costs little
+// when nothing is to be forgotten (entries are in write order; one written
+// again may hold the others back until it is safely old too).
 func (l *ledger) forget(now time.Time) {
 	stable := atomic.LoadInt64(&l.stableNs)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	keep := l.entries[:0]
-	for _, w := range l.entries {
-		since := idMillis(w.id) * int64(time.Millisecond)
+	seenMs, seenSeq := splitID(l.seen)
+	n := 0
+	for n < len(l.entries) {
+		w := &l.entries[n]
+		ms, seq := splitID(w.id)
+		if l.seen == "" || ms > seenMs || (ms == seenMs && seq > seenSeq) {
+			break // not read back yet
+		}
+		since := ms * int64(time.Millisecond)
 		if stable > since {
 			since = stable
 		}
-		safe := idAtMost(w.id, l.seen) && (w.acked || now.UnixNano()-since >= int64(keepWritten))
-		if !safe {
-			keep = append(keep, w)
+		if !w.acked && now.UnixNano()-since < int64(keepWritten) {
+			break
 		}
+		n++
 	}
-	for i := len(keep); i < len(l.entries); i++ {
+	if n == 0 {
+		return
+	}
+	for i := 0; i < n; i++ {
 		l.entries[i] = writtenEntry{} // no stale fields kept alive
 	}
-	l.entries = keep
+	l.entries = l.entries[n:]
 }
 
 // snapshot returns a copy of the entries.
@@ -151,6 +172,18 @@ func idAtMost(a, b string) bool {
 	am, as := splitID(a)
 	bm, bs := splitID(b)
 	return am < bm || (am == bm && as <= bs)
+}
+
+// validID reports whether id is a stream ID, <ms>-<seq>, each a 64-bit
+// unsigned number in digits.
+func validID(id string) bool {
+	dash := strings.IndexByte(id, '-')
+	if dash < 1 || dash == len(id)-1 || id[dash+1] == '+' {
+		return false
+	}
+	_, errMs := strconv.ParseUint(id[:dash], 10, 64)
+	_, errSeq := strconv.ParseUint(id[dash+1:], 10, 64)
+	return errMs == nil && errSeq == nil
 }
 
 // splitID splits a stream ID into its milliseconds and sequence.

@@ -28,7 +28,7 @@ func TestLedgerForgetsWhatIsSafelyOld(t *testing.T) {
 		t.Run(test.desc, func(t *testing.T) {
 			// given a ledger with one entry
 			l := &ledger{}
-			l.add(test.id, []string{"d", "x"}, test.acked)
+			l.add([]interface{}{test.id}, [][]string{{"d", "x"}}, test.acked)
 			l.read(test.seen)
 			l.interrupted(now.Add(test.stable))
 			// when it forgets what is safely old
@@ -45,9 +45,39 @@ func TestLedgerBound(t *testing.T) {
 	// given a full ledger, when one more entry is written, then it is
 	// refused and counted
 	l := &ledger{entries: make([]writtenEntry, maxLedger)}
-	l.add("1-1", nil, false)
+	l.add([]interface{}{"1-1"}, [][]string{nil}, false)
 	if l.size() != maxLedger || l.refused != 1 {
 		t.Fatalf("size %d, refused %d", l.size(), l.refused)
+	}
+}
+
+func TestLedgerKeepsOnlyStreamIDs(t *testing.T) {
+	// given XADD replies a hostile server might send, when they are
+	// remembered, then only stream IDs are: XRANGE would refuse the rest
+	l := &ledger{}
+	l.add([]interface{}{"1-1", "OK", int64(3), "-1", "1-", "18446744073709551616-1", "x-1", "1-2"}, make([][]string, 8), false)
+	if got := l.snapshot(); len(got) != 2 || got[0].id != "1-1" || got[1].id != "1-2" {
+		t.Fatalf("remembered %+v", got)
+	}
+}
+
+func TestLedgerForgetsFromTheOldest(t *testing.T) {
+	// given three entries read back and old, the middle one written again
+	now := time.Now()
+	old := strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10)
+	l := &ledger{}
+	l.add([]interface{}{old + "-1", old + "-2", old + "-3"}, make([][]string, 3), false)
+	l.replace(old+"-2", strconv.FormatInt(now.UnixMilli(), 10)+"-0", false)
+	l.read(strconv.FormatInt(now.UnixMilli(), 10) + "-0")
+	l.interrupted(now.Add(-time.Hour))
+	// when it forgets, then it stops at the young one, until it is old too
+	l.forget(now)
+	if l.size() != 2 {
+		t.Fatalf("size %d, want 2", l.size())
+	}
+	l.forget(now.Add(2 * keepWritten))
+	if l.size() != 0 {
+		t.Fatalf("size %d, want 0", l.size())
 	}
 }
 

@@ -379,12 +379,7 @@ func (r *Replicator) writeLoop() {
 		if trim {
 			lastTrim = time.Now()
 		}
-		acked := r.acked(replies, wait)
-		for i := range fields {
-			if id, ok := replies[i].(string); ok {
-				r.written.add(id, fields[i], acked)
-			}
-		}
+		r.written.add(replies, fields, r.acked(replies, wait))
 		r.mu.Lock()
 		r.pending = r.pending[len(batch):]
 		r.pendingExt = r.pendingExt[len(exts):]
@@ -546,7 +541,7 @@ func (r *Replicator) republish(conn *resp.Conn, node string, missing []writtenEn
 	}
 	acked := r.acked(replies, wait)
 	for i, w := range again {
-		if id, ok := replies[i].(string); ok {
+		if id, ok := replies[i].(string); ok && validID(id) {
 			r.written.replace(w.id, id, acked)
 		}
 	}
