@@ -483,6 +483,11 @@ func (r *Replicator) failed(err error, node string, failures, redirects *int) bo
 		return true
 	}
 	*redirects = 0
+	if c := resp.Code(err); c == "MOVED" || c == "ASK" {
+		// A redirect for another slot: the marker key is not in the
+		// stream's (a cluster met without redis.cluster).
+		err = fmt.Errorf("%w (the keys span more than one hash slot: set redis.cluster: true on every replica)", err)
+	}
 	return r.retry(failures, err)
 }
 

@@ -64,14 +64,18 @@ func newRouter(seed *resp.Options, topo Topology, stream string) *router {
 	return &router{seed: seed, topo: topo, slot: resp.KeySlot(stream)}
 }
 
-// current is the address of the node the stream is on, as last known.
+// current is the address of the node the stream is on, as last known;
+// before the Sentinels named one, "sentinels/<masterName>".
 func (t *router) current() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.addr == "" {
-		return t.seed.Address
+	switch {
+	case t.addr != "":
+		return t.addr
+	case len(t.topo.Sentinels) > 0:
+		return "sentinels/" + t.topo.MasterName
 	}
-	return t.addr
+	return t.seed.Address
 }
 
 // dial connects to the node that holds the stream and returns the
@@ -80,6 +84,8 @@ func (t *router) current() string {
 func (t *router) dial() (*resp.Conn, string, error) {
 	addr := t.current()
 	if len(t.topo.Sentinels) > 0 {
+		// Asked at every dial: after an error, a disconnect or READONLY
+		// the master may have changed.
 		var err error
 		if addr, err = t.askSentinels(); err != nil {
 			return nil, "", err

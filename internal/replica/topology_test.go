@@ -439,3 +439,46 @@ func TestClusterMovedForAnotherSlotIsAnError(t *testing.T) {
 		t.Fatalf("followed a MOVED for another slot: now %s", rt.current())
 	}
 }
+
+func TestWaitReplicas(t *testing.T) {
+	// given a master with one replica
+	master, _ := startServer(t)
+	replicaAddr, _ := startServer(t, "--replicaof", "127.0.0.1", strings.Split(master, ":")[1])
+	eventually(t, 10*time.Second, "the replica in sync", func() bool {
+		info, _ := do(t, replicaAddr, "INFO", "replication").(string)
+		return strings.Contains(info, "master_link_status:up")
+	})
+	tests := []struct {
+		desc    string
+		replica int
+		short   bool
+	}{
+		{desc: "one replica acknowledges", replica: 1},
+		{desc: "two are asked for: WAIT times out, the record is written all the same", replica: 2, short: true},
+	}
+	for i, test := range tests {
+		t.Run(test.desc, func(t *testing.T) {
+			// when a replicator writes with redis.waitReplicas
+			stream := "wait-" + strconv.Itoa(i)
+			s := &sink{}
+			w := Start(&Config{Name: "w", Stream: stream, Redis: options(master), Sink: s, WaitReplicas: test.replica, WaitTimeout: 200 * time.Millisecond})
+			defer w.Close()
+			w.Enqueue(revocation(1))
+			eventually(t, 10*time.Second, "read back", func() bool { return s.has(revocation(1).Digest) })
+			w.Enqueue(revocation(2))
+			eventually(t, 10*time.Second, "the second read back", func() bool { return s.has(revocation(2).Digest) })
+			w.Enqueue(revocation(3))
+			eventually(t, 10*time.Second, "on the replica", func() bool { return do(t, replicaAddr, "XLEN", stream) == int64(3) })
+
+			// then an acknowledged record read back leaves the ledger at
+			// once; one WAIT did not acknowledge stays, and is counted
+			if test.short {
+				eventually(t, 10*time.Second, "three WAITs short", func() bool { return w.Status().Failover.WaitShort == 3 })
+			}
+			f := w.Status().Failover
+			if (!test.short && (f.WaitShort != 0 || f.Remembered > 2)) || (test.short && f.Remembered != 3) {
+				t.Fatalf("status %+v", f)
+			}
+		})
+	}
+}
