@@ -290,7 +290,10 @@ func (r *Replicator) writeLoop() {
 		}
 		exts := append([]record.Extension(nil), r.pendingExt[:m]...)
 		r.mu.Unlock()
-		trim := time.Since(lastTrim) >= trimEvery
+		// Trimmed only once the stream has loaded: until then this
+		// replica does not know the longest life it holds. (Checked here,
+		// so that a replica still loading waits for work, not spins.)
+		trim := time.Since(lastTrim) >= trimEvery && atomic.LoadInt32(&r.ready) == 1
 		verify := atomic.LoadInt32(&r.verifyDue) == 1 && r.written.size() > 0
 		if len(batch) == 0 && len(exts) == 0 && !trim && !verify {
 			select {
@@ -332,11 +335,6 @@ func (r *Replicator) writeLoop() {
 				}
 				continue
 			}
-		}
-		if trim && atomic.LoadInt32(&r.ready) == 0 {
-			// Trimmed only once the stream has loaded: until then this
-			// replica does not know the longest life it holds.
-			trim = false
 		}
 		if len(batch) == 0 && len(exts) == 0 && !trim {
 			continue
