@@ -326,7 +326,14 @@ func (r *Replicator) writeLoop() {
 		}
 		if verify {
 			atomic.StoreInt32(&r.verifyDue, 0)
-			if err := r.verify(conn, node); err != nil {
+			err := r.verify(conn, node)
+			if code := resp.Code(err); code == "NOPERM" || code == "ERR" || code == "WRONGTYPE" {
+				// The check cannot run (an ACL without XRANGE, say):
+				// writing goes on, unchecked, rather than stop.
+				r.warn("cannot check that the records written here are still in the stream: %v", err)
+				err = nil
+			}
+			if err != nil {
 				atomic.StoreInt32(&r.verifyDue, 1)
 				conn.Close()
 				conn = nil

@@ -482,3 +482,21 @@ func TestWaitReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestWritesGoOnWhenTheCheckIsRefused(t *testing.T) {
+	// given an ACL user that may not XRANGE, and a writer that wrote once
+	addr, _ := startServer(t, "--user", "edge", "on", ">edge-password", "~*", "+@all", "-xrange")
+	opts := options(addr)
+	opts.Username, opts.Password = "edge", "edge-password"
+	w := Start(&Config{Name: "w", Stream: "s", Redis: opts, Sink: &sink{}})
+	defer w.Close()
+	w.Enqueue(revocation(1))
+	eventually(t, 10*time.Second, "the first written", func() bool { return do(t, addr, "XLEN", "s") == int64(1) })
+
+	// when its connections are cut, and it writes again
+	do(t, addr, "CLIENT", "KILL", "USER", "edge")
+	w.Enqueue(revocation(2))
+
+	// then the check after the reconnect is refused, and the write goes on
+	eventually(t, 10*time.Second, "the second written", func() bool { return do(t, addr, "XLEN", "s") == int64(2) })
+}
