@@ -196,11 +196,11 @@ func splitID(id string) (int64, int64) {
 	return ms, seq
 }
 
-// rewind returns the stream ID d before id: where a reader that changed
-// node reads again from, in case the new node's clock is behind the old
-// one's (entries re-read merge into what is held).
-func rewind(id string, d time.Duration) string {
-	ms := idMillis(id) - d.Milliseconds()
+// rewind returns the stream ID keepWritten before id: where a reader that
+// changed node reads again from, in case the new node's clock is behind
+// the old one's (entries re-read merge into what is held).
+func rewind(id string) string {
+	ms := idMillis(id) - keepWritten.Milliseconds()
 	if ms <= 0 {
 		return "0-0"
 	}

@@ -93,10 +93,10 @@ func TestStreamIDs(t *testing.T) {
 			t.Errorf("idAtMost(%q, %q) = %v", test.a, test.b, got)
 		}
 	}
-	if got := rewind("1700000060000-5", time.Minute); got != "1700000000000-0" {
+	if got := rewind("1700000060000-5"); got != "1700000000000-0" {
 		t.Errorf("rewind: %s", got)
 	}
-	if got := rewind("5-0", time.Minute); got != "0-0" {
+	if got := rewind("5-0"); got != "0-0" {
 		t.Errorf("rewind near 0: %s", got)
 	}
 }

@@ -612,7 +612,7 @@ func (r *Replicator) readLoop() {
 			conn = c
 			if askAddr == "" && node != "" && addr != node && lastID != "0-0" {
 				// Another node: its clock may be behind the last one's.
-				lastID = rewind(lastID, keepWritten)
+				lastID = rewind(lastID)
 			}
 			if askAddr == "" {
 				node = addr

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 	"github.com/edgerevoke/tokenrevocation/internal/resp"
+	"github.com/edgerevoke/tokenrevocation/internal/testcert"
 )
 
 // startServer starts redis-server on a free loopback port with args,
@@ -29,7 +30,7 @@ func startServer(t *testing.T, args ...string) (string, func()) {
 	}
 	dir := t.TempDir()
 	all := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--daemonize", "no"}, args...)
-	return runServer(t, bin, all, "127.0.0.1:"+port, dir)
+	return runServer(t, bin, all, options("127.0.0.1:"+port), dir)
 }
 
 // startSentinel starts a Sentinel (redis-sentinel, or redis-server
@@ -48,7 +49,7 @@ func startSentinel(t *testing.T, master string, extra ...string) string {
 		t.Fatal(err)
 	}
 	bin, args := sentinelCommand(t, conf)
-	addr, _ := runServer(t, bin, args, "127.0.0.1:"+port, dir)
+	addr, _ := runServer(t, bin, args, options("127.0.0.1:"+port), dir)
 	return addr
 }
 
@@ -76,8 +77,9 @@ func freePort(t *testing.T) string {
 }
 
 // runServer runs bin with args, logging into dir, until the test ends, and
-// waits until addr answers PING (or NOAUTH, when it wants a password).
-func runServer(t *testing.T, bin string, args []string, addr, dir string) (string, func()) {
+// waits until it answers PING (or NOAUTH, when it wants a password) at
+// probe's address.
+func runServer(t *testing.T, bin string, args []string, probe *resp.Options, dir string) (string, func()) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	logFile, err := os.Create(filepath.Join(dir, "server.log"))
@@ -98,15 +100,15 @@ func runServer(t *testing.T, bin string, args []string, addr, dir string) (strin
 	}
 	t.Cleanup(stop)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := resp.Dial(options(addr)); err == nil {
+		if c, err := resp.Dial(probe); err == nil {
 			_, err = c.Do("PING")
 			c.Close()
 			if err == nil || resp.Code(err) == "NOAUTH" {
-				return addr, stop
+				return probe.Address, stop
 			}
 		}
 	}
-	t.Fatalf("%s did not answer on %s", bin, addr)
+	t.Fatalf("%s did not answer on %s", bin, probe.Address)
 	return "", nil
 }
 
@@ -276,6 +278,61 @@ func TestSentinelWithCredentials(t *testing.T) {
 	}
 	defer c.Close()
 	eventually(t, 10*time.Second, "the record on the master", func() bool { n, _ := c.Do("XLEN", "s"); return n == int64(1) })
+}
+
+func TestSentinelOverTLS(t *testing.T) {
+	// given a master and a Sentinel that serve TLS only, with a
+	// certificate of their own CA
+	dir := t.TempDir()
+	cert, key, err := testcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsOptions := func(addr string) *resp.Options {
+		o := options(addr)
+		o.TLS, o.CAFile = true, cert
+		return o
+	}
+	tlsArgs := []string{"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is required: %v", err)
+	}
+	port := freePort(t)
+	master, _ := runServer(t, bin, append([]string{"--port", "0", "--tls-port", port, "--bind", "127.0.0.1", "--dir", t.TempDir(), "--save", "", "--daemonize", "no"}, tlsArgs...),
+		tlsOptions("127.0.0.1:"+port), t.TempDir())
+	sentinelPort := freePort(t)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := "port 0\ntls-port " + sentinelPort + "\nbind 127.0.0.1\ndir " + dir + "\ntls-cert-file " + cert + "\ntls-key-file " + key +
+		"\ntls-ca-cert-file " + cert + "\ntls-auth-clients no\ntls-replication yes\nsentinel monitor m 127.0.0.1 " + port + " 1\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinelBin, args := sentinelCommand(t, conf)
+	sentinel, _ := runServer(t, sentinelBin, args, tlsOptions("127.0.0.1:"+sentinelPort), dir)
+
+	// when a writer finds the master through the Sentinel, both over TLS
+	topo := Topology{Sentinels: []string{sentinel}, MasterName: "m", Sentinel: tlsOptions("")}
+	w := Start(&Config{Name: "w", Stream: "s", Redis: tlsOptions(""), Sink: &sink{}, Topology: topo})
+	defer w.Close()
+	w.Enqueue(revocation(1))
+
+	// then the record is on the master
+	c, err := resp.Dial(tlsOptions(master))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, 10*time.Second, "the record on the master", func() bool { n, _ := c.Do("XLEN", "s"); return n == int64(1) })
+	if st := w.Status().Failover; st.Master != master {
+		t.Fatalf("status %+v", st)
+	}
+
+	// and a router that does not speak TLS to the Sentinel finds none
+	if c, _, err := newRouter(tlsOptions(""), Topology{Sentinels: []string{sentinel}, MasterName: "m", Sentinel: options("")}, "s").dial(); err == nil {
+		c.Close()
+		t.Fatal("found the master through a TLS Sentinel without TLS")
+	}
 }
 
 func TestFailoverRepublishesWhatWasLost(t *testing.T) {
