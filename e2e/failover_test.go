@@ -17,7 +17,7 @@ import (
 
 const sentinelMaster = "edge-master"
 
-// sentinelSet is a master, its replica and three Sentinels (quorum 2).
+// sentinelSet is a master, its replica and Sentinels (a majority quorum).
 type sentinelSet struct {
 	master, replica *harness.Redis
 	// proxy, when set, carries the replication from the master to the
@@ -26,11 +26,12 @@ type sentinelSet struct {
 	sentinels []*harness.Sentinel
 }
 
-// startSentinelSet starts the set; viaProxy sends the replication through
-// a proxy. failoverTimeout is the Sentinels' failover-timeout, which also
-// delays their repointing of a replica that replicates from another
-// address (the proxy's).
-func startSentinelSet(t *testing.T, viaProxy bool, failoverTimeout time.Duration) *sentinelSet {
+// startSentinelSet starts the set with n Sentinels; viaProxy sends the
+// replication through a proxy. failoverTimeout is the Sentinels'
+// failover-timeout, which also delays their repointing of a replica that
+// replicates from another address (the proxy's), and, doubled, a new
+// election after a failed one.
+func startSentinelSet(t *testing.T, n int, viaProxy bool, failoverTimeout time.Duration) *sentinelSet {
 	t.Helper()
 	s := &sentinelSet{master: startRedis(t)}
 	port := s.master.Port
@@ -51,23 +52,23 @@ func startSentinelSet(t *testing.T, viaProxy bool, failoverTimeout time.Duration
 	waitRedis(t, replica.Addr(), "the replica in sync", func(c *harness.RedisClient) bool {
 		return strings.Contains(infoOf(c, "replication"), "master_link_status:up")
 	})
-	for range 3 {
-		sentinel, err := harness.StartSentinel(t.TempDir(), s.master.Addr(), sentinelMaster, 2, time.Second, failoverTimeout)
+	for range n {
+		sentinel, err := harness.StartSentinel(t.TempDir(), s.master.Addr(), sentinelMaster, n/2+1, time.Second, failoverTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(sentinel.Stop)
 		s.sentinels = append(s.sentinels, sentinel)
 	}
-	// Every Sentinel knows the replica and the two others: a failover
-	// needs both.
+	// Every Sentinel knows the replica and the others: a failover needs
+	// both.
 	for _, sentinel := range s.sentinels {
 		waitRedis(t, sentinel.Addr(), "the Sentinel knows the replica and the other Sentinels", func(c *harness.RedisClient) bool {
 			replicas, _ := c.Do("SENTINEL", "replicas", sentinelMaster)
 			others, _ := c.Do("SENTINEL", "sentinels", sentinelMaster)
 			r, _ := replicas.([]any)
 			o, _ := others.([]any)
-			return len(r) == 1 && len(o) == 2
+			return len(r) == 1 && len(o) == n-1
 		})
 	}
 	return s
@@ -165,7 +166,7 @@ func TestSentinelFailoverKeepsEveryRevocation(t *testing.T) {
 	// given a master, its replica, three Sentinels, and two Traefik
 	// replicas that find the master through them
 	e := newReplicaEnv(t)
-	set := startSentinelSet(t, false, 10*time.Second)
+	set := startSentinelSet(t, 3, false, 10*time.Second)
 	data := replicaData{RedisOptions: set.redisOptions()}
 	a, b := e.startPairWith(t, data)
 
@@ -250,10 +251,12 @@ func TestSentinelFailoverKeepsEveryRevocation(t *testing.T) {
 }
 
 func TestSentinelLostWriteIsRepublished(t *testing.T) {
-	// given a master whose replica replicates through a proxy, three
-	// Sentinels, and two Traefik replicas
+	// given a master whose replica replicates through a proxy, a Sentinel,
+	// and two Traefik replicas. (One Sentinel: its election cannot fail,
+	// and a second one would wait twice the minute of failover-timeout
+	// that keeps the Sentinel from repointing the replica past the proxy.)
 	e := newReplicaEnv(t)
-	set := startSentinelSet(t, true, time.Minute)
+	set := startSentinelSet(t, 1, true, time.Minute)
 	data := replicaData{RedisOptions: set.redisOptions()}
 	a, b := e.startPairWith(t, data)
 	exp := time.Now().Add(time.Hour)
