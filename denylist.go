@@ -283,6 +283,10 @@ func changedFixed(a, b *denylistOptions) []string {
 		add("redis.tls", ra.tls != rb.tls || ra.tlsSkipCheck != rb.tlsSkipCheck || ra.caFile != rb.caFile)
 		add("redis.keyPrefix", ra.keyPrefix != rb.keyPrefix)
 		add("redis timeouts", ra.dialTimeout != rb.dialTimeout || ra.readTimeout != rb.readTimeout || ra.writeTimeout != rb.writeTimeout)
+		add("redis.sentinels", strings.Join(ra.sentinels, ",") != strings.Join(rb.sentinels, ",") || ra.masterName != rb.masterName)
+		add("redis sentinel credentials", ra.sentinelUsername != rb.sentinelUsername || ra.sentinelPassword != rb.sentinelPassword || ra.sentinelPasswordFile != rb.sentinelPasswordFile)
+		add("redis.cluster", ra.cluster != rb.cluster)
+		add("redis.waitReplicas", ra.waitReplicas != rb.waitReplicas || ra.waitTimeout != rb.waitTimeout)
 		add("redis signing secrets", (ra.signer == nil) != (rb.signer == nil) || (ra.signer != nil && !ra.signer.Same(rb.signer)))
 	}
 	return out

@@ -103,6 +103,42 @@ var metricFamilies = []metricFamily{
 			w.Float(float64(d.replica.Status().Lag) / 1e9)
 		}
 	}},
+	{"tokenrevocation_redis_master", "gauge", "1, with the address of the node the stream is written to (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(1, "address", st.Failover.Master)
+		}
+	}},
+	{"tokenrevocation_redis_failovers_total", "counter", "Master changes the Sentinels reported, and writes refused with READONLY (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(st.Failover.Failovers)
+		}
+	}},
+	{"tokenrevocation_redis_redirects_total", "counter", "Redis Cluster redirections followed, by kind (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(st.Failover.Moved, "kind", "moved")
+			w.Int(st.Failover.Asked, "kind", "ask")
+		}
+	}},
+	{"tokenrevocation_redis_republished_total", "counter", "Records this replica wrote that a failover lost, written again (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(st.Failover.Republished)
+		}
+	}},
+	{"tokenrevocation_redis_unconfirmed_records", "gauge", "Records written here and remembered until safely old, to be written again should a failover lose them (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(int64(st.Failover.Remembered))
+		}
+	}},
+	{"tokenrevocation_redis_unconfirmed_refused_total", "counter", "Records written here but not remembered, the bound of 100000 being reached (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(st.Failover.RememberRefused)
+		}
+	}},
+	{"tokenrevocation_redis_wait_short_total", "counter", "WAITs (redis.waitReplicas) that timed out with fewer replicas (denylists with Redis only).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		if st.Failover != nil {
+			w.Int(st.Failover.WaitShort)
+		}
+	}},
 	{"tokenrevocation_logouts_total", "counter", "Back-channel logouts applied, received here or loaded.", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
 		w.Float(float64(st.Logouts))
 	}},

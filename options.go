@@ -27,7 +27,8 @@ var configOptions = []string{
 var redisOptionNames = []string{
 	"address", "username", "password", "passwordFile", "db", "tls", "caFile", "insecureSkipVerify",
 	"keyPrefix", "dialTimeout", "readTimeout", "writeTimeout", "signingSecret", "previousSigningSecret",
-	"signingSecretFile",
+	"signingSecretFile", "sentinels", "masterName", "sentinelUsername", "sentinelPassword", "sentinelPasswordFile",
+	"cluster", "waitReplicas", "waitTimeout",
 }
 
 // checkUnknown refuses the options the decoder could not place, top level

@@ -49,8 +49,8 @@ func TestUnknownOptionsAreRefused(t *testing.T) {
 			c.Redis = &RedisConfig{Unknown: map[string]interface{}{"adress": "127.0.0.1:6379"}} //nolint:misspell // the typo under test
 		}, `unknown option "redis.adress": did you mean "redis.address"?`},
 		{"options that do not exist yet", func(c *Config) {
-			c.Redis = &RedisConfig{Address: "127.0.0.1:6379", Unknown: map[string]interface{}{"sentinels": []interface{}{"a:1"}, "masterName": "m"}}
-		}, `unknown options "redis.masterName"; "redis.sentinels"`},
+			c.Redis = &RedisConfig{Address: "127.0.0.1:6379", Unknown: map[string]interface{}{"shards": []interface{}{"a:1"}, "readFrom": "replica"}}
+		}, `unknown options "redis.readFrom"; "redis.shards"`},
 		{"nothing near", func(c *Config) { c.Unknown = map[string]interface{}{"zq": 1} },
 			`unknown option "zq" (the README's options reference lists them)`},
 		{"a redis block without an address", func(c *Config) { c.Redis = &RedisConfig{KeyPrefix: "edge:"} },
@@ -69,7 +69,7 @@ func TestUnknownOptionsAreRefused(t *testing.T) {
 
 func TestNearestOption(t *testing.T) {
 	for key, want := range map[string]string{
-		"adress": "address", "addr": "address", "masterName": "", "pasword": "password", "passwordfile": "passwordFile", //nolint:misspell // typos under test
+		"adress": "address", "addr": "address", "masterNme": "masterName", "replicaOf": "", "pasword": "password", "passwordfile": "passwordFile", //nolint:misspell // typos under test
 		"tls": "tls", "sigingSecret": "signingSecret", "x": "", "addresses": "address",
 	} {
 		if got := nearestOption(key, redisOptionNames); got != want {

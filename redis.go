@@ -53,6 +53,29 @@ type RedisConfig struct {
 	// first signs, every one verifies (rotation). Exclusive with
 	// SigningSecret. Read at start. Default: "".
 	SigningSecretFile string `json:"signingSecretFile,omitempty"`
+	// Sentinels are the host:port of Redis Sentinels, asked for the
+	// master of MasterName at every connect. Exclusive with Address.
+	// Default: none.
+	Sentinels []string `json:"sentinels,omitempty"`
+	// MasterName is the name the Sentinels monitor the master under;
+	// required with Sentinels. Default: "".
+	MasterName string `json:"masterName,omitempty"`
+	// SentinelUsername is the ACL user for AUTH to the Sentinels. Default: "".
+	SentinelUsername string `json:"sentinelUsername,omitempty"`
+	// SentinelPassword is the password for AUTH to the Sentinels. Default: "" (no AUTH).
+	SentinelPassword string `json:"sentinelPassword,omitempty"`
+	// SentinelPasswordFile is a file holding it, read at every connect.
+	// Exclusive with SentinelPassword. Default: "".
+	SentinelPasswordFile string `json:"sentinelPasswordFile,omitempty"`
+	// Cluster is true for a Redis Cluster: Address is any node, MOVED and
+	// ASK are followed, and the stream key gets a hash tag when keyPrefix
+	// has none. Default: false.
+	Cluster bool `json:"cluster,omitempty"`
+	// WaitReplicas, above 0, makes every write wait for that many replicas
+	// to acknowledge it (WAIT), at most WaitTimeout. Default: 0 (no WAIT).
+	WaitReplicas int `json:"waitReplicas,omitempty"`
+	// WaitTimeout bounds each WAIT. Default: 1s.
+	WaitTimeout string `json:"waitTimeout,omitempty"`
 	// Unknown holds the options the decoder could not place; New refuses
 	// them. Not an option.
 	Unknown map[string]interface{} `json:"-" mapstructure:",remain"`
@@ -75,6 +98,16 @@ type redisOptions struct {
 	// signer signs and verifies stream records; nil when
 	// redis.signingSecret is not set (internal/replica).
 	signer *replica.Signer
+	// sentinels, masterName and the sentinel credentials: where to ask
+	// for the master; none without Sentinel.
+	sentinels            []string
+	masterName           string
+	sentinelUsername     string
+	sentinelPassword     string
+	sentinelPasswordFile string
+	cluster              bool
+	waitReplicas         int
+	waitTimeout          time.Duration
 }
 
 // dialRedis connects to the server opts names (internal/resp), and
@@ -101,6 +134,29 @@ func (opts *redisOptions) dialOptions() *resp.Options {
 	}
 }
 
+// topology is where the stream lives: the Sentinels, or a cluster.
+func (opts *redisOptions) topology() replica.Topology {
+	topo := replica.Topology{Sentinels: opts.sentinels, MasterName: opts.masterName, Cluster: opts.cluster}
+	if len(opts.sentinels) > 0 {
+		sentinel := opts.dialOptions()
+		sentinel.Username, sentinel.Password, sentinel.PasswordFile = opts.sentinelUsername, opts.sentinelPassword, opts.sentinelPasswordFile
+		sentinel.DB = 0
+		topo.Sentinel = sentinel
+	}
+	return topo
+}
+
+// stream is the stream's key for the denylist name: keyPrefix and name.
+// In a cluster, a key without a hash tag is wrapped in one, {keyPrefix
+// name}, so that the stream and its marker key (name:signed) share a slot.
+func (opts *redisOptions) stream(name string) string {
+	key := opts.keyPrefix + name
+	if opts.cluster && resp.HashTag(key) == "" {
+		key = "{" + key + "}"
+	}
+	return key
+}
+
 // validate checks the Redis settings; its errors name the field.
 func (r *RedisConfig) validate() (*redisOptions, error) {
 	o := &redisOptions{
@@ -114,19 +170,11 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 		tlsSkipCheck: r.InsecureSkipVerify,
 		keyPrefix:    r.KeyPrefix,
 	}
-	if o.address == "" {
-		return nil, fieldError("redis.address", "is required in a redis block (leave the block out to run without Redis)")
+	if err := r.validateTopology(o); err != nil {
+		return nil, err
 	}
-	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
-		return nil, fieldError("redis.address", "must be host:port, got %q", r.Address)
-	}
-	if o.passwordFile != "" {
-		if o.password != "" {
-			return nil, fieldError("redis.passwordFile", "is exclusive with redis.password")
-		}
-		if _, err := resp.ReadPasswordFile(o.passwordFile); err != nil {
-			return nil, fieldError("redis.passwordFile", "%v", err)
-		}
+	if err := validatePasswordFile("redis.passwordFile", o.passwordFile, o.password); err != nil {
+		return nil, err
 	}
 	if o.caFile != "" {
 		if o.tlsSkipCheck {
@@ -155,7 +203,64 @@ func (r *RedisConfig) validate() (*redisOptions, error) {
 	if o.signer, err = r.signer(); err != nil {
 		return nil, err
 	}
+	if o.waitTimeout, err = durationOr("redis.waitTimeout", r.WaitTimeout, time.Second); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// validateTopology checks where the stream lives: one address (perhaps a
+// cluster's node), or Sentinels and a master name.
+func (r *RedisConfig) validateTopology(o *redisOptions) error {
+	o.masterName = strings.TrimSpace(r.MasterName)
+	o.sentinelUsername, o.sentinelPassword = r.SentinelUsername, r.SentinelPassword
+	o.sentinelPasswordFile = strings.TrimSpace(r.SentinelPasswordFile)
+	o.cluster = r.Cluster
+	o.waitReplicas = r.WaitReplicas
+	for _, s := range r.Sentinels {
+		s = strings.TrimSpace(s)
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			return fieldError("redis.sentinels", "must be host:port addresses, got %q", s)
+		}
+		o.sentinels = append(o.sentinels, s)
+	}
+	switch {
+	case len(o.sentinels) > 0 && o.address != "":
+		return fieldError("redis.sentinels", "is exclusive with redis.address")
+	case len(o.sentinels) > 0 && o.masterName == "":
+		return fieldError("redis.masterName", "is required with redis.sentinels")
+	case len(o.sentinels) > 0 && o.cluster:
+		return fieldError("redis.cluster", "is exclusive with redis.sentinels")
+	case len(o.sentinels) == 0 && (o.masterName != "" || o.sentinelUsername != "" || o.sentinelPassword != "" || o.sentinelPasswordFile != ""):
+		return fieldError("redis.sentinels", "is required with redis.masterName and the sentinel credentials")
+	case o.cluster && o.db != 0:
+		return fieldError("redis.db", "must be 0 with redis.cluster (a cluster has one database)")
+	case o.waitReplicas < 0:
+		return fieldError("redis.waitReplicas", "must be 0 or more, got %d", o.waitReplicas)
+	case len(o.sentinels) > 0:
+		return validatePasswordFile("redis.sentinelPasswordFile", o.sentinelPasswordFile, o.sentinelPassword)
+	case o.address == "":
+		return fieldError("redis.address", "is required in a redis block (leave the block out to run without Redis)")
+	}
+	if _, port, err := net.SplitHostPort(o.address); err != nil || port == "" {
+		return fieldError("redis.address", "must be host:port, got %q", r.Address)
+	}
+	return nil
+}
+
+// validatePasswordFile checks a password file option, named field, against
+// its password option.
+func validatePasswordFile(field, file, password string) error {
+	if file == "" {
+		return nil
+	}
+	if password != "" {
+		return fieldError(field, "is exclusive with %s", strings.TrimSuffix(field, "File"))
+	}
+	if _, err := resp.ReadPasswordFile(file); err != nil {
+		return fieldError(field, "%v", err)
+	}
+	return nil
 }
 
 // minSigningSecret is the shortest signing secret accepted.

@@ -12,11 +12,14 @@ import (
 // names (internal/replica), once per denylist name (createDenylist).
 func startReplica(d *denylist, opts *redisOptions) *replica.Replicator {
 	return replica.Start(&replica.Config{
-		Name:   d.name,
-		Stream: opts.keyPrefix + d.name,
-		Redis:  opts.dialOptions(),
-		Signer: opts.signer,
-		Sink:   &streamSink{d: d},
+		Name:         d.name,
+		Stream:       opts.stream(d.name),
+		Redis:        opts.dialOptions(),
+		Signer:       opts.signer,
+		Sink:         &streamSink{d: d},
+		Topology:     opts.topology(),
+		WaitReplicas: opts.waitReplicas,
+		WaitTimeout:  opts.waitTimeout,
 	})
 }
 

@@ -57,6 +57,8 @@ type denylistStats struct {
 	Redis string `json:"redis"`
 	// Queued counts revocations waiting to be written to Redis.
 	Queued int `json:"queued"`
+	// Failover is where the stream is written and what failovers did.
+	Failover *replica.Failover `json:"failover,omitempty"`
 }
 
 // bounded counts, per bound on a structure keyed by outside input, what the
@@ -140,6 +142,7 @@ func (d *denylist) stats() denylistStats {
 			s.Redis = "connected"
 		}
 		s.Queued = r.Queued
+		s.Failover = &r.Failover
 		s.Stream.Oversized += r.Skipped.Oversized
 		s.Stream.Malformed += r.Skipped.Malformed
 		s.Stream.Unverified += r.Skipped.Unverified

@@ -21,7 +21,8 @@ package e2e
 // tokenrevocation.New. Before New, the values that would reach this
 // machine's files or network are checked for their form and then replaced:
 // redis.address by a closed loopback port, the host of issuer and jwksURL by
-// one, persistPath, a file auditLog, adminTokenFile, redis.passwordFile,
+// one, each of redis.sentinels by one, persistPath, a file auditLog,
+// adminTokenFile, redis.passwordFile, redis.sentinelPasswordFile,
 // redis.caFile and redis.signingSecretFile by files of the test's own, and
 // denylist by a name of its own, so that blocks do not share denylists.
 //
@@ -533,7 +534,17 @@ func (s *standIns) localize(opts map[string]any, id string) (map[string]any, err
 						return nil, fmt.Errorf("redis.address %q is not host:port", rs)
 					}
 					rv = closedPort
-				case "passwordfile":
+				case "sentinels":
+					list, _ := rv.([]any)
+					local := make([]any, 0, len(list))
+					for _, addr := range list {
+						if _, port, err := net.SplitHostPort(fmt.Sprint(addr)); err != nil || port == "" {
+							return nil, fmt.Errorf("redis.sentinels %v is not host:port", addr)
+						}
+						local = append(local, closedPort)
+					}
+					rv = local
+				case "passwordfile", "sentinelpasswordfile":
 					rv = s.password
 				case "cafile":
 					rv = s.ca

@@ -43,6 +43,8 @@ type replicaData struct {
 	SigningSecret string
 	// Options are further middleware options, as YAML values.
 	Options map[string]string
+	// RedisOptions are further redis options, as YAML values.
+	RedisOptions map[string]string
 }
 
 // replicaStats is the JSON the stats path answers.
@@ -74,6 +76,14 @@ type replicaStats struct {
 		Malformed  int64 `json:"malformed"`
 		Unverified int64 `json:"unverified"`
 	} `json:"stream"`
+	Failover struct {
+		Master      string `json:"master"`
+		Failovers   int64  `json:"failovers"`
+		Moved       int64  `json:"moved"`
+		Asked       int64  `json:"asked"`
+		Republished int64  `json:"republished"`
+		Remembered  int    `json:"remembered"`
+	} `json:"failover"`
 	Grants      int     `json:"grants"`
 	GrantTokens int     `json:"grantTokens"`
 	LoadSeconds float64 `json:"loadSeconds"`
@@ -137,11 +147,19 @@ func newKeepAliveClient(conns int) *http.Client {
 func (e *replicaEnv) startPair(t *testing.T) (rds *harness.Redis, a, b *harness.Traefik) {
 	t.Helper()
 	rds = startRedis(t)
-	a = e.startTraefik(t, t.TempDir(), rds.Addr(), "")
-	b = e.startTraefik(t, t.TempDir(), rds.Addr(), "")
+	a, b = e.startPairWith(t, replicaData{RedisAddress: rds.Addr()})
+	return rds, a, b
+}
+
+// startPairWith starts two Traefik replicas A and B on data, and waits
+// until both have loaded the stream.
+func (e *replicaEnv) startPairWith(t *testing.T, data replicaData) (a, b *harness.Traefik) {
+	t.Helper()
+	a = e.startTraefikWith(t, t.TempDir(), data)
+	b = e.startTraefikWith(t, t.TempDir(), data)
 	e.waitReady(t, a, 30*time.Second)
 	e.waitReady(t, b, 30*time.Second)
-	return rds, a, b
+	return a, b
 }
 
 // startRedis starts a redis-server with its data in a temporary directory,

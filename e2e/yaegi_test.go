@@ -178,7 +178,7 @@ func TestYaegiMisspeltOptionRefused(t *testing.T) {
 	}{
 		{map[string]any{"revokePth": "/oauth/revoke"}, `unknown option "revokePth": did you mean "revokePath"?`},
 		{map[string]any{"redis": map[string]any{"adress": "127.0.0.1:6379"}}, `unknown option "redis.adress": did you mean "redis.address"?`}, //nolint:misspell // the typo under test
-		{map[string]any{"redis": map[string]any{"address": "127.0.0.1:6379", "sentinels": "a:1,b:2"}}, `unknown option "redis.sentinels"`},
+		{map[string]any{"redis": map[string]any{"address": "127.0.0.1:6379", "shards": "a:1,b:2"}}, `unknown option "redis.shards"`},
 	} {
 		// when Traefik's decoder fills the interpreted Config
 		cfg := fnCreateConfig.Call(nil)[0]

@@ -57,6 +57,13 @@ type Config struct {
 	Signer *Signer
 	// Sink receives what the reader reads.
 	Sink Sink
+	// Topology is how to find the node that holds the stream: Sentinels,
+	// or a cluster (topology.go). Zero: Redis.Address holds it.
+	Topology Topology
+	// WaitReplicas, above 0, makes every write wait (WAIT) for that many
+	// replicas to acknowledge it, at most WaitTimeout (ledger.go).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Status is what a Replicator reports about itself (stats, metrics).
@@ -75,6 +82,31 @@ type Status struct {
 	Lag time.Duration
 	// Skipped counts the entries skipped rather than applied.
 	Skipped Skips
+	// Failover is where the stream is written and what failovers did.
+	Failover Failover
+}
+
+// Failover is where the stream is written, and what failovers and cluster
+// redirections did (topology.go, ledger.go).
+type Failover struct {
+	// Master is the address of the node the stream is written to.
+	Master string `json:"master"`
+	// Failovers counts master changes the Sentinels reported, and writes
+	// refused with READONLY (the node was demoted).
+	Failovers int64 `json:"failovers"`
+	// Moved and Asked count the cluster redirections followed.
+	Moved int64 `json:"moved"`
+	Asked int64 `json:"asked"`
+	// Republished counts the records this replica wrote that a failover
+	// lost, and that it wrote again.
+	Republished int64 `json:"republished"`
+	// Remembered is how many records written here are kept until safely
+	// old; RememberRefused how many were not kept, the ledger being full.
+	Remembered      int   `json:"remembered"`
+	RememberRefused int64 `json:"rememberRefused"`
+	// WaitShort counts the WAITs that timed out with fewer replicas than
+	// redis.waitReplicas.
+	WaitShort int64 `json:"waitShort"`
 }
 
 // Skips counts the stream entries skipped, by why.
@@ -107,10 +139,20 @@ type Skips struct {
 // Redis is back, and a warning is logged at most every obs.WarnEvery.
 type Replicator struct {
 	name   string
-	redis  *resp.Options
+	router *router
 	signer *Signer
 	sink   Sink
 	stream string
+	// waitReplicas and waitTimeout: WAIT after each write; 0: none.
+	waitReplicas int
+	waitTimeout  time.Duration
+
+	// written is the ledger of the entries written here (ledger.go).
+	written ledger
+	// verifyDue is 1 when the writer must check the ledger against the
+	// stream: set at every reconnect of either loop.
+	verifyDue int32
+	waitShort int64
 
 	mu         sync.Mutex
 	pending    []record.Revocation
@@ -150,7 +192,10 @@ const (
 // Start starts the writer and the reader of cfg.Stream, and returns at
 // once: neither dials until it runs.
 func Start(cfg *Config) *Replicator {
-	r := &Replicator{name: cfg.Name, redis: cfg.Redis, signer: cfg.Signer, sink: cfg.Sink, stream: cfg.Stream, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	r := &Replicator{name: cfg.Name, signer: cfg.Signer, sink: cfg.Sink, stream: cfg.Stream, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	r.router = newRouter(cfg.Redis, cfg.Topology, cfg.Stream)
+	r.waitReplicas = cfg.WaitReplicas
+	r.waitTimeout = cfg.WaitTimeout
 	go r.writeLoop()
 	go r.readLoop()
 	return r
@@ -217,19 +262,22 @@ func backoff(n int) time.Duration {
 // warn logs a Redis problem at most once per obs.WarnEvery.
 func (r *Replicator) warn(format string, args ...interface{}) {
 	if obs.WarnDue(&r.lastWarnNs, time.Now().UnixNano()) {
-		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.name, r.redis.Address, fmt.Sprintf(format, args...))
+		log.Printf("tokenrevocation: WARN denylist %q, redis %s: %s", r.name, r.router.current(), fmt.Sprintf(format, args...))
 	}
 }
 
-// writeLoop sends queued revocations to the stream and trims it.
+// writeLoop sends queued revocations to the stream and trims it. After
+// every reconnect it checks that what it wrote is still there (ledger.go).
 func (r *Replicator) writeLoop() {
 	var conn *resp.Conn
-	failures := 0
+	node := ""
+	failures, redirects := 0, 0
 	marked := false
 	lastTrim := time.Time{}
 	ticker := time.NewTicker(trimEvery)
 	defer ticker.Stop()
 	for {
+		r.written.forget(time.Now())
 		r.mu.Lock()
 		n := len(r.pending)
 		if n > writeBatch {
@@ -242,8 +290,12 @@ func (r *Replicator) writeLoop() {
 		}
 		exts := append([]record.Extension(nil), r.pendingExt[:m]...)
 		r.mu.Unlock()
-		trim := time.Since(lastTrim) >= trimEvery
-		if len(batch) == 0 && len(exts) == 0 && !trim {
+		// Trimmed only once the stream has loaded: until then this
+		// replica does not know the longest life it holds. (Checked here,
+		// so that a replica still loading waits for work, not spins.)
+		trim := time.Since(lastTrim) >= trimEvery && atomic.LoadInt32(&r.ready) == 1
+		verify := atomic.LoadInt32(&r.verifyDue) == 1 && r.written.size() > 0
+		if len(batch) == 0 && len(exts) == 0 && !trim && !verify {
 			select {
 			case <-r.wake:
 			case <-ticker.C:
@@ -256,7 +308,8 @@ func (r *Replicator) writeLoop() {
 			continue
 		}
 		if conn == nil {
-			c, err := resp.Dial(r.redis)
+			c, addr, err := r.router.dial()
+			r.written.interrupted(time.Now())
 			if err != nil {
 				if !r.retry(&failures, err) {
 					return
@@ -264,28 +317,50 @@ func (r *Replicator) writeLoop() {
 				continue
 			}
 			conn = c
+			node = addr
+			// A new connection, perhaps to a new master: check what was
+			// written, and mark the stream signed again.
+			marked = false
+			atomic.StoreInt32(&r.verifyDue, 1)
+			continue
 		}
-		cmds := make([][]string, 0, len(batch)+len(exts)+1)
+		if verify {
+			atomic.StoreInt32(&r.verifyDue, 0)
+			err := r.verify(conn, node)
+			if code := resp.Code(err); code == "NOPERM" || code == "ERR" || code == "WRONGTYPE" {
+				// The check cannot run (an ACL without XRANGE, say):
+				// writing goes on, unchecked, rather than stop.
+				r.warn("cannot check that the records written here are still in the stream: %v", err)
+				err = nil
+			}
+			if err != nil {
+				atomic.StoreInt32(&r.verifyDue, 1)
+				conn.Close()
+				conn = nil
+				if !r.failed(err, node, &failures, &redirects) {
+					return
+				}
+				continue
+			}
+		}
+		if len(batch) == 0 && len(exts) == 0 && !trim {
+			continue
+		}
+		cmds := make([][]string, 0, len(batch)+len(exts)+3)
 		for i := range batch {
 			cmds = append(cmds, appendRevocation([]string{"XADD", r.stream, "*"}, &batch[i]))
 		}
 		for i := range exts {
 			cmds = append(cmds, appendExtension([]string{"XADD", r.stream, "*"}, &exts[i]))
 		}
-		if signer := r.signer; signer != nil {
-			now := time.Now()
-			for i := range cmds {
-				cmds[i] = append(cmds[i], "s", signer.Sign(r.stream, now, cmds[i][3:]))
-			}
-			if !marked {
-				// Marks the stream signed for replicas without the secret.
-				cmds = append(cmds, []string{"SET", r.stream + signedMarker, "1"})
-			}
+		fields := make([][]string, len(cmds))
+		for i := range cmds {
+			fields[i] = append([]string(nil), cmds[i][3:]...)
 		}
-		if trim && atomic.LoadInt32(&r.ready) == 0 {
-			// Trimmed only once the stream has loaded: until then this
-			// replica does not know the longest life it holds.
-			trim = false
+		r.sign(cmds)
+		if r.signer != nil && !marked {
+			// Marks the stream signed for replicas without the secret.
+			cmds = append(cmds, []string{"SET", r.stream + signedMarker, "1"})
 		}
 		if trim {
 			// Past the longest life recorded (the sink's retention): a
@@ -294,33 +369,194 @@ func (r *Replicator) writeLoop() {
 			minID := time.Now().Add(-r.sink.Retention()).UnixMilli()
 			cmds = append(cmds, []string{"XTRIM", r.stream, "MINID", strconv.FormatInt(minID, 10)})
 		}
-		replies, err := conn.Pipeline(cmds, 0)
-		if err == nil {
-			for _, reply := range replies {
-				if e, ok := reply.(error); ok {
-					err = e
-					break
-				}
-			}
-		}
+		cmds, wait := r.withWait(cmds)
+		replies, err := r.send(conn, node, cmds, wait)
 		if err != nil {
 			conn.Close()
 			conn = nil
-			if !r.retry(&failures, err) {
+			if !r.failed(err, node, &failures, &redirects) {
 				return
 			}
 			continue
 		}
-		failures = 0
+		failures, redirects = 0, 0
 		marked = marked || r.signer != nil
 		if trim {
 			lastTrim = time.Now()
 		}
+		r.written.add(replies, fields, r.acked(replies, wait))
 		r.mu.Lock()
 		r.pending = r.pending[len(batch):]
 		r.pendingExt = r.pendingExt[len(exts):]
 		r.mu.Unlock()
 	}
+}
+
+// sign appends the signature to each XADD in cmds, when records are signed.
+func (r *Replicator) sign(cmds [][]string) {
+	if r.signer == nil {
+		return
+	}
+	now := time.Now()
+	for i := range cmds {
+		cmds[i] = append(cmds[i], "s", r.signer.Sign(r.stream, now, cmds[i][3:]))
+	}
+}
+
+// withWait appends WAIT to cmds when redis.waitReplicas is set, and returns
+// how much longer its reply may take.
+func (r *Replicator) withWait(cmds [][]string) ([][]string, time.Duration) {
+	if r.waitReplicas <= 0 {
+		return cmds, 0
+	}
+	ms := strconv.FormatInt(r.waitTimeout.Milliseconds(), 10)
+	return append(cmds, []string{"WAIT", strconv.Itoa(r.waitReplicas), ms}), r.waitTimeout
+}
+
+// acked reads WAIT's reply, the last of replies when wait is set: whether
+// enough replicas acknowledged the writes before it.
+func (r *Replicator) acked(replies []interface{}, wait time.Duration) bool {
+	if wait == 0 || len(replies) == 0 {
+		return false
+	}
+	n, ok := replies[len(replies)-1].(int64)
+	if ok && n >= int64(r.waitReplicas) {
+		return true
+	}
+	atomic.AddInt64(&r.waitShort, 1)
+	return false
+}
+
+// send pipelines cmds on conn, connected to node, and returns the replies,
+// the first error reply as the error. A command answered ASK for the
+// stream's slot is sent again, after ASKING, to the node it names.
+func (r *Replicator) send(conn *resp.Conn, node string, cmds [][]string, wait time.Duration) ([]interface{}, error) {
+	replies, err := conn.Pipeline(cmds, wait)
+	if err != nil {
+		return nil, err
+	}
+	err = firstError(replies)
+	if red, ok := resp.ParseRedirect(err, node); ok && red.Ask && red.Slot == r.router.slot {
+		err = r.sendAsking(red.Addr, cmds, replies)
+	}
+	return replies, err
+}
+
+// sendAsking sends the commands of cmds whose reply is an ASK to addr, each
+// after ASKING, and puts their replies in place.
+func (r *Replicator) sendAsking(addr string, cmds [][]string, replies []interface{}) error {
+	c, err := r.router.dialAsk(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var asking [][]string
+	var at []int
+	for i, reply := range replies {
+		if e, ok := reply.(error); ok && resp.Code(e) == "ASK" {
+			asking = append(asking, []string{"ASKING"}, cmds[i])
+			at = append(at, i)
+		}
+	}
+	again, err := c.Pipeline(asking, 0)
+	if err != nil {
+		return err
+	}
+	for j, i := range at {
+		replies[i] = again[2*j+1]
+	}
+	return firstError(replies)
+}
+
+// firstError is the first error among replies, nil when none is.
+func firstError(replies []interface{}) error {
+	for _, reply := range replies {
+		if e, ok := reply.(error); ok {
+			return e
+		}
+	}
+	return nil
+}
+
+// failed handles err, a command's on node: a MOVED for the stream's slot is
+// followed at once (up to maxRedirects in a row), anything else waits the
+// backoff. It reports whether the loop should go on.
+func (r *Replicator) failed(err error, node string, failures, redirects *int) bool {
+	r.written.interrupted(time.Now())
+	if r.router.follow(err, node) && *redirects < maxRedirects {
+		*redirects++
+		return true
+	}
+	*redirects = 0
+	if c := resp.Code(err); c == "MOVED" || c == "ASK" {
+		// A redirect for another slot: the marker key is not in the
+		// stream's (a cluster met without redis.cluster).
+		err = fmt.Errorf("%w (the keys span more than one hash slot: set redis.cluster: true on every replica)", err)
+	}
+	return r.retry(failures, err)
+}
+
+// verify checks that every entry in the ledger is still in the stream
+// (XRANGE id id), and writes again those that are not.
+func (r *Replicator) verify(conn *resp.Conn, node string) error {
+	entries := r.written.snapshot()
+	for lo := 0; lo < len(entries); lo += writeBatch {
+		hi := lo + writeBatch
+		if hi > len(entries) {
+			hi = len(entries)
+		}
+		cmds := make([][]string, 0, hi-lo)
+		for _, w := range entries[lo:hi] {
+			cmds = append(cmds, []string{"XRANGE", r.stream, w.id, w.id})
+		}
+		replies, err := r.send(conn, node, cmds, 0)
+		if err != nil {
+			return err
+		}
+		var missing []writtenEntry
+		for i, reply := range replies {
+			if items, ok := reply.([]interface{}); ok && len(items) == 0 {
+				missing = append(missing, entries[lo+i])
+			}
+		}
+		if err := r.republish(conn, node, missing); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// republish writes again the entries missing from the stream, but those
+// past the stream's retention, which trimming removed.
+func (r *Replicator) republish(conn *resp.Conn, node string, missing []writtenEntry) error {
+	oldest := time.Now().Add(-r.sink.Retention()).UnixMilli()
+	cmds := make([][]string, 0, len(missing)+1)
+	var again []writtenEntry
+	for _, w := range missing {
+		if idMillis(w.id) < oldest {
+			r.written.drop(w.id)
+			continue
+		}
+		cmds = append(cmds, append([]string{"XADD", r.stream, "*"}, w.fields...))
+		again = append(again, w)
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	r.sign(cmds)
+	cmds, wait := r.withWait(cmds)
+	replies, err := r.send(conn, node, cmds, wait)
+	if err != nil {
+		return err
+	}
+	acked := r.acked(replies, wait)
+	for i, w := range again {
+		if id, ok := replies[i].(string); ok && validID(id) {
+			r.written.replace(w.id, id, acked)
+		}
+	}
+	r.warn("%d records written here were missing from the stream after a reconnect (lost in a failover): written again", len(again))
+	return nil
 }
 
 func (r *Replicator) queued() int {
@@ -334,7 +570,9 @@ func (r *Replicator) readLoop() {
 	var conn *resp.Conn
 	entries := &entryReader{check: &entryCheck{stream: r.stream, signer: r.signer}, skipped: &r.skipped}
 	lastID := "0-0"
-	failures := 0
+	failures, redirects := 0, 0
+	node := ""    // the node read from last
+	askAddr := "" // the node an ASK named, for the next read only
 	// Until caught up, batches are staged on a goroutine of their own, so
 	// that reading the next batch (the costlier half under Yaegi) runs on
 	// the other core meanwhile.
@@ -361,8 +599,10 @@ func (r *Replicator) readLoop() {
 		default:
 		}
 		if conn == nil {
-			c, err := resp.Dial(r.redis)
+			c, addr, err := r.dialReader(askAddr)
+			r.written.interrupted(time.Now())
 			if err != nil {
+				askAddr = ""
 				atomic.StoreInt32(&r.connected, 0)
 				if !r.retry(&failures, err) {
 					return
@@ -370,12 +610,23 @@ func (r *Replicator) readLoop() {
 				continue
 			}
 			conn = c
+			if askAddr == "" && node != "" && addr != node && lastID != "0-0" {
+				// Another node: its clock may be behind the last one's.
+				lastID = rewind(lastID)
+			}
+			if askAddr == "" {
+				node = addr
+			}
+			// Perhaps a failover: the writer checks what it wrote.
+			atomic.StoreInt32(&r.verifyDue, 1)
+			r.notify()
 			if err := r.checkMarker(conn); err != nil {
 				conn.Close()
 				conn = nil
+				askAddr = ""
 				atomic.StoreInt32(&r.connected, 0)
 				r.refuse(err)
-				if !r.retry(&failures, err) {
+				if !r.failed(err, addr, &failures, &redirects) {
 					return
 				}
 				continue
@@ -392,18 +643,33 @@ func (r *Replicator) readLoop() {
 		args = append(args, "STREAMS", r.stream, lastID)
 		recs, exts, last, count, err := entries.xread(conn, args, wait)
 		oversized := errors.Is(err, resp.ErrTooLarge)
+		from := node
+		if askAddr != "" {
+			// One read after ASKING: the next goes to the slot's owner.
+			from = askAddr
+			askAddr = ""
+			if err == nil || oversized {
+				conn.Close()
+				conn = nil
+			}
+		}
 		if err != nil && !oversized {
-			conn.Close()
-			conn = nil
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
 			atomic.StoreInt32(&r.connected, 0)
+			if red, ok := resp.ParseRedirect(err, from); ok && red.Ask && red.Slot == r.router.slot {
+				askAddr = red.Addr
+			}
 			r.noteStuck(failures + 1)
 			r.refuse(err)
-			if !r.retry(&failures, err) {
+			if !r.failed(err, from, &failures, &redirects) {
 				return
 			}
 			continue
 		}
-		failures = 0
+		failures, redirects = 0, 0
 		r.noteStuck(0)
 		if oversized {
 			// Skipped for good: what came before it applies below, the
@@ -411,11 +677,14 @@ func (r *Replicator) readLoop() {
 			// reply was not read).
 			atomic.AddInt64(&r.skipped.Oversized, 1)
 			r.warn("stream entry %s is larger than the read buffer (%d bytes): skipped", last, resp.BufferSize)
-			conn.Close()
-			conn = nil
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
 		}
 		if last != "" {
 			lastID = last
+			r.written.read(lastID)
 		}
 		switch {
 		case last != "":
@@ -433,6 +702,23 @@ func (r *Replicator) readLoop() {
 			r.sink.Loaded()
 		}
 	}
+}
+
+// dialReader connects the reader: to the node an ASK named, after ASKING,
+// when askAddr is set; else to the node that holds the stream.
+func (r *Replicator) dialReader(askAddr string) (*resp.Conn, string, error) {
+	if askAddr == "" {
+		return r.router.dial()
+	}
+	c, err := r.router.dialAsk(askAddr)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := c.Do("ASKING"); err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	return c, askAddr, nil
 }
 
 // checkMarker refuses, for a reader without a secret, a stream that a
@@ -513,5 +799,16 @@ func (r *Replicator) Status() Status {
 			Malformed:  atomic.LoadInt64(&r.skipped.Malformed),
 			Unverified: atomic.LoadInt64(&r.skipped.Unverified),
 		},
+		Failover: r.failover(),
 	}
+}
+
+// failover reports where the stream is written and what failovers did.
+func (r *Replicator) failover() Failover {
+	f := Failover{Master: r.router.current(), Remembered: r.written.size()}
+	f.Failovers, f.Moved, f.Asked = r.router.counters()
+	f.Republished = atomic.LoadInt64(&r.written.republished)
+	f.RememberRefused = atomic.LoadInt64(&r.written.refused)
+	f.WaitShort = atomic.LoadInt64(&r.waitShort)
+	return f
 }

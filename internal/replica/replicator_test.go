@@ -50,6 +50,18 @@ func (s *sink) Count() int64 {
 
 func (s *sink) Retention() time.Duration { return time.Hour }
 
+// has reports whether the sink was given a revocation of digest.
+func (s *sink) has(digest [32]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.recs {
+		if s.recs[i].Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
 // startRedis starts redis-server on a free loopback port, stopped when the
 // test ends. (The root package's tests have a fuller one.)
 func startRedis(t *testing.T) *resp.Options {

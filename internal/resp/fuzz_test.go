@@ -152,3 +152,34 @@ func (replayConn) RemoteAddr() net.Addr             { return nil }
 func (replayConn) SetDeadline(time.Time) error      { return nil }
 func (replayConn) SetReadDeadline(time.Time) error  { return nil }
 func (replayConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzTopologyReplies: whatever a server sends where a Sentinel's master
+// address, ROLE's reply or a MOVED/ASK error is expected, the parsers never
+// panic, and a redirect they accept names a slot in range and a host:port.
+func FuzzTopologyReplies(f *testing.F) {
+	for _, seed := range []string{
+		"-MOVED 3999 127.0.0.1:6381\r\n", "-ASK 3999 :6381\r\n", "-READONLY You can't write against a read only replica.\r\n",
+		"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n", "*-1\r\n", "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n",
+		"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6379\r\n$9\r\nconnected\r\n:10\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		v, err := readReply(bufio.NewReader(bytes.NewReader(input)))
+		if addr, merr := MasterAddr(v, err); merr == nil {
+			if _, _, serr := net.SplitHostPort(addr); serr != nil {
+				t.Fatalf("MasterAddr accepted %q", addr)
+			}
+		}
+		_, _ = Role(v)
+		_ = Code(err)
+		if r, ok := ParseRedirect(err, "127.0.0.1:7000"); ok {
+			if _, _, serr := net.SplitHostPort(r.Addr); serr != nil || r.Slot < 0 || r.Slot >= Slots {
+				t.Fatalf("ParseRedirect accepted %+v", r)
+			}
+		}
+		if s := KeySlot(string(input)); s < 0 || s >= Slots {
+			t.Fatalf("KeySlot = %d", s)
+		}
+	})
+}
