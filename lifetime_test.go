@@ -598,14 +598,17 @@ func TestConcurrentRecordsOfOneDigestKeepTheLongest(t *testing.T) {
 				longest = expiry.UnixNano()
 			}
 			wg.Add(1)
-			go func(source byte) {
+			// expiry as an argument, not captured by the closure: one full
+			// Yaegi run panicked in this test (issue 22's notes), and Yaegi
+			// keeps a function's locals in one frame.
+			go func(source byte, expiry time.Time) {
 				defer wg.Done()
 				if source == sourceRedis {
 					d.loadDirect([]record.Revocation{{Digest: *digest, Expiry: expiry.UnixNano(), At: clock.now().UnixNano()}}, source)
 					return
 				}
 				_, _, _ = d.record(digest, "", expiry, -1, source, nil)
-			}([]byte{sourceRevoke, sourceRedis}[i%2])
+			}([]byte{sourceRevoke, sourceRedis}[i%2], expiry)
 		}
 		wg.Wait()
 		// then the longest expiry is held, in one slot
