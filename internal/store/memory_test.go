@@ -40,7 +40,7 @@ func BenchmarkMemoryShare(b *testing.B) {
 		before := heapInUse()
 		p := newPrecheck(time.Now)
 		for lo := 0; lo < n; lo += 10000 {
-			p.addBatch(recs[lo:min(lo+10000, n)])
+			p.addBatch(recs[lo:batchEnd(lo, n)])
 		}
 		p.Merge()
 		pre := heapInUse() - before
@@ -55,7 +55,7 @@ func BenchmarkMemoryShare(b *testing.B) {
 		empty := heapInUse()
 		s.StartLoading()
 		for lo := 0; lo < n; lo += 10000 {
-			s.Stage(recs[lo:min(lo+10000, n)], 6)
+			s.Stage(recs[lo:batchEnd(lo, n)], 6)
 		}
 		staged := heapInUse() - empty
 		s.EndStaging()
@@ -84,4 +84,13 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// batchEnd is the end of the batch of 10,000 from lo (Yaegi v0.16.1 has no
+// min builtin).
+func batchEnd(lo, n int) int {
+	if lo+10000 < n {
+		return lo + 10000
+	}
+	return n
 }
