@@ -201,7 +201,7 @@ func appendJSONTokens(tokens []string, body []byte) []string {
 
 // mayHoldAccessToken is a cheap test that spares the parsers bodies that
 // cannot name access_token: the name in any case, or an escape that could
-// spell it.
+// spell it. serveBody repeats it inline.
 func mayHoldAccessToken(s string) bool {
 	return strings.IndexByte(s, '\\') >= 0 || strings.IndexByte(s, '%') >= 0 || strings.Contains(strings.ToLower(s), "access")
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 const revokedToken = "revoked-opaque-token-0123456789"
@@ -226,5 +227,51 @@ func TestEndpointPathVariants(t *testing.T) {
 	req.URL.RawPath = "/api/id/v1/auth/token/%72evoke"
 	if rw := serve(given, req); rw.Code != http.StatusOK || !given.list.contains(revokedToken) {
 		t.Errorf("encoded exact path: status %d, recorded %v", rw.Code, given.list.contains(revokedToken))
+	}
+}
+
+// TestServeBodyDecidesAsTheExactPath pins serveBody's inline checks (case
+// (f)): whatever it settles itself, it settles as serveSlow would, and a
+// request it passes reaches the next handler with its body intact.
+func TestServeBodyDecidesAsTheExactPath(t *testing.T) {
+	up := &upstream{}
+	m := newTestMiddleware(t, up, newFakeClock(), nil)
+	revoked := makeJWT(time.Now().Add(time.Hour).Unix())
+	revoke(t, m, revoked, "access_token")
+	unknown := makeJWT(time.Now().Add(2 * time.Hour).Unix())
+	// A token that shares the revoked one's pre-check key, not revoked.
+	lookalike := unknown[:strings.LastIndexByte(unknown, '.')+1] + revoked[strings.LastIndexByte(revoked, '.')+1:] + "x"
+	const plain = `{"order":{"id":12345,"note":"hello"}}`
+	cases := []struct {
+		desc, bearer, contentType, body string
+		want                            int
+	}{
+		{"unknown bearer, JSON", unknown, "application/json", plain, 200},
+		{"unknown bearer, JSON with a charset", unknown, "application/json; charset=utf-8", plain, 200},
+		{"unknown bearer, form", unknown, "application/x-www-form-urlencoded", "a=1&b=2", 200},
+		{"unknown bearer, other type", unknown, "application/octet-stream", plain, 200},
+		{"revoked bearer", revoked, "application/json", plain, 401},
+		{"revoked token in the JSON body", unknown, "application/json", `{"access_token":"` + revoked + `"}`, 401},
+		{"revoked token in the JSON body, escaped", unknown, "application/json", `{"access\u005ftoken":"` + revoked + `"}`, 401},
+		{"revoked token in the form body", unknown, "application/x-www-form-urlencoded", "access_token=" + revoked, 401},
+		{"a bearer sharing a revoked key", lookalike, "application/json", plain, 200},
+		{"a short bearer", "abc", "application/json", plain, 200},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequest(http.MethodPost, "/api/x", strings.NewReader(c.body))
+		req.Header.Set("Content-Type", c.contentType)
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+		calls := up.calls()
+		rw := serve(m, req)
+		if rw.Code != c.want {
+			t.Errorf("%s: status %d, want %d", c.desc, rw.Code, c.want)
+			continue
+		}
+		if c.want == 200 && (up.calls() != calls+1 || up.body != c.body) {
+			t.Errorf("%s: the next handler got body %q", c.desc, up.body)
+		}
+		if c.want != 200 && up.calls() != calls {
+			t.Errorf("%s: a rejected request reached the next handler", c.desc)
+		}
 	}
 }
