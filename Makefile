@@ -103,7 +103,7 @@ bench: deps traefik
 	cd e2e && go build -o $(BIN)/bench ./cmd/bench
 	$(BIN)/bench -out $(CURDIR)/.cache/bench.md $(BENCH_ARGS)
 
-# The quick variant (under 10 minutes on 2 cores): cases (a) to (f) in 3
+# The quick variant (4.5 minutes on 2 cores, BENCHMARKS.md): cases (a) to (f) in 3
 # rounds of 3 s with 100,000 entries preloaded, and a cold start against
 # 100,000 revocations.
 bench-quick: deps traefik
