@@ -26,9 +26,10 @@ import (
 func (m *middleware) serveBody(rw http.ResponseWriter, req *http.Request) {
 	s := m.settings
 	auth := req.Header["Authorization"]
-	// plainPath, neverRevokedBearer, bodyKind for JSON and mayHoldAccessToken
-	// are repeated inline here, on purpose: each interpreted call costs
-	// about 5 µs under Yaegi, and case (f) made ten of them.
+	// plainPath, the bearer's pre-check (neverRevoked, by serveHot's key
+	// rule), bodyKind for JSON and mayHoldAccessToken are repeated inline
+	// here, on purpose: each interpreted call costs about 5 µs under Yaegi,
+	// and case (f) made ten of them.
 	ok := len(auth) == 1 && len(req.Header["Content-Encoding"]) == 0 && req.ContentLength > 0 &&
 		req.ContentLength <= s.maxBodyBytes && atomic.LoadInt32(m.rules) == 0
 	if ok {
