@@ -329,8 +329,8 @@ func (s *Store) remember(key string, expiry int64) {
 	s.hot.Store(key, expiry)
 }
 
-// HotLen is how many digests the hot map holds (tests).
-func (s *Store) HotLen() int {
+// hotLen is how many digests the hot map holds (tests).
+func (s *Store) hotLen() int {
 	n := 0
 	s.hot.Range(func(_, _ interface{}) bool { n++; return true })
 	return n

@@ -54,7 +54,7 @@ func TestHotCacheIsBounded(t *testing.T) {
 	}
 
 	// then the map was emptied on the way and never holds more than its limit
-	if n := s.HotLen(); n == 0 || n > hotLimit {
+	if n := s.hotLen(); n == 0 || n > hotLimit {
 		t.Fatalf("hot map holds %d entries, want 1..%d", n, hotLimit)
 	}
 	never := sha256.Sum256([]byte("never-revoked"))
