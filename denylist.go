@@ -159,8 +159,8 @@ func newDenylist(name string, opts denylistOptions) (*denylist, error) {
 }
 
 // countFilled counts a record loaded from the stream with its client against
-// that client's share here too (see loadDirect), as the fill moves it into
-// lane i.
+// that client's share here too (see loadDirect), in the lane i that would
+// hold it, as the store's staging ends.
 func (d *denylist) countFilled(rec *record.Revocation, lane int, window time.Duration) {
 	d.limiter.Count(limit.Key(rec.Client), lane, window, 1)
 }

@@ -523,8 +523,9 @@ func TestFarFutureJWTExpiryIsRefused(t *testing.T) {
 }
 
 func TestUpdateDuringTheFillIsKept(t *testing.T) {
-	for _, when := range []string{"while staging", "after the fill took it", "after the fill"} {
-		// given a denylist loading a record and filling it into its lanes
+	for _, when := range []string{"while staging", "while served from the segment", "after the fill took it", "after the fill"} {
+		// given a denylist loading a record, serving it from the loaded
+		// segment, then draining the segment into its lanes
 		clock := newFakeClock()
 		d := newTestDenylist(t, denylistOptions{now: clock.now})
 		d.startLoading(1)
@@ -547,6 +548,10 @@ func TestUpdateDuringTheFillIsKept(t *testing.T) {
 			}
 		})
 		d.sourceLoaded()
+		if when == "while served from the segment" {
+			update()
+		}
+		d.store.Drain()
 		filled := func() bool { return !d.store.Overlaid() }
 		if !waitFor(t, 5*time.Second, filled) {
 			t.Fatal("the fill never ended")
@@ -635,7 +640,8 @@ func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		// when this replica revokes it for longer, before or after the fill takes it
+		// when this replica revokes it for longer, before or after the
+		// drain of the loaded segment takes it
 		d.store.SetFillTaken(func() {
 			d.store.SetFillTaken(nil)
 			if taken {
@@ -646,6 +652,7 @@ func TestLocalRevokeDuringTheFillIsKept(t *testing.T) {
 			revokeHere()
 		}
 		d.sourceLoaded()
+		d.store.Drain()
 		if !waitFor(t, 5*time.Second, func() bool { return !d.store.Overlaid() }) {
 			t.Fatal("the fill never ended")
 		}

@@ -18,17 +18,19 @@ import (
 // waits on them):
 //
 //  1. Staging. Each source (persistPath, the Redis stream) reads its records
-//     into a loadSet: a slice of records, a map from 64 bits of each digest
-//     to its place in the slice, and a staging bitset. This is cheap
-//     interpreted work. Meanwhile the live bitset is all ones, so every
-//     request carrying a token leaves the hot path and is held in serveSlow
-//     (awaitLoaded) for at most loadWait; requests without a token pass.
-//  2. Filling. Once every source has caught up, the staging bitset is copied
-//     into the live one under the lock that store takes while staging, and
-//     the loadSet becomes the overlay: lookups consult it exactly (full
-//     digest compare), so the replica answers correctly from this moment.
-//     A goroutine then moves the overlay's records into bigcache and drops
-//     it when done.
+//     into the store's loaded segment: flat arrays of digest, expiry,
+//     confirmation and source, an open-addressing index, and a staging
+//     bitset. This is cheap interpreted work. Meanwhile the live bitset is
+//     all ones, so every request carrying a token leaves the hot path and is
+//     held in serveSlow (awaitLoaded) for at most loadWait; requests without
+//     a token pass.
+//  2. Serving. Once every source has caught up, the staging bitset is
+//     copied into the live one under the lock that store takes while
+//     staging, and lookups consult the segment exactly (full digest
+//     compare), so the replica answers correctly from this moment. Nothing
+//     is copied into bigcache then: once most of the segment's records have
+//     expired, a goroutine moves the survivors into bigcache and drops it
+//     (internal/store, overlay.go).
 //
 // A source that cannot load (Redis unreachable, persistPath unreadable)
 // keeps the denylist loading. Once loadWait has passed since start it
@@ -206,8 +208,8 @@ func (d *denylist) sourceLoaded() {
 }
 
 // finishLoad ends staging (store.EndStaging: the store answers exactly
-// from here on, and fills bigcache in the background), and held requests go
-// on. It moves a degraded denylist to ready.
+// from here on, from its loaded segment and its lanes), and held requests
+// go on. It moves a degraded denylist to ready.
 func (d *denylist) finishLoad(state int32) {
 	d.mu.Lock()
 	previous := atomic.LoadInt32(&d.life.state)

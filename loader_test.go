@@ -91,6 +91,10 @@ func TestLoadingStagesFastAndFillsExactly(t *testing.T) {
 	if m.list.contains("never") {
 		t.Fatal("a token never revoked is reported revoked")
 	}
+	if s := m.list.stats(); s.Entries != len(recs) || s.Filling != 0 {
+		t.Fatalf("stats while served from the loaded segment: %+v", s)
+	}
+	m.list.store.Drain()
 	if !waitFor(t, 30*time.Second, func() bool { return m.list.stats().Filling == 0 && overlayGone(m.list) }) {
 		t.Fatalf("fill did not finish: %+v", m.list.stats())
 	}

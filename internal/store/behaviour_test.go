@@ -157,29 +157,53 @@ func TestLoadingStagesThenAnswersExactly(t *testing.T) {
 	// and staging ends
 	s.EndStaging()
 
-	// then every record is held, the longer expiry wins, and the fill
-	// moves them all into the lanes and drops the overlay
+	// then every record is held, from the loaded segment and not the
+	// lanes, and the longer expiry wins
 	for i := range recs {
 		if !s.Has(&recs[i].Digest) {
 			t.Fatalf("record %d not held after staging", i)
 		}
 	}
+	if got := s.Held(&recs[0].Digest).Expiry; got != longer.Expiry {
+		t.Fatalf("expiry %d, want the longer %d", got, longer.Expiry)
+	}
+	if st := s.Stats(); st.Entries != len(recs) || laneEntries(s) != 0 || st.Filling != 0 {
+		t.Fatalf("after staging: %+v, %d in the lanes; want all %d in the segment", st, laneEntries(s), len(recs))
+	}
+
+	// when the segment drains, then it moves them all into the lanes and
+	// is dropped, and none is lost
+	s.Drain()
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Overlaid() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if s.Overlaid() {
-		t.Fatal("the fill never ended")
+		t.Fatal("the drain never ended")
 	}
 	for i := range recs {
 		if !s.Has(&recs[i].Digest) {
-			t.Fatalf("record %d lost by the fill", i)
+			t.Fatalf("record %d lost by the drain", i)
 		}
 	}
 	if got := s.Held(&recs[0].Digest).Expiry; got != longer.Expiry {
-		t.Fatalf("expiry %d, want the longer %d", got, longer.Expiry)
+		t.Fatalf("expiry %d after the drain, want the longer %d", got, longer.Expiry)
+	}
+	// (the longer one, two hours against the longest lane's hour, goes
+	// whole to the overflow map, as Put would keep it)
+	if st := s.Stats(); st.Entries != len(recs) || laneEntries(s) != len(recs)-1 || st.Overflow != 1 {
+		t.Fatalf("after the drain: %+v, %d in the lanes", st, laneEntries(s))
 	}
 	if _, _, ok := s.Stage(recs, 6); ok {
 		t.Fatal("Stage after loading must leave the records to the caller")
 	}
+}
+
+// laneEntries is how many entries bigcache's lanes hold.
+func laneEntries(s *Store) int {
+	n := 0
+	for _, l := range s.lanes {
+		n += l.cache.Len()
+	}
+	return n
 }

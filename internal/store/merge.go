@@ -29,17 +29,18 @@ func (s *Store) Put(rec *record.Revocation) int {
 	return i
 }
 
-// putLoaded stores a loaded record whose bit is already set: store without
-// the bit, which the fill would set a million times for nothing.
+// putLoaded stores a record the drain moves out of the loaded segment:
+// its bit is already set (store without it, which would set it a million
+// times for nothing), its pre-check key is held, and its client was
+// counted when it was staged (countClients). One longer than every lane
+// goes whole to the overflow map, as Put does.
 func (s *Store) putLoaded(rec *record.Revocation, now int64) {
-	i := s.ReserveOrForce(&rec.Digest, time.Duration(rec.Expiry-now))
-	s.set(rec, i)
-	if s.onFilled != nil && rec.Client != ([16]byte{}) {
-		// Loaded from the stream with its client: the caller counts it
-		// against that client's share here too. (Tested here, not in the
-		// callback: a call per record costs about 5 µs under Yaegi.)
-		s.onFilled(rec, i, s.lanes[i].window)
+	lifetime := time.Duration(rec.Expiry - now)
+	if lifetime > s.lanes[len(s.lanes)-1].window {
+		s.keepOverflow(string(rec.Digest[:]), rec.Expiry, rec.At)
+		return
 	}
+	s.set(rec, s.ReserveOrForce(&rec.Digest, lifetime))
 }
 
 // put writes rec into lane i, whose slot is already counted, and marks the
@@ -113,13 +114,13 @@ type Entry struct {
 	At     int64
 	Source byte
 	// Lane holds the entry with the latest expiry, -1 when that is in the
-	// overflow map or the loading overlay; Lanes has a bit per lane that
+	// overflow map or the loaded segment; Lanes has a bit per lane that
 	// holds an entry of the digest, live or not.
 	Lane  int
 	Lanes uint64
 }
 
-// Held reports what the store holds for digest. The loading overlay is
+// Held reports what the store holds for digest. The loaded segment is
 // read first: the fill moves its records into the lanes, so read the other
 // way round a record could be missed in both.
 func (s *Store) Held(digest *[sha256.Size]byte) Entry {
@@ -128,9 +129,11 @@ func (s *Store) Held(digest *[sha256.Size]byte) Entry {
 	key := string(digest[:])
 	s.mu.Lock()
 	if set := s.overlay; set != nil {
-		if i, ok := set.index[loadKey(digest)]; ok && set.recs[i].Digest == *digest && set.recs[i].Expiry > now {
+		if i := set.find(digest); i >= 0 && set.expiry[i] > now {
 			h.Found = true
-			h.Expiry, h.At, h.Source = set.recs[i].Expiry, set.recs[i].At, set.recs[i].Source
+			h.Expiry = set.expiry[i]
+			h.At = set.at[i]
+			h.Source = set.source[i]
 		}
 	}
 	s.mu.Unlock()
@@ -248,7 +251,7 @@ func (s *Store) Lock(digest *[sha256.Size]byte) *sync.Mutex {
 }
 
 // MergeSync is Merge, followed, while loading, by the same update of the
-// loading overlay's copy of the digest (syncOverlay): the fill must never
+// loaded segment's copy of the digest (syncOverlay): the fill must never
 // write its older copy over what merge stored. The caller holds the
 // digest's lock.
 func (s *Store) MergeSync(rec *record.Revocation, h *Entry, reserved int) bool {
@@ -264,7 +267,7 @@ func (s *Store) MergeSync(rec *record.Revocation, h *Entry, reserved int) bool {
 	return true
 }
 
-// syncOverlay makes the loading overlay's copy of rec's digest, if any,
+// syncOverlay makes the loaded segment's copy of rec's digest, if any,
 // yield to what merge stored in the lanes: one the fill has not taken yet
 // is dropped (its expiry set to 0, which the fill skips); one it has taken
 // is merged again after the fill writes it (loadSet.late).
@@ -275,19 +278,19 @@ func (s *Store) syncOverlay(rec *record.Revocation) {
 	if set == nil {
 		return
 	}
-	i, ok := set.index[loadKey(&rec.Digest)]
-	if !ok || set.recs[i].Digest != rec.Digest || set.recs[i].Expiry == 0 {
+	i := set.find(&rec.Digest)
+	if i < 0 || set.expiry[i] == 0 {
 		return
 	}
-	if int(i) < set.filled {
+	if i < set.filled {
 		set.late = append(set.late, *rec)
 		return
 	}
-	set.recs[i].Expiry = 0
+	set.expiry[i] = 0
 }
 
 // updateAside raises the confirmation of a digest held in the overflow map
-// or the loading overlay.
+// or the loaded segment.
 func (s *Store) updateAside(rec *record.Revocation) {
 	key := string(rec.Digest[:])
 	s.mu.Lock()
@@ -297,8 +300,8 @@ func (s *Store) updateAside(rec *record.Revocation) {
 		s.overflow[key] = e
 	}
 	if set := s.overlay; set != nil {
-		if i, ok := set.index[loadKey(&rec.Digest)]; ok && set.recs[i].Digest == rec.Digest && rec.At > set.recs[i].At {
-			set.recs[i].At = rec.At
+		if i := set.find(&rec.Digest); i >= 0 && rec.At > set.at[i] {
+			set.at[i] = rec.At
 		}
 	}
 }

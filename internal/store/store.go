@@ -1,6 +1,6 @@
 // Package store is the exact store of revoked token digests: a ladder of
 // bigcache lanes, a bitset in front of them, the pre-check in front of
-// that, admission and the overflow map, the loading overlay and the
+// that, admission and the overflow map, the loaded segment and the
 // tombstones that cancel revocations. It owns its lock and knows nothing of
 // Redis, files, audit or grants: callers hand it records (internal/record)
 // and read back what it holds.
@@ -50,9 +50,10 @@ type Options struct {
 	// Leeway is the clock skew a tombstone tolerates (record.Tombstone).
 	Leeway time.Duration
 	Now    func() time.Time
-	// OnFilled is called for each record with a client (record.Revocation.Client)
-	// that the fill moves from the loading overlay into lane, with its window:
-	// the client limiter counts replicated records against their share.
+	// OnFilled is called for each loaded record with a client
+	// (record.Revocation.Client), with the lane that would hold it and its
+	// window, as staging ends (or, after, as it is staged): the client
+	// limiter counts replicated records against their share.
 	OnFilled func(rec *record.Revocation, lane int, window time.Duration)
 }
 
@@ -88,6 +89,7 @@ type Store struct {
 	// (Held, Merge), by a stripe of its digest (Lock).
 	digestMu  [digestLocks]sync.Mutex
 	staging   int32 // 1 while the live bitset is all ones and stores also mark the staging one
+	segment   int64 // the loaded segment's records (overlay.go), dropped ones included
 	filling   int64
 	onFilled  func(rec *record.Revocation, lane int, window time.Duration)
 	fillTaken func() // tests: called after the fill takes a batch, before it writes it
@@ -339,8 +341,10 @@ func (s *Store) hotLen() int {
 // Stats is what a store reports about itself.
 type Stats struct {
 	// Entries counts what bigcache still holds (expired entries its cleaner
-	// has not reached yet included), the overflow map and the records not
-	// yet filled.
+	// has not reached yet included), the overflow map and the loaded
+	// segment's records (expired and superseded ones included, until it
+	// drains). Filling is how many of the segment's records its drain has
+	// not yet taken, 0 when it is not draining.
 	Entries  int
 	Overflow int
 	Filling  int64
@@ -365,7 +369,14 @@ func (s *Store) Stats() Stats {
 	st.Overflow = len(s.overflow)
 	s.mu.Unlock()
 	st.Filling = atomic.LoadInt64(&s.filling)
-	st.Entries += st.Overflow + int(st.Filling)
+	st.Entries += st.Overflow
+	if n := atomic.LoadInt64(&s.segment); n > 0 {
+		// Draining, the records already taken count in the lanes.
+		st.Entries += int(n)
+		if st.Filling > 0 {
+			st.Entries -= int(n - st.Filling)
+		}
+	}
 	st.Hits = atomic.LoadInt64(&s.counters.hits)
 	st.Evictions = atomic.LoadInt64(&s.counters.evictions)
 	st.BoundOverflow = atomic.LoadInt64(&s.counters.boundOverflow)
@@ -374,8 +385,8 @@ func (s *Store) Stats() Stats {
 }
 
 // Each calls fn with every live revocation: bigcache's lanes, the overflow
-// map and the loading overlay. A digest may come twice while the overlay is
-// being filled into bigcache.
+// map and the loaded segment. A digest may come twice when both the
+// segment and a lane hold it.
 func (s *Store) Each(fn func(digest []byte, expiry int64)) {
 	now := s.now().UnixNano()
 	for _, l := range s.lanes {
@@ -404,9 +415,9 @@ func (s *Store) Each(fn func(digest []byte, expiry int64)) {
 		}
 	}
 	if set := s.overlay; set != nil {
-		for i := range set.recs {
-			if set.recs[i].Expiry > now {
-				extra = append(extra, set.recs[i])
+		for i := range set.expiry {
+			if set.expiry[i] > now {
+				extra = append(extra, set.record(i))
 			}
 		}
 	}
@@ -439,6 +450,9 @@ func (s *Store) tickPrecheck() {
 			return
 		case <-t.C:
 			s.pre.Tick()
+			if s.drainDue() {
+				s.Drain()
+			}
 		}
 	}
 }

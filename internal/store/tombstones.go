@@ -16,7 +16,7 @@ import (
 // dropped when it arrives late (Canceled, Stage, the fill).
 //
 // Undoing a revocation removes it from bigcache, the overflow map, the hot
-// cache and the loading overlay. Its bit in the bitset stays set: a set bit
+// cache and the loaded segment. Its bit in the bitset stays set: a set bit
 // only means "look it up", so this costs a lookup, never a wrong answer.
 
 // Cancel applies t: it is remembered first while it lives (so that a
@@ -123,9 +123,9 @@ func (s *Store) remove(t *record.Tombstone) bool {
 		atomic.StoreInt32(&s.overflowN, int32(len(s.overflow)))
 	}
 	if set := s.overlay; set != nil {
-		if i, ok := set.index[loadKey(&t.Digest)]; ok && set.recs[i].Digest == t.Digest && t.Cancels(set.recs[i].At, s.leeway) {
-			held = held || set.recs[i].Expiry > now
-			set.recs[i].Expiry = 0 // skipped by the fill and by lookups
+		if i := set.find(&t.Digest); i >= 0 && t.Cancels(set.at[i], s.leeway) {
+			held = held || set.expiry[i] > now
+			set.expiry[i] = 0 // skipped by the drain and by lookups
 		}
 	}
 	s.mu.Unlock()
