@@ -296,6 +296,10 @@ func (s *Store) EndStaging() {
 	s.pre.setLoading(false)
 	if set != nil {
 		s.countClients(clients, s.now().UnixNano())
+		// What loading churned through (under Yaegi every interpreted
+		// statement allocates) and the arrays trim replaced go back to
+		// the OS now, not at the scavenger's pace.
+		go ReleaseLoadGarbage()
 	}
 }
 

@@ -46,6 +46,23 @@ const KeyLen = record.KeyLen
 // the cost landed on every request).
 type Key [KeyLen]byte
 
+// The maps hold an expiry as Unix seconds, rounded up, in a uint32: 12
+// bytes a slot instead of 16 (about 28 bytes an entry instead of 38 at a
+// million). Rounded up, a key is never dropped before its revocation
+// expires; one past maxExpirySec (the year 2106) is held at that.
+const maxExpirySec = 1<<32 - 1
+
+// expirySec is expiry, in Unix nanoseconds, as the maps hold it.
+func expirySec(expiry int64) uint32 {
+	if expiry >= int64(maxExpirySec)*int64(time.Second) {
+		return maxExpirySec
+	}
+	if expiry <= 0 {
+		return 0
+	}
+	return uint32((expiry + int64(time.Second) - 1) / int64(time.Second))
+}
+
 // mergeAfter bounds how long keys wait in the delta.
 const mergeAfter = time.Minute
 
@@ -53,10 +70,10 @@ const mergeAfter = time.Minute
 // neither Keys nor Delta was never revoked, unless Open; with Rules, it
 // must pass the logout rules too.
 type PrecheckSet struct {
-	Keys  map[Key]int64 // key: the latest expiry of a revocation with it
-	Delta *sync.Map     // keys added since; nil when none
-	Open  bool          // cannot settle: loading, or a keyless revocation is live
-	Rules bool          // logout rules are live: a token the keys settle must pass them too
+	Keys  map[Key]uint32 // key: the latest expiry of a revocation with it, in Unix seconds rounded up (expirySec)
+	Delta *sync.Map      // keys added since; nil when none
+	Open  bool           // cannot settle: loading, or a keyless revocation is live
+	Rules bool           // logout rules are live: a token the keys settle must pass them too
 }
 
 // A Precheck is a store's pre-check.
@@ -65,18 +82,19 @@ type Precheck struct {
 	cur atomic.Value // *precheckSet
 
 	mu          sync.Mutex
-	base        map[Key]int64
+	base        map[Key]uint32
 	delta       *sync.Map
 	deltaN      int
 	deltaSince  int64
 	keylessTill int64 // latest expiry of a live revocation without a key
 	loading     bool
-	loaded      map[Key]int64 // the keys bulk-loaded while loading
+	loaded      map[Key]uint32 // the keys bulk-loaded while loading
+	gen         int            // counts the bases loading put in place (Merge)
 	rules       bool
 }
 
 func newPrecheck(now func() time.Time) *Precheck {
-	p := &Precheck{now: now, base: map[Key]int64{}}
+	p := &Precheck{now: now, base: map[Key]uint32{}}
 	p.publish()
 	return p
 }
@@ -111,7 +129,7 @@ func (p *Precheck) addLocked(key string, expiry int64) bool {
 	}
 	var k Key
 	copy(k[:], key)
-	if old, ok := p.base[k]; ok && old >= expiry {
+	if old, ok := p.base[k]; ok && int64(old)*int64(time.Second) >= expiry {
 		return false
 	}
 	fresh := p.delta == nil
@@ -142,8 +160,13 @@ func (p *Precheck) addBatch(recs []record.Revocation) {
 			p.addLocked("", rec.Expiry)
 			continue
 		}
-		if p.loaded[Key(rec.Key)] < rec.Expiry {
-			p.loaded[Key(rec.Key)] = rec.Expiry
+		// expirySec, inline: a call per record costs about 5 µs under Yaegi.
+		sec := uint32(maxExpirySec)
+		if rec.Expiry < int64(maxExpirySec)*int64(time.Second) {
+			sec = uint32((rec.Expiry + int64(time.Second) - 1) / int64(time.Second))
+		}
+		if p.loaded[Key(rec.Key)] < sec {
+			p.loaded[Key(rec.Key)] = sec
 		}
 	}
 	p.publish()
@@ -155,22 +178,22 @@ func (p *Precheck) addBatch(recs []record.Revocation) {
 // the end); only the swap holds it.
 func (p *Precheck) Merge() {
 	p.mu.Lock()
-	base, delta := p.base, p.delta
+	base, delta, gen := p.base, p.delta, p.gen
 	p.mu.Unlock()
 	if delta == nil {
 		return
 	}
 	now := p.now().UnixNano()
-	next := make(map[Key]int64, len(base)+p.deltaCount())
+	next := make(map[Key]uint32, len(base)+p.deltaCount())
 	for k, v := range base {
-		if v > now {
+		if int64(v)*int64(time.Second) > now {
 			next[k] = v
 		}
 	}
 	fold := func(k, v interface{}) bool {
 		key, expiry := k.(Key), v.(int64)
-		if expiry > now && next[key] < expiry {
-			next[key] = expiry
+		if sec := expirySec(expiry); expiry > now && next[key] < sec {
+			next[key] = sec
 		}
 		return true
 	}
@@ -178,10 +201,12 @@ func (p *Precheck) Merge() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delta.Range(fold) // what was added during the copy
-	for k, v := range p.base {
-		// A bulk load may have replaced the base meanwhile.
-		if next[k] < v {
-			next[k] = v
+	if p.gen != gen {
+		// A bulk load replaced the base meanwhile: its keys join too.
+		for k, v := range p.base {
+			if next[k] < v && int64(v)*int64(time.Second) > now {
+				next[k] = v
+			}
 		}
 	}
 	p.base = next
@@ -205,7 +230,7 @@ func (p *Precheck) setLoading(loading bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if loading && !p.loading {
-		p.loaded = map[Key]int64{}
+		p.loaded = map[Key]uint32{}
 	}
 	if !loading && p.loading {
 		// The loaded keys join the base: a map of its own before, so
@@ -217,6 +242,7 @@ func (p *Precheck) setLoading(loading bool) {
 		}
 		p.base = p.loaded
 		p.loaded = nil
+		p.gen++
 	}
 	p.loading = loading
 	p.publish()

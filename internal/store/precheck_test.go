@@ -1,10 +1,12 @@
 package store
 
 import (
+	"math"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/edgerevoke/tokenrevocation/internal/fakeclock"
 	"github.com/edgerevoke/tokenrevocation/internal/record"
 )
 
@@ -43,5 +45,51 @@ func TestPrecheckWriteCost(t *testing.T) {
 	t.Logf("merge of %d keys into %d: %v", adds, n, time.Since(start))
 	if len(p.cur.Load().(*PrecheckSet).Keys) != n+adds {
 		t.Fatal("keys lost")
+	}
+}
+
+func TestPrecheckKeepsAKeyUntilItsRevocationExpires(t *testing.T) {
+	// given revocations expiring a nanosecond past a whole second, loaded
+	// and added, and one past what a uint32 of seconds counts
+	clock := fakeclock.New()
+	p := newPrecheck(clock.Now)
+	at := clock.Now().Truncate(time.Second).Add(time.Hour + time.Nanosecond)
+	loaded := record.Revocation{Expiry: at.UnixNano(), At: 1}
+	loaded.SetKey("loaded-1")
+	far := record.Revocation{Expiry: math.MaxInt64, At: 1}
+	far.SetKey("farfar-1")
+	p.setLoading(true)
+	p.addBatch([]record.Revocation{loaded, far})
+	p.setLoading(false)
+	p.add("added-01", at.UnixNano())
+	p.Merge()
+	keys := p.Current().Load().(*PrecheckSet).Keys
+
+	// then each is held at its expiry rounded up, the far one at the
+	// largest value, never wrapped to an early one
+	for _, k := range []string{"loaded-1", "added-01"} {
+		if got := keys[Key([]byte(k))]; got != uint32(at.Unix()+1) {
+			t.Fatalf("%s held until %d, want %d", k, got, at.Unix()+1)
+		}
+	}
+	if got := keys[Key([]byte("farfar-1"))]; got != maxExpirySec {
+		t.Fatalf("far key held until %d", got)
+	}
+	if expirySec(0) != 0 || expirySec(int64(time.Second)) != 1 || expirySec(int64(time.Second)+1) != 2 {
+		t.Fatal("expirySec does not round up")
+	}
+
+	// and a merge just before the expiry keeps them, one after drops them
+	clock.Advance(time.Hour)
+	p.add("other-01", clock.Now().Add(time.Hour).UnixNano())
+	p.Merge()
+	if keys := p.Current().Load().(*PrecheckSet).Keys; keys[Key([]byte("loaded-1"))] == 0 || keys[Key([]byte("added-01"))] == 0 {
+		t.Fatal("a key was dropped before its revocation expired")
+	}
+	clock.Advance(2 * time.Second)
+	p.add("other-02", clock.Now().Add(time.Hour).UnixNano())
+	p.Merge()
+	if keys := p.Current().Load().(*PrecheckSet).Keys; keys[Key([]byte("loaded-1"))] != 0 || keys[Key([]byte("farfar-1"))] == 0 {
+		t.Fatal("merge kept an expired key or dropped a live one")
 	}
 }
