@@ -98,3 +98,37 @@ func batchEnd(lo, n int) int {
 	}
 	return n
 }
+
+// BenchmarkStage stages 10,000 keyed records per op into a loading store:
+// the store's share of a cold start's CPU, per record. Run it under Yaegi,
+// where that share is measured (see BENCHMARKS.md):
+//
+//	yaegi test -unsafe -run XXX -bench Stage -benchtime 20x .
+func BenchmarkStage(b *testing.B) {
+	const batch = 10000
+	expiry := time.Now().Add(time.Hour).UnixNano()
+	recs := make([]record.Revocation, batch)
+	s, err := New(Options{SizeMB: 64, MaxTTL: 24 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	s.StartLoading()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for j := range recs {
+			var seed [8]byte
+			binary.LittleEndian.PutUint64(seed[:], uint64(i*batch+j))
+			recs[j].Digest = sha256.Sum256(seed[:])
+			recs[j].Expiry = expiry
+			recs[j].At = 1
+			recs[j].SetKey(fmt.Sprintf("%08d", (i*batch+j)%100000000))
+		}
+		b.StartTimer()
+		s.Stage(recs, 6)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
+	s.EndStaging()
+}

@@ -20,7 +20,7 @@ import (
 //  1. Staging (StartLoading, Stage). Each source's records go into the
 //     loadSet's flat arrays (digest, expiry, confirmation, source: 49
 //     bytes a record) and its open-addressing index (4 bytes a slot, at
-//     most three quarters full), and their bits into a staging bitset.
+//     most half full), and their bits into a staging bitset.
 //     Meanwhile the live bitset is all ones and the pre-check open, so
 //     every token leaves the caller's hot path.
 //  2. Serving (EndStaging). The staging bitset is copied into the live one
@@ -48,7 +48,9 @@ type loadSet struct {
 	source  []byte
 	// table is the index: 1 + a record's place in the arrays, 0 for an
 	// empty slot, by linear probing from slotOf. Its length is a power
-	// of two, 1 << (64 - shift), kept at most three quarters full.
+	// of two, 1 << (64 - shift), kept at most half full: under Yaegi each probe compares a
+	// digest by reflection, and three quarters full cost a fifth more per
+	// record staged (BenchmarkStage).
 	table []int32
 	shift uint
 	seed  uint64
@@ -160,7 +162,13 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 		s.mu.Unlock()
 		return 0, 0, false
 	}
-	fresh := make([]record.Revocation, 0, 1024) // for the pre-check
+	// The pre-check: while loading, a stamped record's key goes straight
+	// into the map of loaded keys (Precheck.addBatch, inline); others, and
+	// every record once loading is over, go through addBatch after.
+	pre := s.pre
+	pre.mu.Lock()
+	loadedKeys := pre.loaded
+	var fresh []record.Revocation
 	// While staging, nothing else reads the staging bitset: plain writes.
 	// Once served, the live one is read by the hot path: atomic writes.
 	staging := set.bits
@@ -177,7 +185,7 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 			longest = rec.Expiry - rec.At
 		}
 		key := binary.LittleEndian.Uint64(rec.Digest[8:16]) // loadKey, inline
-		if 4*(len(set.digests)+1) > 3*len(set.table) {
+		if 2*(len(set.digests)+1) > len(set.table) {
 			set.grow()
 		}
 		// set.find, inline, leaving j at the empty slot when not found.
@@ -232,11 +240,17 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 		set.at = append(set.at, rec.At)
 		set.source = append(set.source, source)
 		staged++
-		if len(fresh) == cap(fresh) {
-			s.pre.addBatch(fresh)
-			fresh = fresh[:0]
+		if loadedKeys != nil && rec.KeyN == KeyLen && rec.At != 0 {
+			sec := uint32(maxExpirySec) // expirySec, inline
+			if rec.Expiry < int64(maxExpirySec)*int64(time.Second) {
+				sec = uint32((rec.Expiry + int64(time.Second) - 1) / int64(time.Second))
+			}
+			if loadedKeys[Key(rec.Key)] < sec {
+				loadedKeys[Key(rec.Key)] = sec
+			}
+		} else {
+			fresh = append(fresh, *rec)
 		}
-		fresh = append(fresh, *rec)
 		bit := key & s.mask // filterBit, inline
 		if staging != nil {
 			staging[bit>>6] |= uint64(1) << (bit & 63)
@@ -246,7 +260,10 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 			orBit(&s.filter[bit>>6], uint64(1)<<(bit&63))
 		}
 	}
-	s.pre.addBatch(fresh)
+	pre.mu.Unlock()
+	if len(fresh) > 0 {
+		pre.addBatch(fresh)
+	}
 	s.mu.Unlock()
 	s.countClients(counted, now)
 	return staged, longest, true
