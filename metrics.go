@@ -65,6 +65,7 @@ var metricFamilies = []metricFamily{
 		w.Float(float64(b.Overflow), "bound", "overflow")
 		w.Float(float64(b.AuditFields), "bound", "audit_fields")
 		w.Float(float64(b.Tombstones), "bound", "tombstones")
+		w.Float(float64(b.Segment), "bound", "segment")
 	}},
 	{"tokenrevocation_stream_skipped_total", "counter", "Stream entries skipped rather than applied, by reason (denylists with Redis only).", func(d *denylist, st *denylistStats, w *obs.SeriesWriter) {
 		if d.replica != nil {

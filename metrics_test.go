@@ -66,6 +66,7 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 		{series("tokenrevocation_overflow_entries", ""), "0"},
 		{series("tokenrevocation_refused_revocations_total", `,reason="lifetime"`), "0"},
 		{series("tokenrevocation_bound_refusals_total", `,bound="tombstones"`), "0"},
+		{series("tokenrevocation_bound_refusals_total", `,bound="segment"`), "0"},
 	} {
 		if got := sample(t, text, c.series); got != c.want {
 			t.Errorf("%s = %s, want %s", c.series, got, c.want)

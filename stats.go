@@ -80,6 +80,9 @@ type bounded struct {
 	// tombstone table was full (a revocation confirmed before one, arriving
 	// later, then stands).
 	Tombstones int64 `json:"tombstones"`
+	// Segment: loaded records the loaded segment had no room for, stored
+	// one by one into the lanes instead (none is dropped by this bound).
+	Segment int64 `json:"segment"`
 }
 
 // refusals counts revoke calls refused before they reached the identity service.
@@ -162,5 +165,6 @@ func (d *denylist) bounds() bounded {
 	b.Overflow = st.BoundOverflow
 	b.AuditFields = atomic.LoadInt64(&d.count.boundAudit)
 	b.Tombstones = st.BoundTombstones
+	b.Segment = st.BoundSegment
 	return b
 }

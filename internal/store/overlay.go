@@ -35,8 +35,10 @@ import (
 //     lanes, a batch at a time, and drops the segment, so that its memory
 //     goes back. Drain starts it at once (tests).
 //
-// The segment holds what the sources held: it is bounded by them, as the
-// lanes' overflow is, and its records were confirmed elsewhere, so none is
+// The segment holds what the sources held, up to what the lanes admit
+// together (Options.SegmentLimit): a batch past that is left to the caller,
+// who stores it record by record as after loading, and counted
+// (Stats.BoundSegment). Its records were confirmed elsewhere, so none is
 // refused. Stats counts its records among the entries.
 
 // A loadSet is the loaded segment: the records staged by bulk loading,
@@ -59,6 +61,7 @@ type loadSet struct {
 	clients []clientRec
 	bits    []uint64 // the staging bitset; nil once copied into the live one
 	drainAt int64    // when the tick starts the drain (Unix nanoseconds)
+	drainN  int      // how many records drainAt was sampled from
 	// filled is how many records the drain has taken (some perhaps not yet
 	// written; 0 before it starts); late holds updates of those, which the
 	// drain merges into the lanes after writing what it took, so that its
@@ -159,6 +162,14 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 	s.mu.Lock()
 	set := s.overlay
 	if set == nil {
+		s.mu.Unlock()
+		return 0, 0, false
+	}
+	if len(set.digests)+len(recs) > s.segLimit {
+		// The bound: what the lanes admit together. The caller stores
+		// these one by one (into the lanes, then the overflow map, which
+		// has its own bound); counted, never dropped here.
+		atomic.AddInt64(&s.counters.boundSegment, int64(len(recs)))
 		s.mu.Unlock()
 		return 0, 0, false
 	}
@@ -305,6 +316,7 @@ func (s *Store) EndStaging() {
 		atomic.StoreInt32(&s.staging, 0)
 		set.trim()
 		set.drainAt = drainTime(set.expiry, s.now().UnixNano())
+		set.drainN = len(set.digests)
 		clients = set.clients
 		set.clients = nil
 		atomic.StoreInt64(&s.segment, int64(len(set.digests)))
@@ -370,7 +382,17 @@ func (s *Store) drainDue() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set := s.overlay
-	return set != nil && set.bits == nil && !set.draining && s.now().UnixNano() >= set.drainAt
+	if set == nil || set.bits != nil || set.draining {
+		return false
+	}
+	now := s.now().UnixNano()
+	if n := len(set.digests); n > 2*set.drainN+1024 {
+		// Most of the segment came after staging ended (a source that
+		// loaded after a degraded start): sample it again.
+		set.drainAt = drainTime(set.expiry, now)
+		set.drainN = n
+	}
+	return now >= set.drainAt
 }
 
 // fill moves the segment's live records into the lanes, a batch at a time,

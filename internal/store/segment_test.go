@@ -257,3 +257,71 @@ func FuzzSegmentMatchesAMap(f *testing.F) {
 		}
 	})
 }
+
+func TestSegmentIsBounded(t *testing.T) {
+	// given a store whose segment holds at most 100 records, loading
+	s := newTestStore(t, Options{SegmentLimit: 100})
+	if def := newTestStore(t, Options{}); def.segLimit != def.Capacity()*len(def.lanes) {
+		t.Fatalf("default bound %d, want the lanes' capacity together", def.segLimit)
+	}
+	s.StartLoading()
+	batch := func(from, n int) []record.Revocation {
+		var recs []record.Revocation
+		for i := from; i < from+n; i++ {
+			recs = append(recs, record.Revocation{Digest: sha256.Sum256([]byte{byte(i), byte(i >> 8), 'b'}), Expiry: time.Now().Add(time.Hour).UnixNano(), At: 1})
+		}
+		return recs
+	}
+
+	// when a batch fits, then it is staged; when the next would pass the
+	// bound, then none of it is, the caller is told so, and it is counted
+	if staged, _, ok := s.Stage(batch(0, 80), 6); !ok || staged != 80 {
+		t.Fatalf("first batch: staged %d, ok %t", staged, ok)
+	}
+	over := batch(80, 30)
+	if staged, _, ok := s.Stage(over, 6); ok || staged != 0 {
+		t.Fatalf("batch past the bound: staged %d, ok %t", staged, ok)
+	}
+	if got := s.Stats().BoundSegment; got != 30 {
+		t.Fatalf("bound counted %d, want 30", got)
+	}
+	// and what the caller then stores one by one is held with the rest
+	for i := range over {
+		s.Put(&over[i])
+	}
+	s.EndStaging()
+	for _, rec := range append(batch(0, 80), over...) {
+		if !s.Has(&rec.Digest) {
+			t.Fatal("a record is lost at the segment's bound")
+		}
+	}
+}
+
+func TestSegmentFilledAfterStagingDrainsByItsOwnExpiries(t *testing.T) {
+	// given a segment that ended staging empty (a degraded start), then
+	// received 2,000 records living a day from a source that loaded late
+	clock := fakeclock.New()
+	s := newTestStore(t, Options{Now: clock.Now, MaxTTL: 48 * time.Hour})
+	s.StartLoading()
+	s.EndStaging()
+	var recs []record.Revocation
+	for i := 0; i < 2000; i++ {
+		recs = append(recs, record.Revocation{Digest: sha256.Sum256([]byte{byte(i), byte(i >> 8), 'l'}), Expiry: clock.Now().Add(24 * time.Hour).UnixNano(), At: clock.Now().UnixNano()})
+	}
+	s.Stage(recs, 6)
+
+	// when an hour passes, then the segment is not drained: the minute
+	// sampled from no records does not apply to them
+	clock.Advance(time.Hour)
+	if s.drainDue() {
+		t.Fatal("a segment filled after staging is drained by a time sampled before")
+	}
+	// and once most of them have expired, the tick drains it
+	clock.Advance(24 * time.Hour)
+	for deadline := time.Now().Add(10 * time.Second); s.Overlaid() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Overlaid() {
+		t.Fatal("the segment is not drained once its records have expired")
+	}
+}

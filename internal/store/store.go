@@ -55,6 +55,10 @@ type Options struct {
 	// window, as staging ends (or, after, as it is staged): the client
 	// limiter counts replicated records against their share.
 	OnFilled func(rec *record.Revocation, lane int, window time.Duration)
+	// SegmentLimit bounds the loaded segment's records; 0: what the lanes
+	// admit together (Capacity times the lanes), about 11.8 million at
+	// the default size.
+	SegmentLimit int
 }
 
 // A Store is the exact store. Its zero value is not usable: see New.
@@ -89,6 +93,7 @@ type Store struct {
 	// (Held, Merge), by a stripe of its digest (Lock).
 	digestMu  [digestLocks]sync.Mutex
 	staging   int32 // 1 while the live bitset is all ones and stores also mark the staging one
+	segLimit  int   // Options.SegmentLimit
 	segment   int64 // the loaded segment's records (overlay.go), dropped ones included
 	filling   int64
 	onFilled  func(rec *record.Revocation, lane int, window time.Duration)
@@ -103,6 +108,7 @@ type counters struct {
 	evictions       int64
 	boundOverflow   int64
 	boundTombstones int64
+	boundSegment    int64
 	lastWarnNs      int64
 }
 
@@ -182,6 +188,10 @@ func New(opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.lanes = append(s.lanes, l)
+	}
+	s.segLimit = opts.SegmentLimit
+	if s.segLimit <= 0 {
+		s.segLimit = s.Capacity() * len(s.lanes)
 	}
 	go s.tickPrecheck()
 	return s, nil
@@ -354,9 +364,11 @@ type Stats struct {
 	Evictions int64
 	// BoundOverflow counts entries the overflow map's bound refused;
 	// BoundTombstones tombstones applied but not remembered (the table was
-	// full).
+	// full); BoundSegment loaded records the segment had no room for,
+	// left to the caller to store one by one (none is dropped).
 	BoundOverflow   int64
 	BoundTombstones int64
+	BoundSegment    int64
 }
 
 // Stats reports the store's counters.
@@ -381,6 +393,7 @@ func (s *Store) Stats() Stats {
 	st.Evictions = atomic.LoadInt64(&s.counters.evictions)
 	st.BoundOverflow = atomic.LoadInt64(&s.counters.boundOverflow)
 	st.BoundTombstones = atomic.LoadInt64(&s.counters.boundTombstones)
+	st.BoundSegment = atomic.LoadInt64(&s.counters.boundSegment)
 	return st
 }
 
