@@ -188,7 +188,7 @@ func (d *denylist) loadDirect(recs []record.Revocation, source byte) {
 			lane := d.store.Put(&recs[i])
 			mu.Unlock()
 			stored++
-			if recs[i].Client != ([16]byte{}) {
+			if recs[i].Client != record.NoClient {
 				// Confirmed on another replica, against its share there:
 				// counted against the same share here.
 				d.limiter.Count(limit.Key(recs[i].Client), lane, d.store.Window(lane), 1)

@@ -44,7 +44,7 @@ func appendRevocation(cmd []string, rec *record.Revocation) []string {
 		// ignores k.
 		cmd = append(cmd, "k", hex.EncodeToString(rec.Key[:]))
 	}
-	if rec.Client != ([16]byte{}) {
+	if rec.Client != record.NoClient {
 		// The client's limiter tag: every replica counts the entry
 		// against the client's share (internal/limit). Older releases
 		// ignore it.
@@ -148,7 +148,7 @@ func (e *entryReader) scan(buf []byte, limit int) (int, int, error) {
 		}
 		rec.KeyN = 0
 		rec.At = 0
-		rec.Client = [16]byte{}
+		rec.Client = record.NoClient
 		if fast && pos+5 <= len(buf) && buf[pos] == '*' && buf[pos+1] == '2' && buf[pos+4] == '$' &&
 			p+len(revocationLayout)+2*sha256.Size+len(expiryLayout) <= len(buf) &&
 			buf[p] == '*' && (buf[p+1] == '4' || extra > 0) && buf[p+2] == '\r' && buf[p+4] == '$' && buf[p+5] == '1' &&
@@ -314,7 +314,7 @@ func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.E
 	badStamp := false // an a field that is not a time in range
 	rec.KeyN = 0
 	rec.At = 0
-	rec.Client = [16]byte{}
+	rec.Client = record.NoClient
 	var typ, version, payload, sig []byte
 	var signed [][]byte
 	for f := 0; f < fields; f += 2 {
@@ -367,7 +367,7 @@ func parseStreamEntry(buf []byte, pos int, rec *record.Revocation, ext *record.E
 		case 'c':
 			if len(value) == 2*len(rec.Client) {
 				if _, err := hex.Decode(rec.Client[:], value); err != nil {
-					rec.Client = [16]byte{}
+					rec.Client = record.NoClient
 				}
 			}
 		case 'a':

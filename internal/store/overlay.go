@@ -239,7 +239,7 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 			continue
 		}
 		set.table[j] = int32(len(set.digests) + 1)
-		if rec.Client != ([16]byte{}) {
+		if rec.Client != record.NoClient {
 			if staging != nil {
 				set.clients = append(set.clients, clientRec{expiry: rec.Expiry, client: rec.Client})
 			} else {

@@ -138,6 +138,8 @@ func coldStart(o options, root, bin, dynamic string, rds *harness.Redis) (string
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The probes go on 5 s past settling, answered from what loading left.
+	time.Sleep(5 * time.Second)
 	close(stop)
 	wg.Wait()
 
@@ -148,7 +150,7 @@ func coldStart(o options, root, bin, dynamic string, rds *harness.Redis) (string
 	fmt.Fprintf(&b, "| unrelated bearer token first served | %s |\n", served.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| ready (every source loaded, exact answers) | %s |\n", ready.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| settled (stats: nothing left to fill, every entry counted) | %s |\n", settled.Round(time.Millisecond))
-	fmt.Fprintf(&b, "| probes of revoked tokens from the first routed request | %d, %d accepted |\n", probed.Load(), accepted.Load())
+	fmt.Fprintf(&b, "| probes of revoked tokens from the first routed request to 5 s after settling | %d, %d accepted |\n", probed.Load(), accepted.Load())
 	fmt.Fprintf(&b, "\nQuiet starts, without probes (Traefik's CPU time from process start, RSS 5 s after settling):\n\n")
 	fmt.Fprintf(&b, "| start | ready at | settled at | CPU at ready | CPU at settled | RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, q := range []struct {
@@ -202,8 +204,14 @@ func quietStart(start func() (*harness.Traefik, func(), error), want int64) (qui
 		close(profiled)
 	}
 	defer func() { <-profiled }()
+	var st coldStats
+	lastLog := time.Now()
 	for time.Since(began) < 10*time.Minute {
-		st := redisStats(t.URL + "/redis-stats/_stats")
+		st = redisStats(t.URL + "/redis-stats/_stats")
+		if time.Since(lastLog) >= 30*time.Second {
+			lastLog = time.Now()
+			fmt.Fprintf(os.Stderr, "bench: %s: %+v, CPU %s, RSS %d MiB\n", time.Since(began).Round(time.Second), st, cpuTime(t.Pid()), rss(t.Pid())>>20)
+		}
 		if q.ready == 0 && st.Ready {
 			q.ready = time.Since(began)
 			q.cpuReady = cpuTime(t.Pid())
@@ -216,7 +224,11 @@ func quietStart(start func() (*harness.Traefik, func(), error), want int64) (qui
 		time.Sleep(100 * time.Millisecond)
 	}
 	if q.settled == 0 {
-		return q, fmt.Errorf("cold start: not settled with %d entries in 10 minutes", want)
+		log := t.Log()
+		if len(log) > 4000 {
+			log = log[len(log)-4000:]
+		}
+		return q, fmt.Errorf("cold start: not settled with %d entries in 10 minutes: %+v; Traefik's log ends:\n%s", want, st, log)
 	}
 	time.Sleep(5 * time.Second)
 	q.rss = rss(t.Pid())
@@ -225,9 +237,11 @@ func quietStart(start func() (*harness.Traefik, func(), error), want int64) (qui
 
 // coldStats is the part of the stats the cold-start run reads.
 type coldStats struct {
-	Ready   bool  `json:"ready"`
-	Filling int64 `json:"filling"`
-	Entries int64 `json:"entries"`
+	Ready   bool   `json:"ready"`
+	State   string `json:"state"`
+	Filling int64  `json:"filling"`
+	Entries int64  `json:"entries"`
+	Loaded  int64  `json:"loaded"`
 }
 
 func redisStats(url string) coldStats {
