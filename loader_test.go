@@ -91,7 +91,7 @@ func TestLoadingStagesFastAndFillsExactly(t *testing.T) {
 	if m.list.contains("never") {
 		t.Fatal("a token never revoked is reported revoked")
 	}
-	if s := m.list.stats(); s.Entries != len(recs) || s.Filling != 0 {
+	if s := m.list.stats(); s.Entries != len(recs) || s.Segment != len(recs) || s.Filling != 0 {
 		t.Fatalf("stats while served from the loaded segment: %+v", s)
 	}
 	m.list.store.Drain()

@@ -155,6 +155,9 @@ var metricFamilies = []metricFamily{
 	{"tokenrevocation_overflow_entries", "gauge", "Live revocations kept in the overflow map, outside bigcache: its lanes were full or evicted them (still enforced).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
 		w.Float(float64(st.Overflow))
 	}},
+	{"tokenrevocation_loaded_segment_entries", "gauge", "Revocations loaded at start and held in the loaded segment, outside bigcache's lanes (in tokenrevocation_entries too; still enforced).", func(_ *denylist, st *denylistStats, w *obs.SeriesWriter) {
+		w.Float(float64(st.Segment))
+	}},
 	{"tokenrevocation_jwks_keys", "gauge", "Signing keys of the OpenID provider held for back-channel logout, by issuer (denylists whose middleware has backchannelLogoutPath only).", func(d *denylist, st *denylistStats, w *obs.SeriesWriter) {
 		d.mu.Lock()
 		keys := d.keys

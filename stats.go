@@ -51,7 +51,10 @@ type denylistStats struct {
 	Ready bool `json:"ready"`
 	// LoadSeconds is how long loading took, 0 while it lasts.
 	LoadSeconds float64 `json:"loadSeconds"`
-	// Filling counts loaded revocations not yet moved into bigcache (still enforced).
+	// Segment counts the revocations held in the loaded segment, outside
+	// bigcache (in Entries too); Filling those its late move into bigcache
+	// has left, 0 when it is not moving them (internal/store, overlay.go).
+	Segment int   `json:"segment"`
 	Filling int64 `json:"filling"`
 	// Redis is "off", "connected" or "disconnected".
 	Redis string `json:"redis"`
@@ -102,6 +105,7 @@ func (d *denylist) stats() denylistStats {
 	s := denylistStats{Denylist: d.name, Redis: "off"}
 	st := d.store.Stats()
 	s.Entries, s.Overflow, s.Filling = st.Entries, st.Overflow, st.Filling
+	s.Segment = st.Segment
 	s.Hits, s.Evictions = st.Hits, st.Evictions
 	s.Capacity = d.store.Capacity()
 	s.Refused.Capacity = atomic.LoadInt64(&d.count.refusedCapacity)

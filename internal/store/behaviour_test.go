@@ -167,7 +167,7 @@ func TestLoadingStagesThenAnswersExactly(t *testing.T) {
 	if got := s.Held(&recs[0].Digest).Expiry; got != longer.Expiry {
 		t.Fatalf("expiry %d, want the longer %d", got, longer.Expiry)
 	}
-	if st := s.Stats(); st.Entries != len(recs) || laneEntries(s) != 0 || st.Filling != 0 {
+	if st := s.Stats(); st.Entries != len(recs) || st.Segment != len(recs) || laneEntries(s) != 0 || st.Filling != 0 {
 		t.Fatalf("after staging: %+v, %d in the lanes; want all %d in the segment", st, laneEntries(s), len(recs))
 	}
 
@@ -191,7 +191,7 @@ func TestLoadingStagesThenAnswersExactly(t *testing.T) {
 	}
 	// (the longer one, two hours against the longest lane's hour, goes
 	// whole to the overflow map, as Put would keep it)
-	if st := s.Stats(); st.Entries != len(recs) || laneEntries(s) != len(recs)-1 || st.Overflow != 1 {
+	if st := s.Stats(); st.Entries != len(recs) || st.Segment != 0 || laneEntries(s) != len(recs)-1 || st.Overflow != 1 {
 		t.Fatalf("after the drain: %+v, %d in the lanes", st, laneEntries(s))
 	}
 	if _, _, ok := s.Stage(recs, 6); ok {

@@ -250,6 +250,9 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 		set.expiry = append(set.expiry, rec.Expiry)
 		set.at = append(set.at, rec.At)
 		set.source = append(set.source, source)
+		if staging == nil {
+			atomic.AddInt64(&s.segment, 1)
+		}
 		staged++
 		if loadedKeys != nil && rec.KeyN == KeyLen && rec.At != 0 {
 			sec := uint32(maxExpirySec) // expirySec, inline

@@ -182,6 +182,9 @@ func TestSegmentCountsClientsAsStagingEnds(t *testing.T) {
 	if len(got) != 3 || got[2].client != ([16]byte{3}) {
 		t.Fatalf("counted %+v", got)
 	}
+	if st := s.Stats(); st.Segment != 4 || st.Entries != 4 {
+		t.Fatalf("stats %+v, want the 4 records in the segment", st)
+	}
 	s.Drain()
 	for deadline := time.Now().Add(5 * time.Second); s.Overlaid() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)

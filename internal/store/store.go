@@ -357,6 +357,7 @@ type Stats struct {
 	// not yet taken, 0 when it is not draining.
 	Entries  int
 	Overflow int
+	Segment  int // the loaded segment's records, in Entries too
 	Filling  int64
 	Hits     int64
 	// Evictions counts live revocations bigcache pushed out, kept in the
@@ -384,10 +385,11 @@ func (s *Store) Stats() Stats {
 	st.Entries += st.Overflow
 	if n := atomic.LoadInt64(&s.segment); n > 0 {
 		// Draining, the records already taken count in the lanes.
-		st.Entries += int(n)
+		st.Segment = int(n)
 		if st.Filling > 0 {
-			st.Entries -= int(n - st.Filling)
+			st.Segment = int(st.Filling)
 		}
+		st.Entries += st.Segment
 	}
 	st.Hits = atomic.LoadInt64(&s.counters.hits)
 	st.Evictions = atomic.LoadInt64(&s.counters.evictions)
