@@ -793,7 +793,13 @@ func render(o options, setups []*setup, revoke result, memBefore, memAfter memSa
 	fmt.Fprintf(&b, "| (a) with metrics, admin and audit on within 3%% of (a), CPU per request | %.3f | %s |\n", cpu(9)/cpu(2), check(cpu(9)/cpu(2) <= 1.03))
 	fmt.Fprintf(&b, "| (b) with metrics, admin and audit on within 3%% of (b), CPU per request | %.3f | %s |\n", cpu(10)/cpu(3), check(cpu(10)/cpu(3) <= 1.03))
 	perEntry := float64(memAfter.idleRSS-memBefore.idleRSS) / float64(o.preload)
-	fmt.Fprintf(&b, "| ≤ 100 bytes RSS per entry (idle) | %.0f | %s |\n", perEntry, check(perEntry <= 100))
+	status := check(perEntry <= 100)
+	if o.preload < 1000000 {
+		// RSS moves by tens of MiB with the collector's timing: below a
+		// million entries that swamps the entries (it read -232 B once).
+		status = "not judged below 1,000,000 entries"
+	}
+	fmt.Fprintf(&b, "| ≤ 100 bytes RSS per entry (idle) | %.0f | %s |\n", perEntry, status)
 	fmt.Fprintf(&b, "| %d entries loaded in ≤ 10 s | %.1f s | %s |\n", o.preload, float64(loadMs)/1000, check(loadMs <= 10000))
 	return b.String()
 }
