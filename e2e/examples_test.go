@@ -41,6 +41,7 @@ var exportedMetrics = []string{
 	"tokenrevocation_stream_skipped_total",
 	"tokenrevocation_grants_untracked_total",
 	"tokenrevocation_overflow_entries",
+	"tokenrevocation_loaded_segment_entries",
 	"tokenrevocation_jwks_keys",
 }
 
