@@ -27,8 +27,11 @@ import (
 //     under the lock markBit takes while staging, the arrays are trimmed
 //     to their length, and the loadSet stays as the segment: lookups
 //     consult it exactly (full digest compare), beside the lanes. Nothing
-//     is copied into bigcache; revocations recorded afterwards go to the
-//     lanes as always, and Held takes the later of the two.
+//     is copied into bigcache. The segment takes no record after this:
+//     what arrives later (replication, a source that loads after a
+//     degraded start) goes to the lanes record by record, where it merges
+//     with what is held (a replica's own revocations read back from the
+//     stream among them), and Held takes the later of the two.
 //  3. Draining (drain, from the tick). Once the records the segment holds
 //     are mostly expired (drainAt, when seven eighths of a sample of their
 //     expiries have passed), a goroutine moves the survivors into the
@@ -56,16 +59,16 @@ type loadSet struct {
 	table []int32
 	shift uint
 	seed  uint64
-	// clients are the records staged with a client while staging, counted
-	// against that client's share (Options.OnFilled) when it ends.
+	// clients are the records staged with a client, counted against that
+	// client's share (Options.OnFilled) when staging ends.
 	clients []clientRec
 	bits    []uint64 // the staging bitset; nil once copied into the live one
 	drainAt int64    // when the tick starts the drain (Unix nanoseconds)
-	drainN  int      // how many records drainAt was sampled from
 	// filled is how many records the drain has taken (some perhaps not yet
-	// written; 0 before it starts); late holds updates of those, which the
-	// drain merges into the lanes after writing what it took, so that its
-	// copy never overwrites them. All fields are guarded by the store's mu.
+	// written; 0 before it starts); late holds updates of those
+	// (syncOverlay), which the drain merges into the lanes after writing
+	// what it took, so that its copy never overwrites them. All fields are
+	// guarded by the store's mu.
 	filled   int
 	draining bool
 	late     []record.Revocation
@@ -149,19 +152,19 @@ func (s *Store) StartLoading() {
 }
 
 // Stage adds a batch of loaded records, each marked as learned from
-// source, to the loaded segment, while staging and after. What a
-// remembered tombstone cancels, and what has expired, is left out. It
-// reports how many records were new and the longest life among them, from
-// confirmation to expiry; ok is false, and nothing is done, when there is
-// no segment (no loading, or drained): the caller then stores the records
-// one by one. Its loop makes no interpreted call but the table's rare
+// source, to the loaded segment while staging. What a remembered
+// tombstone cancels, and what has expired, is left out. It reports how
+// many records were new and the longest life among them, from
+// confirmation to expiry; ok is false, and nothing is done, once staging
+// is over (or never began), or past the segment's bound: the caller then
+// stores the records one by one. Its loop makes no interpreted call but the table's rare
 // growth (each costs about 5 µs under Yaegi): the keys, slots and bits
 // are computed inline.
 func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longest int64, ok bool) {
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	set := s.overlay
-	if set == nil {
+	if set == nil || set.bits == nil {
 		s.mu.Unlock()
 		return 0, 0, false
 	}
@@ -173,17 +176,15 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 		s.mu.Unlock()
 		return 0, 0, false
 	}
-	// The pre-check: while loading, a stamped record's key goes straight
-	// into the map of loaded keys (Precheck.addBatch, inline); others, and
-	// every record once loading is over, go through addBatch after.
+	// The pre-check: a stamped record's key goes straight into the map of
+	// loaded keys (Precheck.addBatch, inline); others go through addBatch
+	// after.
 	pre := s.pre
 	pre.mu.Lock()
 	loadedKeys := pre.loaded
 	var fresh []record.Revocation
-	// While staging, nothing else reads the staging bitset: plain writes.
-	// Once served, the live one is read by the hot path: atomic writes.
+	// Nothing else reads the staging bitset while staging: plain writes.
 	staging := set.bits
-	var counted []clientRec // staged with a client after staging: counted here
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Expiry <= now {
@@ -214,14 +215,6 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 			}
 			j = (j + 1) & mask
 		}
-		if at >= 0 && at < set.filled {
-			// The drain has taken that record: it merges the update after
-			// writing it (fill).
-			rec.Source = source
-			set.late = append(set.late, *rec)
-			fresh = append(fresh, *rec)
-			continue
-		}
 		if at >= 0 {
 			if rec.At == 0 {
 				rec.KeyN = 0 // an old rule's key never keys the pre-check (merge)
@@ -240,19 +233,12 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 		}
 		set.table[j] = int32(len(set.digests) + 1)
 		if rec.Client != record.NoClient {
-			if staging != nil {
-				set.clients = append(set.clients, clientRec{expiry: rec.Expiry, client: rec.Client})
-			} else {
-				counted = append(counted, clientRec{expiry: rec.Expiry, client: rec.Client})
-			}
+			set.clients = append(set.clients, clientRec{expiry: rec.Expiry, client: rec.Client})
 		}
 		set.digests = append(set.digests, rec.Digest)
 		set.expiry = append(set.expiry, rec.Expiry)
 		set.at = append(set.at, rec.At)
 		set.source = append(set.source, source)
-		if staging == nil {
-			atomic.AddInt64(&s.segment, 1)
-		}
 		staged++
 		if loadedKeys != nil && rec.KeyN == KeyLen && rec.At != 0 {
 			sec := uint32(maxExpirySec) // expirySec, inline
@@ -266,20 +252,13 @@ func (s *Store) Stage(recs []record.Revocation, source byte) (staged int, longes
 			fresh = append(fresh, *rec)
 		}
 		bit := key & s.mask // filterBit, inline
-		if staging != nil {
-			staging[bit>>6] |= uint64(1) << (bit & 63)
-		} else {
-			// A compare-and-swap: a local revoke may set a bit of the same
-			// word at the same time (markBit, without the lock).
-			orBit(&s.filter[bit>>6], uint64(1)<<(bit&63))
-		}
+		staging[bit>>6] |= uint64(1) << (bit & 63)
 	}
 	pre.mu.Unlock()
 	if len(fresh) > 0 {
 		pre.addBatch(fresh)
 	}
 	s.mu.Unlock()
-	s.countClients(counted, now)
 	return staged, longest, true
 }
 
@@ -319,7 +298,6 @@ func (s *Store) EndStaging() {
 		atomic.StoreInt32(&s.staging, 0)
 		set.trim()
 		set.drainAt = drainTime(set.expiry, s.now().UnixNano())
-		set.drainN = len(set.digests)
 		clients = set.clients
 		set.clients = nil
 		atomic.StoreInt64(&s.segment, int64(len(set.digests)))
@@ -385,17 +363,7 @@ func (s *Store) drainDue() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set := s.overlay
-	if set == nil || set.bits != nil || set.draining {
-		return false
-	}
-	now := s.now().UnixNano()
-	if n := len(set.digests); n > 2*set.drainN+1024 {
-		// Most of the segment came after staging ended (a source that
-		// loaded after a degraded start): sample it again.
-		set.drainAt = drainTime(set.expiry, now)
-		set.drainN = n
-	}
-	return now >= set.drainAt
+	return set != nil && set.bits == nil && !set.draining && s.now().UnixNano() >= set.drainAt
 }
 
 // fill moves the segment's live records into the lanes, a batch at a time,
@@ -430,9 +398,11 @@ func (s *Store) fill(set *loadSet) {
 		}
 		now := s.now().UnixNano()
 		batch := make([]record.Revocation, 0, end-done)
+		places := make([]int, 0, end-done)
 		for i := done; i < end; i++ {
 			if set.expiry[i] > now {
 				batch = append(batch, set.record(i))
+				places = append(places, i)
 			}
 		}
 		s.mu.Unlock()
@@ -442,17 +412,46 @@ func (s *Store) fill(set *loadSet) {
 		// Updates of what earlier batches wrote, after those writes.
 		s.mergeLate(late)
 		for i := range batch {
-			// A tombstone applied since the batch was copied is remembered:
-			// what it cancels stays out.
-			if !s.Canceled(&batch[i]) {
+			// Under the digest's lock, as merge writes: an update that
+			// came since the batch was taken (in late) already wrote the
+			// later expiry and confirmation into the lanes, and this
+			// copy must not overwrite it; one that comes after finds
+			// this copy there and takes over its slot. A tombstone
+			// applied since is remembered: what it cancels stays out.
+			mu := s.Lock(&batch[i].Digest)
+			mu.Lock()
+			if s.stillFills(set, places[i], &batch[i]) && !s.Canceled(&batch[i]) {
 				s.putLoaded(&batch[i], now)
 			}
+			mu.Unlock()
 		}
 		done = end
 		atomic.StoreInt64(&s.filling, int64(total-done))
 	}
 	atomic.StoreInt64(&s.filling, 0)
 	ReleaseLoadGarbage()
+}
+
+// stillFills reports whether the drain still writes rec, the segment's
+// record i, taken before: not once a tombstone removed it (its expiry 0),
+// nor once an update wrote a later expiry into the lanes (it waits in
+// late). A later confirmation merged since (updateAside) is taken into
+// rec. The caller holds the digest's lock, which every update holds.
+func (s *Store) stillFills(set *loadSet, i int, rec *record.Revocation) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set.expiry[i] == 0 {
+		return false
+	}
+	for j := range set.late {
+		if set.late[j].Digest == rec.Digest {
+			return false
+		}
+	}
+	if set.at[i] > rec.At {
+		rec.At = set.at[i]
+	}
+	return true
 }
 
 // mergeLate merges updates the fill took after it wrote their records.
