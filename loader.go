@@ -270,8 +270,18 @@ func (d *denylist) watchLoad() {
 		return
 	}
 	lastLog := int64(0)
+	// The stream's progress: a reader that is loading is not stalled by a
+	// moment's disconnect (a 10,000,000-entry load under request load lost
+	// its connection once and went degraded): only once it has staged
+	// nothing new for loadWait.
+	streamed := int64(0)
+	progressAt := time.Now().Add(-d.opts.loadWait)
 	for atomic.LoadInt32(&d.life.state) != stateReady {
-		if d.sourcesStalled() {
+		if n := atomic.LoadInt64(&d.count.recorded[sourceRedis]); n != streamed {
+			streamed = n
+			progressAt = time.Now()
+		}
+		if d.sourcesStalled(time.Since(progressAt) >= d.opts.loadWait) {
 			if !d.opts.failClosed {
 				d.finishLoad(stateDegraded)
 			} else {
@@ -296,8 +306,9 @@ func (d *denylist) watchLoad() {
 }
 
 // sourcesStalled reports whether a source that has not loaded cannot make
-// progress: the file could not be read, or Redis is not connected.
-func (d *denylist) sourcesStalled() bool {
+// progress: the file could not be read, or Redis is not connected and the
+// stream has made no progress for loadWait (idle).
+func (d *denylist) sourcesStalled(idle bool) bool {
 	if atomic.LoadInt32(&d.life.fileFailed) == 1 {
 		return true
 	}
@@ -310,5 +321,5 @@ func (d *denylist) sourcesStalled() bool {
 		return false
 	}
 	r := d.replica.Status()
-	return !r.Ready && !r.Connected
+	return !r.Ready && !r.Connected && idle
 }

@@ -155,3 +155,29 @@ func TestLoadingUnreachableSource(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadingRedisSourceStallsOnlyWhenIdle(t *testing.T) {
+	// given a denylist loading from a Redis source that is not connected
+	// (nothing listens at its address), with a short loadWait
+	d := newTestDenylist(t, denylistOptions{maxTTL: 24 * time.Hour, loadWait: 200 * time.Millisecond})
+	d.startLoading(1)
+	d.replica = startReplica(d, testRedisOptions("127.0.0.1:1"))
+	go d.watchLoad()
+
+	// when the stream still makes progress (as a reader that lost its
+	// connection for a moment mid-load does), for well past loadWait
+	for i := 0; i < 30; i++ {
+		d.stage([]record.Revocation{{Digest: *digestOf(fmt.Sprint("streamed-", i)), Expiry: time.Now().Add(time.Hour).UnixNano(), At: 1}}, sourceRedis)
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// then it keeps loading: it does not open with part of the stream
+	if s := d.stats(); s.State != "loading" {
+		t.Fatalf("a progressing source was taken for stalled: %+v", s)
+	}
+	// and once it has made no progress for loadWait, it is, and the
+	// denylist opens degraded (failClosed is off)
+	if !waitFor(t, 5*time.Second, func() bool { return d.stats().State == "degraded" }) {
+		t.Fatalf("an idle, disconnected source never stalled: %+v", d.stats())
+	}
+}
