@@ -417,10 +417,11 @@ func (s *Store) fill(set *loadSet) {
 			// later expiry and confirmation into the lanes, and this
 			// copy must not overwrite it; one that comes after finds
 			// this copy there and takes over its slot. A tombstone
-			// applied since is remembered: what it cancels stays out.
+			// applied since is remembered: what it cancels stays out
+			// (stillFills checks all three under one lock).
 			mu := s.Lock(&batch[i].Digest)
 			mu.Lock()
-			if s.stillFills(set, places[i], &batch[i]) && !s.Canceled(&batch[i]) {
+			if s.stillFills(set, places[i], &batch[i]) {
 				s.putLoaded(&batch[i], now)
 			}
 			mu.Unlock()
@@ -435,8 +436,9 @@ func (s *Store) fill(set *loadSet) {
 // stillFills reports whether the drain still writes rec, the segment's
 // record i, taken before: not once a tombstone removed it (its expiry 0),
 // nor once an update wrote a later expiry into the lanes (it waits in
-// late). A later confirmation merged since (updateAside) is taken into
-// rec. The caller holds the digest's lock, which every update holds.
+// late), nor once a remembered tombstone cancels it. A later confirmation
+// merged since (updateAside) is taken into rec. The caller holds the
+// digest's lock, which every update holds.
 func (s *Store) stillFills(set *loadSet, i int, rec *record.Revocation) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -451,7 +453,7 @@ func (s *Store) stillFills(set *loadSet, i int, rec *record.Revocation) bool {
 	if set.at[i] > rec.At {
 		rec.At = set.at[i]
 	}
-	return true
+	return !s.canceledLocked(rec)
 }
 
 // mergeLate merges updates the fill took after it wrote their records.
